@@ -1,0 +1,106 @@
+"""Kafka plumbing shared by the services: the FastStream broker, topic creation, headers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from services.common.settings import KafkaSettings
+
+log = structlog.get_logger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
+    """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all)."""
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-{client_id}",
+        acks="all",
+        enable_idempotence=settings.enable_idempotence,
+        request_timeout_ms=settings.request_timeout_ms,
+        max_request_size=MAX_MESSAGE_BYTES,
+        linger_ms=2,
+    )
+
+
+async def ensure_topics(
+    settings: KafkaSettings, topics: Iterable[str], *, attempts: int = 30
+) -> None:
+    """Create ``topics`` when missing (idempotent), retrying while the broker comes up."""
+    wanted = list(dict.fromkeys(topics))
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.client_id}-admin",
+            request_timeout_ms=settings.request_timeout_ms,
+        )
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                await _create(admin, settings, missing)
+                log.info("kafka.topics.created", topics=missing)
+        except KafkaError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("kafka.topics.retry", attempt=attempt, error=repr(exc))
+            await asyncio.sleep(min(0.2 * attempt, 2.0))
+        else:
+            return
+        finally:
+            await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str]) -> None:
+    new = [
+        NewTopic(
+            name=t,
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.replication_factor,
+        )
+        for t in topics
+    ]
+    try:
+        response = await admin.create_topics(new)
+    except TopicAlreadyExistsError:
+        return
+    for error in getattr(response, "topic_errors", ()):
+        name, code = error[0], error[1]
+        if code not in (0, TOPIC_ALREADY_EXISTS):
+            raise KafkaError(f"cannot create topic {name}: error code {code}")
+
+
+def cloudevent_headers(
+    *,
+    ce_type: str,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """CloudEvents 1.0 binary-mode headers for a fact."""
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": event_id or str(uuid.uuid4()),
+        "ce_type": ce_type,
+        "ce_source": source,
+        "ce_time": (time or datetime.now(UTC)).isoformat(),
+        "content-type": "application/json",
+    }
+    if subject:
+        headers["ce_subject"] = subject
+    if extra:
+        headers.update(extra)
+    return headers

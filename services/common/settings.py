@@ -1,0 +1,42 @@
+"""Settings every service shares: where Kafka is and how to talk to it."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """``KAFKA_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    enable_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer; must be false against the embedded (Tansu) broker.",
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    topic_partitions: int = Field(default=12, ge=1, le=1_000)
+    replication_factor: int = Field(default=1, ge=1, le=7)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    client_id: str = Field(default="voicebus")
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of KAFKA_SESSION_TIMEOUT_MS"
+            )
+        return self
+
+
+class HttpSettings(BaseSettings):
+    """``HTTP_HOST`` / ``HTTP_PORT``: where a service's HTTP server listens."""
+
+    model_config = SettingsConfigDict(env_prefix="HTTP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65_535)
