@@ -1,0 +1,40 @@
+"""Suite-wide fixtures: one real broker per session (see tests/support/broker.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.settings import KafkaSettings
+from tests.support.broker import TestBroker, test_broker
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[TestBroker]:
+    with test_broker() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(broker: TestBroker) -> KafkaSettings:
+    """Settings for services under test: short group timeouts, a few partitions."""
+    return KafkaSettings(
+        bootstrap_servers=broker.bootstrap_servers,
+        enable_idempotence=broker.supports_idempotence,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+        topic_partitions=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_env(kafka_settings: KafkaSettings) -> dict[str, str]:
+    """The same settings as environment variables, for services run as subprocesses."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "KAFKA_ENABLE_IDEMPOTENCE": str(kafka_settings.enable_idempotence).lower(),
+        "KAFKA_SESSION_TIMEOUT_MS": str(kafka_settings.session_timeout_ms),
+        "KAFKA_HEARTBEAT_INTERVAL_MS": str(kafka_settings.heartbeat_interval_ms),
+        "KAFKA_TOPIC_PARTITIONS": str(kafka_settings.topic_partitions),
+    }
