@@ -1,0 +1,47 @@
+"""The shared ``httpx.AsyncClient`` used to talk to Exotel."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.exotel.accounts import ExotelSettings
+
+__all__ = ["MAX_CONNECTIONS", "USER_AGENT", "make_http_client"]
+
+USER_AGENT = "voicebus/0.1"
+#: Sized for ~200 requests in flight (Exotel's voice limit is 200/minute per account, and
+#: several accounts share one client); requests beyond this wait for the pool (PoolTimeout).
+MAX_CONNECTIONS = 200
+MAX_KEEPALIVE_CONNECTIONS = 50
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def make_http_client(
+    settings: ExotelSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``AsyncClient`` for Exotel: TLS verified (unless EXOTEL_VERIFY_TLS=false),
+    bounded timeouts and pool, no redirects (they could carry credentials elsewhere).
+
+    Credentials are not set here: :class:`~services.exotel.client.ExotelClient` adds basic
+    auth per request, so one client can serve several accounts. Close it with ``aclose()``.
+    """
+    timeout = httpx.Timeout(
+        settings.timeout_seconds,
+        connect=min(CONNECT_TIMEOUT_SECONDS, settings.timeout_seconds),
+        pool=settings.timeout_seconds,
+    )
+    limits = httpx.Limits(
+        max_connections=MAX_CONNECTIONS,
+        max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+        keepalive_expiry=30.0,
+    )
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        verify=settings.verify_tls,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        transport=transport,
+    )
