@@ -80,6 +80,10 @@ class Streaming(BaseModel):
     )
 
 
+def _default_status_events() -> list[StatusEvent]:
+    return ["answered", "terminal"]
+
+
 class CallConnect(_Command):
     """Place a call: ring ``from`` (the agent) first, then connect ``to`` or a call flow."""
 
@@ -121,7 +125,7 @@ class CallConnect(_Command):
         description="Application value (order id...) echoed in the terminal status callback.",
     )
     status_events: list[StatusEvent] = Field(
-        default_factory=lambda: ["answered", "terminal"],
+        default_factory=_default_status_events,
         min_length=1,
         max_length=2,
         description="Which status callbacks become `call.status` facts.",

@@ -75,7 +75,9 @@ class FactReader:
         if self._consumer:
             await self._consumer.stop()
 
-    def matching(self, topic: str, predicate: Callable[[Fact], bool] = lambda _: True) -> list[Fact]:
+    def matching(
+        self, topic: str, predicate: Callable[[Fact], bool] = lambda _: True
+    ) -> list[Fact]:
         return [f for f in self.seen if f.topic == topic and predicate(f)]
 
     async def wait_for(

@@ -1,0 +1,93 @@
+"""Composition root of the executor: one broker, one HTTP client, one of everything."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from contracts.topics import ALL_TOPICS
+from services.common.http import probe_routes
+from services.common.kafka import ensure_topics, make_broker
+from services.executor.dispatch import KeyOrderedDispatcher
+from services.executor.handlers import OffsetCommitter, register_handlers
+from services.executor.mapping import CallbackTarget
+from services.executor.metrics import ExecutorMetrics
+from services.executor.pipeline import CommandPipeline
+from services.executor.publishing import FactPublisher
+from services.executor.service import Account, CommandService
+from services.executor.settings import ExecutorSettings
+from services.exotel.client import ExotelClient
+from services.exotel.http import make_http_client
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Readiness:
+    ready: bool = False
+    reason: str = "starting"
+
+
+def create_app(settings: ExecutorSettings) -> Starlette:
+    """The executor as an ASGI app: Kafka consumption runs in its lifespan."""
+    registry = CollectorRegistry()
+    metrics = ExecutorMetrics(registry)
+    metrics.max_in_flight.set(settings.max_in_flight)
+    readiness = Readiness()
+    exotel_accounts = settings.exotel.accounts()
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await ensure_topics(settings.kafka, ALL_TOPICS)
+        broker = make_broker(settings.kafka, client_id="executor")
+        dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
+        committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
+        async with make_http_client(settings.exotel) as http:
+            accounts = {
+                name: Account(
+                    name=name,
+                    default_api=account.api,
+                    gateway=ExotelClient(account, http, observer=metrics),
+                )
+                for name, account in exotel_accounts.items()
+            }
+            service = CommandService(
+                accounts=accounts,
+                callbacks=CallbackTarget(
+                    settings.callback_public_url, settings.callback_token.get_secret_value()
+                ),
+                retry_policy=settings.retry_policy(),
+                callback_content_type=settings.callback_content_type,
+                observer=metrics,
+            )
+            pipeline = CommandPipeline(
+                service, FactPublisher(broker), metrics, stopping=lambda: dispatcher.closing
+            )
+            register_handlers(
+                broker, settings, dispatcher=dispatcher, committer=committer, pipeline=pipeline
+            )
+            await broker.start()
+            committer.start()
+            readiness.ready, readiness.reason = True, "consuming"
+            log.info(
+                "executor.started", accounts=sorted(accounts), max_in_flight=settings.max_in_flight
+            )
+            try:
+                yield
+            finally:
+                readiness.ready, readiness.reason = False, "stopping"
+                await committer.stop()
+                positions = await dispatcher.close(settings.shutdown_grace_seconds)
+                await committer.commit(positions)
+                await broker.stop()
+                log.info("executor.stopped", committed_partitions=len(positions))
+
+    def ready() -> tuple[bool, dict[str, object]]:
+        return readiness.ready, {"reason": readiness.reason, "accounts": sorted(exotel_accounts)}
+
+    return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)

@@ -1,0 +1,69 @@
+"""Turn a command message's bytes into a command, or say clearly why not.
+
+bytes -> not UTF-8 / not JSON / not an object / no command_id -> UnreadableCommand: DLQ
+      -> JSON object with a command_id but an invalid field -> InvalidCommand: rejected
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.commands import COMMAND_MODELS, Command
+
+MAX_COMMAND_BYTES = 256 * 1024
+
+
+class UnreadableCommand(Exception):
+    """The message cannot be read as a command at all: it goes to the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class InvalidCommand:
+    """A readable command with an invalid field: it gets a ``rejected`` result."""
+
+    command_id: str
+    account: str
+    field: str
+    message: str
+
+
+def decode_command(topic: str, value: bytes | None) -> Command | InvalidCommand:
+    """Decode a message from a command topic."""
+    model = COMMAND_MODELS.get(topic)
+    if model is None:
+        raise UnreadableCommand(f"no command is published on topic {topic!r}")
+    if not value:
+        raise UnreadableCommand("empty message")
+    if len(value) > MAX_COMMAND_BYTES:
+        raise UnreadableCommand(f"message of {len(value)} bytes is over {MAX_COMMAND_BYTES}")
+    try:
+        data: Any = json.loads(value.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnreadableCommand(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except ValueError as exc:
+        raise UnreadableCommand(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UnreadableCommand(f"JSON {type(data).__name__} where an object was expected")
+    command_id = data.get("command_id")
+    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 128:
+        raise UnreadableCommand("no usable 'command_id' (a string of 1 to 128 characters)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(command)"
+        account = data.get("account")
+        return InvalidCommand(
+            command_id=command_id,
+            account=account if isinstance(account, str) and len(account) <= 64 else "default",
+            field=field,
+            message=f"invalid field '{field}': {first['msg']}",
+        )

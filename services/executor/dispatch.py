@@ -1,0 +1,213 @@
+"""Key-ordered concurrency with safe offset commits (no Kafka imports: plain asyncio).
+
+Commands with the same key run one after another in arrival order; different keys run
+concurrently, at most ``max_in_flight`` commands in all (queued or running). ``submit``
+waits for a free slot, so a full dispatcher stops the consumer from fetching more
+(backpressure). For each partition the commit position is the lowest offset that has not
+finished, so a crash or a rebalance can make Kafka redeliver commands but never skip one.
+
+    consumer ──submit(tp, offset, key)──►  per-key queues  ──►  work()  ──► finish
+                    ▲ blocks when full        key A: [o3, o7]            │
+                    │                         key B: [o5]                ▼
+                    └────────────── commit positions: min(unfinished) per partition
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+TopicPartition = tuple[str, int]
+Work = Callable[[], Awaitable[None]]
+
+
+class PartitionOffsets:
+    """Offsets of one partition that started and have not finished."""
+
+    def __init__(self) -> None:
+        self._unfinished: set[int] = set()
+        self._next: int | None = None
+
+    def begin(self, offset: int) -> None:
+        self._unfinished.add(offset)
+        if self._next is None or offset + 1 > self._next:
+            self._next = offset + 1
+
+    def finish(self, offset: int) -> None:
+        self._unfinished.discard(offset)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unfinished)
+
+    def commit_position(self) -> int | None:
+        """The offset to commit: the lowest unfinished one, else one past the highest seen."""
+        if self._unfinished:
+            return min(self._unfinished)
+        return self._next
+
+
+@dataclass(frozen=True)
+class _Job:
+    tp: TopicPartition
+    offset: int
+    work: Work
+
+
+class KeyOrderedDispatcher:
+    """Runs work per key in order, across keys concurrently, within a bound."""
+
+    def __init__(
+        self, max_in_flight: int, *, on_change: Callable[[int], None] | None = None
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._queues: dict[str, deque[_Job]] = {}
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._revoked: set[TopicPartition] = set()
+        self._dirty: set[TopicPartition] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._in_flight = 0
+        self._on_change = on_change or (lambda _: None)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions this consumer now owns: start them with a clean slate."""
+        for tp in partitions:
+            self._revoked.discard(tp)
+            self._partitions.setdefault(tp, PartitionOffsets())
+
+    async def submit(self, tp: TopicPartition, offset: int, key: str, work: Work) -> bool:
+        """Queue ``work`` behind earlier work of ``key``; False if it was not taken.
+
+        Not taken means the partition was revoked or the dispatcher is closing: the
+        offset stays uncommitted and Kafka delivers the command again to its owner.
+        """
+        await self._slots.acquire()
+        if self._closing or tp in self._revoked:
+            self._slots.release()
+            return False
+        self._partitions.setdefault(tp, PartitionOffsets()).begin(offset)
+        self._in_flight += 1
+        self._idle.clear()
+        self._on_change(self._in_flight)
+        job = _Job(tp, offset, work)
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append(job)
+            return True
+        self._queues[key] = deque([job])
+        task = asyncio.create_task(self._drain(key), name=f"dispatch:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _drain(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                job = queue[0]
+                try:
+                    await job.work()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The work could not finish (e.g. its result was not acknowledged):
+                    # leave the offset unfinished so it is never committed past, and stop
+                    # this key so later commands of the same call do not overtake it.
+                    log.exception("dispatch.work_failed", key=key, offset=job.offset)
+                    return
+                queue.popleft()
+                self._finish(job)
+        finally:
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+            for stranded in queue:
+                self._release(stranded)
+
+    def _finish(self, job: _Job) -> None:
+        partition = self._partitions.get(job.tp)
+        if partition is not None:
+            partition.finish(job.offset)
+            self._dirty.add(job.tp)
+        self._release(job)
+
+    def _release(self, _job: _Job) -> None:
+        self._in_flight -= 1
+        self._slots.release()
+        self._on_change(self._in_flight)
+        if self._in_flight == 0:
+            self._idle.set()
+
+    def take_commits(self) -> dict[TopicPartition, int]:
+        """Commit positions of partitions that moved since the last call."""
+        positions = {}
+        for tp in self._dirty:
+            partition = self._partitions.get(tp)
+            position = partition.commit_position() if partition else None
+            if position is not None:
+                positions[tp] = position
+        self._dirty.clear()
+        return positions
+
+    def positions(
+        self, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        wanted = self._partitions if partitions is None else partitions
+        positions = {}
+        for tp in wanted:
+            partition = self._partitions.get(tp)
+            position = partition.commit_position() if partition else None
+            if position is not None:
+                positions[tp] = position
+        return positions
+
+    def in_flight_on(self, partitions: Iterable[TopicPartition]) -> int:
+        return sum(p.in_flight for tp in partitions if (p := self._partitions.get(tp)))
+
+    async def revoke(
+        self, partitions: Iterable[TopicPartition], grace_seconds: float
+    ) -> dict[TopicPartition, int]:
+        """Stop taking work for ``partitions``, let theirs finish within the grace period,
+        and return the positions that are safe to commit for them."""
+        revoked = set(partitions)
+        self._revoked |= revoked
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while self.in_flight_on(revoked) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        positions = self.positions(revoked)
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+            self._dirty.discard(tp)
+        return positions
+
+    async def close(self, grace_seconds: float) -> dict[TopicPartition, int]:
+        """Take no more work, wait for what runs (within the grace period), cancel the
+        rest (left uncommitted), and return the positions safe to commit."""
+        self._closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_seconds)
+        positions = self.positions()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return positions

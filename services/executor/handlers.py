@@ -1,0 +1,127 @@
+"""Kafka side of the executor: the thin subscriber, rebalance listener and committer.
+
+FastStream delivers each command message; the subscriber only hands it to the
+``KeyOrderedDispatcher`` (which blocks when the concurrency bound is reached, pausing
+fetching). Offsets are committed by the committer task and on revocation, explicitly per
+partition at the dispatcher's safe position — never FastStream's commit-everything ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts.topics import CALL_CONNECT
+from services.executor.dispatch import KeyOrderedDispatcher
+from services.executor.incoming import IncomingCommand
+from services.executor.pipeline import CommandPipeline
+from services.executor.settings import ExecutorSettings
+
+log = structlog.get_logger(__name__)
+
+COMMAND_TOPICS_HANDLED = (CALL_CONNECT,)
+
+
+@dataclass
+class OffsetCommitter:
+    """Commits the dispatcher's safe positions, periodically and on demand."""
+
+    dispatcher: KeyOrderedDispatcher
+    interval_seconds: float
+    consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def commit(self, positions: dict[tuple[str, int], int]) -> bool:
+        if not positions or self.consumer is None:
+            return True
+        offsets = {TopicPartition(t, p): o for (t, p), o in positions.items()}
+        try:
+            await self.consumer.commit(offsets)
+        except (KafkaError, AssertionError) as exc:
+            # Not committed: Kafka may deliver these commands again, never skip them.
+            log.warning("kafka.commit_failed", error=repr(exc), partitions=len(offsets))
+            return False
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_seconds)
+            await self.commit(self.dispatcher.take_commits())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="offset-committer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On revocation: finish (within the grace period) and commit, before giving up."""
+
+    def __init__(self, dispatcher: KeyOrderedDispatcher, committer: OffsetCommitter, grace: float):
+        self._dispatcher = dispatcher
+        self._committer = committer
+        self._grace = grace
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        tps = [(tp.topic, tp.partition) for tp in revoked]
+        if not tps:
+            return
+        positions = await self._dispatcher.revoke(tps, self._grace)
+        await self._committer.commit(positions)
+        log.info("kafka.partitions_revoked", partitions=len(tps))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
+        log.info("kafka.partitions_assigned", partitions=len(assigned))
+
+
+def register_handlers(
+    broker: KafkaBroker,
+    settings: ExecutorSettings,
+    *,
+    dispatcher: KeyOrderedDispatcher,
+    committer: OffsetCommitter,
+    pipeline: CommandPipeline,
+    topics: tuple[str, ...] = COMMAND_TOPICS_HANDLED,
+) -> None:
+    """Subscribe the executor to its command topics (called before the broker starts)."""
+    listener = CommandRebalanceListener(dispatcher, committer, settings.shutdown_grace_seconds)
+    subscriber = broker.subscriber(
+        *topics,
+        group_id=settings.group_id,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        listener=listener,
+        session_timeout_ms=settings.kafka.session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
+        title="executor-commands",
+        description="Commands executed against Exotel; each gets one result fact.",
+    )
+
+    @subscriber
+    async def on_command(message: KafkaMessage) -> None:
+        record = message.raw_message
+        committer.consumer = message.consumer
+        command = IncomingCommand.from_record(record)
+        await dispatcher.submit(
+            (command.topic, command.partition),
+            command.offset,
+            command.ordering_key,
+            partial(pipeline.process, command),
+        )

@@ -1,0 +1,73 @@
+"""The executor's Prometheus metrics, on an explicit registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.exotel.errors import ExotelError, ExotelRateLimited, ExotelTimeout
+
+
+class ExecutorMetrics:
+    """Bounded labels only: command type, outcome, account name, endpoint, status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter(
+            "voicebus_executor_commands",
+            "Commands finished, by type and outcome.",
+            ["command_type", "outcome", "account"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "voicebus_executor_dead_letters",
+            "Unreadable commands sent to a DLQ.",
+            ["topic"],
+            registry=registry,
+        )
+        self.exotel_requests = Histogram(
+            "voicebus_executor_exotel_request_duration_seconds",
+            "Exotel API request latency, by endpoint and HTTP status.",
+            ["account", "endpoint", "method", "status"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "voicebus_executor_exotel_rate_limited",
+            "HTTP 429 answers from Exotel.",
+            ["command_type"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "voicebus_executor_retries",
+            "Exotel requests retried, by reason.",
+            ["command_type", "reason"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "voicebus_executor_in_flight_commands",
+            "Commands queued or running.",
+            registry=registry,
+        )
+        self.max_in_flight = Gauge(
+            "voicebus_executor_max_in_flight_commands",
+            "The configured concurrency bound.",
+            registry=registry,
+        )
+
+    # ExecutorObserver
+    def retried(self, command_type: str, error: ExotelError) -> None:
+        if isinstance(error, ExotelRateLimited):
+            reason = "rate_limited"
+            self.rate_limited.labels(command_type).inc()
+        elif isinstance(error, ExotelTimeout):
+            reason = "timeout"
+        else:
+            reason = "unavailable"
+        self.retries.labels(command_type, reason).inc()
+
+    # services.exotel RequestObserver
+    def observe(
+        self, *, account: str, endpoint: str, method: str, status: int | None, seconds: float
+    ) -> None:
+        self.exotel_requests.labels(account, endpoint, method, str(status or "none")).observe(
+            seconds
+        )

@@ -1,0 +1,77 @@
+"""One command message, start to finish: decode, execute, publish its one outcome.
+
+The result is computed once; publishing it is retried until Kafka acknowledges it, so a
+broker hiccup never makes Exotel see the command twice. Only a shutdown can interrupt
+the retry, and then the offset stays uncommitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from contracts.commands import CommandType
+from services.executor.decoding import UnreadableCommand, decode_command
+from services.executor.incoming import IncomingCommand
+from services.executor.metrics import ExecutorMetrics
+from services.executor.publishing import FactPublisher
+from services.executor.service import CommandService
+
+log = structlog.get_logger(__name__)
+
+
+class ShuttingDown(Exception):
+    """The process is stopping before the outcome was acknowledged."""
+
+
+@dataclass
+class CommandPipeline:
+    service: CommandService
+    publisher: FactPublisher
+    metrics: ExecutorMetrics
+    stopping: Callable[[], bool]
+    publish_backoff_seconds: float = 0.5
+
+    async def process(self, command: IncomingCommand) -> None:
+        with structlog.contextvars.bound_contextvars(
+            topic=command.topic, partition=command.partition, offset=command.offset
+        ):
+            try:
+                decoded = decode_command(command.topic, command.value)
+            except UnreadableCommand as exc:
+                reason = exc.reason
+                await self._until_acked(lambda: self.publisher.dead_letter(command, reason))
+                self.metrics.dead_letters.labels(command.topic).inc()
+                log.warning("command.dead_lettered", reason=reason)
+                return
+            command_type: CommandType = command.topic  # type: ignore[assignment]
+            with structlog.contextvars.bound_contextvars(command_id=decoded.command_id):
+                result = await self.service.execute(
+                    decoded, command_type=command_type, requested_at=command.requested_at
+                )
+                await self._until_acked(lambda: self.publisher.result(command, result))
+                self.metrics.commands.labels(command_type, result.outcome, result.account).inc()
+                log.info(
+                    "command.done",
+                    outcome=result.outcome,
+                    call_sid=result.call_sid,
+                    attempts=result.attempts,
+                    error_code=result.error.code if result.error else None,
+                )
+
+    async def _until_acked(self, publish: Callable[[], Awaitable[None]]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await publish()
+            except Exception as exc:
+                if self.stopping():
+                    raise ShuttingDown("outcome not acknowledged before shutdown") from exc
+                log.warning("kafka.publish_retry", attempt=attempt, error=repr(exc))
+                await asyncio.sleep(min(self.publish_backoff_seconds * attempt, 5.0))
+            else:
+                return

@@ -1,0 +1,70 @@
+"""Executor configuration (environment variables, pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings
+from services.executor.mapping import CallbackContentType
+from services.executor.retry import RetryPolicy
+from services.exotel.accounts import ExotelSettings
+
+
+class ExecutorSettings(BaseSettings):
+    """``EXECUTOR_*`` plus the shared ``KAFKA_*``, ``EXOTEL_*``, ``CALLBACK_*`` and ``HTTP_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    exotel: ExotelSettings = Field(default_factory=ExotelSettings)
+
+    http_host: str = Field(default="127.0.0.1", validation_alias="HTTP_HOST")
+    http_port: int = Field(default=9101, ge=0, le=65_535, validation_alias="HTTP_PORT")
+    group_id: str = Field(default="voicebus-executor", min_length=1)
+    max_in_flight: int = Field(
+        default=64, ge=1, le=10_000, description="Commands queued or running at once."
+    )
+    commit_interval_seconds: float = Field(default=0.2, gt=0, le=10)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
+    retry_max_attempts: int = Field(default=5, ge=1, le=50)
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_backoff_seconds: float = Field(default=20.0, gt=0)
+    retry_deadline_seconds: float = Field(default=120.0, gt=0)
+
+    callback_public_url: str = Field(
+        default="http://127.0.0.1:8080", validation_alias="CALLBACK_PUBLIC_URL"
+    )
+    callback_token: SecretStr = Field(validation_alias="CALLBACK_TOKEN")
+    callback_content_type: CallbackContentType = Field(
+        default="multipart/form-data",
+        validation_alias="EXOTEL_CALLBACK_CONTENT_TYPE",
+        description="Content type Exotel uses for v1 callbacks (v2/v3 always send JSON).",
+    )
+
+    @field_validator("callback_public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("CALLBACK_PUBLIC_URL must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("callback_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("CALLBACK_TOKEN must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_budget(self) -> ExecutorSettings:
+        self.retry_policy()  # raises when the budget is inconsistent
+        return self
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.retry_max_attempts,
+            initial_seconds=self.retry_initial_seconds,
+            max_backoff_seconds=self.retry_max_backoff_seconds,
+            deadline_seconds=self.retry_deadline_seconds,
+        )
