@@ -224,9 +224,7 @@ class ExotelSettings(BaseSettings):
             return self
         pairs = (("EXOTEL_API_KEY", self.api_key), ("EXOTEL_API_TOKEN", self.api_token))
         missing = [
-            env
-            for env, secret in pairs
-            if secret is None or not secret.get_secret_value().strip()
+            env for env, secret in pairs if secret is None or not secret.get_secret_value().strip()
         ]
         if missing:
             raise ValueError(

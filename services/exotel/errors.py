@@ -151,19 +151,19 @@ class ExotelTransientError(ExotelError):
         self.retry_after = retry_after
 
 
-class ExotelUnavailable(ExotelTransientError):  # noqa: N818 - names fixed by the design
+class ExotelUnavailable(ExotelTransientError):
     """Exotel answered 5xx."""
 
     kind: ClassVar[str] = "exotel_unavailable"
 
 
-class ExotelTimeout(ExotelTransientError):  # noqa: N818 - names fixed by the design
+class ExotelTimeout(ExotelTransientError):
     """No usable answer: timeout or connection failure (``maybe_sent`` says which side)."""
 
     kind: ClassVar[str] = "exotel_timeout"
 
 
-class ExotelRateLimited(ExotelTransientError):  # noqa: N818 - names fixed by the design
+class ExotelRateLimited(ExotelTransientError):
     """Exotel said "too many requests"; ``retry_after`` is seconds to wait, when known."""
 
     kind: ClassVar[str] = "exotel_rate_limited"
@@ -203,19 +203,19 @@ class ExotelAuthError(ExotelPermanentError):
     kind: ClassVar[str] = "exotel_auth"
 
 
-class ExotelNotFound(ExotelPermanentError):  # noqa: N818 - names fixed by the design
+class ExotelNotFound(ExotelPermanentError):
     """404: unknown call, leg, account or number."""
 
     kind: ClassVar[str] = "exotel_not_found"
 
 
-class ExotelRejected(ExotelPermanentError):  # noqa: N818 - names fixed by the design
+class ExotelRejected(ExotelPermanentError):
     """Any other 4xx: invalid parameters, busy device (10706), not allowed, ..."""
 
     kind: ClassVar[str] = "exotel_rejected"
 
 
-class ExotelInvalidResponse(ExotelPermanentError):  # noqa: N818 - names fixed by the design
+class ExotelInvalidResponse(ExotelPermanentError):
     """A 2xx whose body is unreadable or lacks what the API promises.
 
     Exotel did receive the request (``maybe_sent`` is True): reconcile, do not resend.
