@@ -1,0 +1,45 @@
+# voicebus: every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run test lint unit integration schemas schemas-check demo bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS), sandbox (unless EXOTEL_ACCOUNT_SID), services
+run: install
+	$(PY) -m services.stack
+
+## make demo: against a running `make run`, publish a call.connect and print its facts
+demo: install
+	$(PY) -m services.stack.demo
+
+## make test: lint, types, schema drift, then the whole suite on a real broker
+test: install lint
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy services contracts tests bench
+	$(PY) -m contracts.export --check
+
+unit: install
+	$(PY) -m pytest -m "not integration and not reliability"
+
+schemas: install
+	$(PY) -m contracts.export
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,146 @@
+"""The dispatcher keeps per-key order, runs keys concurrently within a bound, and never
+offers a commit position past an unfinished command."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.executor.dispatch import KeyOrderedDispatcher, PartitionOffsets
+
+TP = ("call.connect", 0)
+
+
+def test_commit_position_is_the_lowest_unfinished_offset() -> None:
+    offsets = PartitionOffsets()
+    for offset in (10, 11, 12):
+        offsets.begin(offset)
+    offsets.finish(11)
+    offsets.finish(12)
+    assert offsets.commit_position() == 10
+    offsets.finish(10)
+    assert offsets.commit_position() == 13
+
+
+def test_empty_partition_offers_nothing_to_commit() -> None:
+    assert PartitionOffsets().commit_position() is None
+
+
+async def test_commands_with_one_key_run_in_arrival_order() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    done: list[int] = []
+
+    def work(n: int, delay: float):
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            done.append(n)
+
+        return run
+
+    for n, delay in enumerate([0.05, 0.0, 0.02]):
+        assert await dispatcher.submit(TP, n, "call-A", work(n, delay))
+    await dispatcher.close(5)
+    assert done == [0, 1, 2]
+
+
+async def test_different_keys_run_concurrently_up_to_the_bound() -> None:
+    dispatcher = KeyOrderedDispatcher(3)
+    running = 0
+    peak = 0
+    release = asyncio.Event()
+
+    async def work() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    for n in range(3):
+        await dispatcher.submit(TP, n, f"key-{n}", work)
+    fourth = asyncio.create_task(dispatcher.submit(TP, 3, "key-3", work))
+    await asyncio.sleep(0.05)
+    assert peak == 3
+    assert not fourth.done(), "a full dispatcher must make the consumer wait (backpressure)"
+    release.set()
+    assert await asyncio.wait_for(fourth, 2)
+    await dispatcher.close(5)
+    assert dispatcher.in_flight == 0
+
+
+async def test_a_slow_command_holds_the_commit_position_while_later_ones_finish() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    slow = asyncio.Event()
+
+    async def slow_work() -> None:
+        await slow.wait()
+
+    async def quick_work() -> None:
+        return None
+
+    await dispatcher.submit(TP, 5, "slow", slow_work)
+    for offset in (6, 7, 8):
+        await dispatcher.submit(TP, offset, f"quick-{offset}", quick_work)
+    for _ in range(100):
+        if dispatcher.in_flight == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert dispatcher.take_commits() == {TP: 5}
+    slow.set()
+    await dispatcher.close(5)
+    assert dispatcher.positions() == {TP: 9}
+
+
+async def test_failed_work_is_never_committed_past_and_stops_its_key() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    ran: list[int] = []
+
+    async def broken() -> None:
+        raise RuntimeError("result not acknowledged")
+
+    async def later() -> None:
+        ran.append(2)
+
+    await dispatcher.submit(TP, 1, "call-A", broken)
+    await dispatcher.submit(TP, 2, "call-A", later)
+    await dispatcher.close(1)
+    assert ran == [], "a later command of the same call must not overtake a failed one"
+    assert dispatcher.positions() == {TP: 1}
+
+
+async def test_revoked_partition_takes_no_new_work_and_returns_its_safe_position() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    dispatcher.assign([TP])
+    finished = asyncio.Event()
+
+    async def work() -> None:
+        await asyncio.sleep(0.02)
+        finished.set()
+
+    await dispatcher.submit(TP, 40, "k", work)
+    positions = await dispatcher.revoke([TP], grace_seconds=2)
+    assert finished.is_set(), "in-flight work finishes within the grace period"
+    assert positions == {TP: 41}
+    assert not await dispatcher.submit(TP, 41, "k", work)
+
+
+async def test_closing_leaves_unfinished_work_uncommitted() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    never = asyncio.Event()
+
+    async def stuck() -> None:
+        await never.wait()
+
+    async def quick() -> None:
+        return None
+
+    await dispatcher.submit(TP, 3, "stuck", stuck)
+    await dispatcher.submit(TP, 4, "quick", quick)
+    positions = await dispatcher.close(grace_seconds=0.1)
+    assert positions == {TP: 3}
+
+
+def test_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        KeyOrderedDispatcher(0)
