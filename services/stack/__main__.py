@@ -40,9 +40,10 @@ def main() -> int:
     executor_port = _port("EXECUTOR_PORT", 9101)
     sandbox_port = _port("SANDBOX_PORT", 8090)
     env["CALLBACK_TOKEN"] = token
-    env.setdefault("CALLBACK_PUBLIC_URL", os.environ.get(
-        "CALLBACK_PUBLIC_URL", f"http://127.0.0.1:{ingress_port}"
-    ))
+    env.setdefault(
+        "CALLBACK_PUBLIC_URL",
+        os.environ.get("CALLBACK_PUBLIC_URL", f"http://127.0.0.1:{ingress_port}"),
+    )
     use_sandbox = not os.environ.get("EXOTEL_ACCOUNT_SID")
     if use_sandbox:
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
@@ -89,8 +90,13 @@ def main() -> int:
             child.wait_ready(60)
         RUN_DIR.mkdir(exist_ok=True)
         STACK_ENV.write_text(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
-        _print_summary(bootstrap, embedded is not None, use_sandbox, sandbox_port, ingress_port,
-                       executor_port, token)
+        _print_summary(
+            bootstrap=bootstrap,
+            embedded=embedded is not None,
+            sandbox=use_sandbox,
+            ports={"sandbox": sandbox_port, "ingress": ingress_port, "executor": executor_port},
+            token=token,
+        )
         while not stopping:
             for child in children:
                 if child.process is not None and child.process.poll() is not None:
@@ -110,14 +116,13 @@ def main() -> int:
 
 
 def _print_summary(
-    bootstrap: str,
-    embedded: bool,
-    sandbox: bool,
-    sandbox_port: int,
-    ingress_port: int,
-    executor_port: int,
-    token: str,
+    *, bootstrap: str, embedded: bool, sandbox: bool, ports: dict[str, int], token: str
 ) -> None:
+    sandbox_port, ingress_port, executor_port = (
+        ports["sandbox"],
+        ports["ingress"],
+        ports["executor"],
+    )
     broker = f"{bootstrap} ({'embedded Tansu' if embedded else 'KAFKA_BOOTSTRAP_SERVERS'})"
     exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
     print(
@@ -132,8 +137,8 @@ voicebus is running (Ctrl-C stops everything)
 Send a first command and watch its facts, from another terminal:
   make demo
 or publish your own:
-  echo '{{"command_id":"hello-1","from":"+919876543210","to":"+919812345678","caller_id":"08047112345"}}' \\
-    | kcat -P -b {bootstrap} -t call.connect -k +919876543210
+  echo '{{"command_id":"hello-1","from":"+919876543210","to":"+919812345678",'\\
+'"caller_id":"08047112345"}}' | kcat -P -b {bootstrap} -t call.connect -k +919876543210
   kcat -C -b {bootstrap} -t call.connect.result -t call.status -o beginning
 """,
         flush=True,

@@ -39,7 +39,7 @@ def _show(title: str, value: dict[str, Any]) -> None:
     print(f"\n── {title}\n{json.dumps(shown, indent=2)}", flush=True)
 
 
-async def run(servers: str, timeout: float) -> int:
+async def run(servers: str, wait_seconds: float) -> int:
     command = CallConnect.model_validate(
         {
             "command_id": f"demo-{uuid.uuid4().hex[:12]}",
@@ -65,12 +65,13 @@ async def run(servers: str, timeout: float) -> int:
         await producer.send_and_wait(CALL_CONNECT, payload, key=command.from_.encode())
         _show(f"published {CALL_CONNECT}", json.loads(payload))
         call_sid: str | None = None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for record in (r for records in batches.values() for r in records):
                 value = json.loads(record.value)
-                if record.topic == CALL_CONNECT_RESULT and value["command_id"] == command.command_id:
+                ours = value.get("command_id") == command.command_id
+                if record.topic == CALL_CONNECT_RESULT and ours:
                     call_sid = value.get("call_sid")
                     _show(f"{CALL_CONNECT_RESULT} ({value['outcome']})", value)
                     if value["outcome"] != "accepted":
@@ -82,7 +83,7 @@ async def run(servers: str, timeout: float) -> int:
                     _show(f"{CALL_STATUS} ({value['event_type']}: {value['status']})", value)
                     if value["event_type"] == "terminal":
                         return 0
-        print(f"\nno terminal call.status within {timeout:.0f}s", file=sys.stderr)
+        print(f"\nno terminal call.status within {wait_seconds:.0f}s", file=sys.stderr)
         return 1
     finally:
         await producer.stop()
