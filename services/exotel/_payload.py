@@ -28,6 +28,7 @@ __all__ = [
 
 _UNSAFE_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 MAX_BODY_BYTES = 8 * 1024 * 1024
+_NBSP = "\u00a0".encode()
 
 
 class PayloadError(ValueError):
@@ -50,6 +51,12 @@ def load_payload(body: bytes) -> Any:
     try:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if _NBSP in text:
+            # Copy-pasted JSON (Exotel's own samples) may use U+00A0 as indentation.
+            try:
+                return json.loads(text.replace(_NBSP, b" "))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
         raise PayloadError(f"response body is not valid JSON: {e}") from e
 
 
