@@ -1,0 +1,227 @@
+"""v1 Calls API: connect (two numbers or a flow), call details, bulk call details."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.responses import Response
+
+from services.sandbox import clock, numbers, views
+from services.sandbox.apirequest import ApiRequest
+from services.sandbox.context import Sandbox
+from services.sandbox.responses import ApiError, v1_response
+from services.sandbox.state import Call, Subscription, new_sid
+
+CONTENT_TYPES = ("multipart/form-data", "application/json")
+EVENTS = ("terminal", "answered")
+
+
+def invalid(name: str, detail: str | None = None) -> ApiError:
+    return ApiError(400, f"Invalid parameter {name} is missing or invalid", description=detail)
+
+
+def parse_bool(name: str, value: str | None) -> bool:
+    if value is None or value == "":
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise invalid(name, "Can be true or false")
+
+
+def parse_int(name: str, value: str | None, maximum: int | None = None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise invalid(name, "Must be an integer") from None
+    if number < 0 or (maximum is not None and number > maximum):
+        raise invalid(name, f"Must be between 0 and {maximum}")
+    return number
+
+
+def find_call(sb: Sandbox, req: ApiRequest) -> Call | None:
+    call = sb.store.get(req.params.get("call", ""))
+    if call is None or call.account_sid != req.account_sid:
+        return None
+    return call
+
+
+async def connect(sb: Sandbox, req: ApiRequest) -> Response:
+    from_number, to_number, flow_url = req.get("From"), req.get("To"), req.get("Url")
+    caller_id = req.get("CallerId")
+    if not from_number:
+        raise invalid("From")
+    if not to_number and not flow_url:
+        raise invalid("To", "Either To or Url is mandatory")
+    if not caller_id:
+        raise invalid("CallerId")
+    if numbers.is_unknown_exophone(caller_id):
+        raise ApiError(
+            400,
+            f"Invalid parameter CallerId {caller_id} is not an ExoPhone of this account",
+            description="CallerId must be one of the account's ExoPhones",
+        )
+    record = parse_bool("Record", req.get("Record"))
+    channels = req.get("RecordingChannels")
+    if channels and channels not in ("single", "dual"):
+        raise ApiError(400, "Valid values for RecordingChannels are single, dual")
+    rec_format = req.get("RecordingFormat")
+    if rec_format and rec_format not in ("mp3", "mp3-hq"):
+        raise ApiError(400, "Valid values for RecordingFormat are mp3, mp3-hq")
+    time_limit = parse_int("TimeLimit", req.get("TimeLimit"), 14400)
+    time_out = parse_int("TimeOut", req.get("TimeOut"))
+    content_type = req.get("StatusCallbackContentType") or "multipart/form-data"
+    if content_type not in CONTENT_TYPES:
+        raise invalid("StatusCallbackContentType", "multipart/form-data or application/json")
+    events = req.events()
+    if any(event not in EVENTS for event in events):
+        raise invalid("StatusCallbackEvents", "Can be terminal and/or answered")
+    at = clock.now()
+    call = Call(
+        sid=new_sid(),
+        account_sid=req.account_sid,
+        api="v1",
+        from_number=from_number,
+        to_number=to_number if not flow_url else None,
+        caller_id=caller_id,
+        created=at,
+        updated=at,
+        flow_url=flow_url or None,
+        record=record,
+        recording_channels=channels,
+        recording_format=rec_format,
+        time_limit=time_limit,
+        time_out=time_out,
+        custom_field=req.get("CustomField"),
+        request=dict(req.form_items) if req.form_items else dict(req.body_json or {}),
+        callback_content_type=content_type,
+    )
+    callback_url = req.get("StatusCallback")
+    if callback_url:
+        wanted = ["default"] if flow_url or not events else events
+        call.subscriptions = [
+            Subscription(event, callback_url, "POST", content_type) for event in wanted
+        ]
+    sb.runner.start(call)
+    req.record.call_sid = call.sid
+    body = views.v1_call(
+        call, sb.settings.recording_base_url, status="in-progress", connect_json=req.as_json
+    )
+    return v1_response({"Call": body}, as_json=req.as_json)
+
+
+async def call_details(sb: Sandbox, req: ApiRequest) -> Response:
+    call = find_call(sb, req)
+    if call is None:
+        raise ApiError(404, "Not Found", description=f"Call {req.params.get('call')} was not found")
+    details = req.query.get("details", "").lower() == "true"
+    body = views.v1_call(call, sb.settings.recording_base_url, details=details)
+    return v1_response({"Call": body}, as_json=req.as_json)
+
+
+def _parse_when(value: str) -> datetime:
+    try:
+        return datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=clock.IST)
+    except ValueError:
+        raise invalid("DateCreated", "Use gte:YYYY-MM-DD HH:mm:ss;lte:...") from None
+
+
+def _date_filter(value: str) -> tuple[datetime | None, datetime | None]:
+    low = high = None
+    for part in filter(None, value.split(";")):
+        op, _, when = part.partition(":")
+        if op == "gte":
+            low = _parse_when(when)
+        elif op == "lte":
+            high = _parse_when(when)
+        elif op == "eq":
+            low = high = _parse_when(when)
+        else:
+            low = high = _parse_when(part)
+    return low, high
+
+
+def _matches(call: Call, query: dict[str, str]) -> bool:
+    def listed(name: str) -> list[str]:
+        return [item.strip() for item in query.get(name, "").split(",") if item.strip()]
+
+    if (sids := listed("Sid")) and call.sid not in sids:
+        return False
+    if (froms := listed("From")) and not any(
+        numbers.same_number(call.from_number, f) for f in froms
+    ):
+        return False
+    if (tos := listed("To")) and not any(numbers.same_number(call.to_number or "", t) for t in tos):
+        return False
+    if (vns := listed("PhoneNumber")) and not any(
+        numbers.same_number(call.caller_id, v) for v in vns
+    ):
+        return False
+    if (statuses := listed("Status")) and call.status not in statuses:
+        return False
+    if (directions := listed("Direction")) and "outbound-api" not in directions:
+        return False
+    if query.get("DateCreated"):
+        low, high = _date_filter(query["DateCreated"])
+        created = call.created.replace(microsecond=0)
+        if (low and created < low) or (high and created > high):
+            return False
+    return True
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def _offset(cursor: str) -> int:
+    try:
+        return max(0, int(base64.urlsafe_b64decode(cursor.encode()).decode()))
+    except (ValueError, binascii.Error):
+        raise invalid("After/Before", "Unknown cursor") from None
+
+
+async def bulk_calls(sb: Sandbox, req: ApiRequest) -> Response:
+    query = req.query
+    page_size = parse_int("PageSize", query.get("PageSize"), 100) or 50
+    sort = query.get("SortBy", "DateCreated:desc")
+    calls = [
+        call
+        for call in sb.store
+        if call.account_sid == req.account_sid and call.ended and _matches(call, query)
+    ]
+    calls.sort(key=lambda call: call.created, reverse=not sort.endswith(":asc"))
+    start = 0
+    if query.get("After"):
+        start = _offset(query["After"])
+    elif query.get("Before"):
+        start = max(0, _offset(query["Before"]) - page_size)
+    page = calls[start : start + page_size]
+    base = req.path
+    keep = {k: v for k, v in query.items() if k not in ("After", "Before")}
+    keep["PageSize"] = str(page_size)
+
+    def uri(extra: dict[str, str]) -> str:
+        return f"{base}?{urlencode({**keep, **extra})}"
+
+    metadata: dict[str, Any] = {
+        "Total": len(calls),
+        "PageSize": len(page),
+        "FirstPageUri": uri({}),
+        "PrevPageUri": uri({"Before": _cursor(start)}) if start > 0 else None,
+        "NextPageUri": uri({"After": _cursor(start + page_size)})
+        if start + page_size < len(calls)
+        else None,
+    }
+    rendered = [views.v1_call(call, sb.settings.recording_base_url) for call in page]
+    return v1_response(
+        {"Metadata": metadata, "Calls": rendered},
+        as_json=req.as_json,
+        xml_children=[("Metadata", metadata), *(("Call", body) for body in rendered)],
+    )
