@@ -1,0 +1,366 @@
+"""Composition root and the thin HTTP layer of the webhook ingress.
+
+``POST|GET /exotel/callbacks/{token}``: authenticate (constant time), bound the body,
+decode it (JSON, multipart/form-data, x-www-form-urlencoded, or the GET query), hand it to
+:class:`CallbackService` and map its verdict to a status code:
+
+=====  =========================================================================
+200    the ``call.status`` fact is durable (Kafka acknowledged it)
+400    unreadable: the raw bytes are on ``call.status.dlq``
+401    unknown token (nothing is published, the token is never logged)
+413    body larger than ``INGRESS_MAX_BODY_BYTES``
+503    not ready, or Kafka did not take it within ``INGRESS_PUBLISH_TIMEOUT_SECONDS``:
+       Exotel retries
+=====  =========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Message
+
+from services.common.http import probe_routes
+from services.ingress.metrics import IngressMetrics
+from services.ingress.parsing import (
+    CORRELATION_PARAMS,
+    MAX_FORM_FIELDS,
+    UnreadableCallback,
+    decode_json,
+    form_to_payload,
+)
+from services.ingress.service import CallbackService, Outcome, Verdict
+from services.ingress.settings import IngressSettings
+from services.ingress.sinks import KafkaOutlet, Outlet
+
+log = structlog.get_logger("services.ingress")
+
+CALLBACK_PATH = "/exotel/callbacks/{token}"
+JSON_TYPE = "application/json"
+MULTIPART_TYPE = "multipart/form-data"
+URLENCODED_TYPE = "application/x-www-form-urlencoded"
+# After a 413 we still read (and drop) this much so the client sees the answer instead of
+# a connection reset; beyond it we close the connection.
+DRAIN_LIMIT_BYTES = 1024 * 1024
+DRAIN_SECONDS = 2.0
+CONNECT_BACKOFF_MAX_SECONDS = 5.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Readiness:
+    kafka: bool = False
+    error: str | None = None
+
+    def check(self) -> tuple[bool, dict[str, object]]:
+        detail: dict[str, object] = {"kafka": "connected" if self.kafka else "connecting"}
+        if not self.kafka and self.error:
+            detail["last_error"] = self.error
+        return self.kafka, detail
+
+
+# --------------------------------------------------------------------------- request decoding
+
+
+def media_type(header: str) -> str:
+    return header.split(";", 1)[0].strip().lower()
+
+
+def is_json(media: str) -> bool:
+    return media == JSON_TYPE or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def drain(request: Request) -> bool:
+    """Read and drop the rest of a refused body (bounded); True when it was all read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
+        return False
+    total = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > DRAIN_LIMIT_BYTES:
+                    return False
+    except (TimeoutError, ClientDisconnect, RuntimeError):
+        # RuntimeError: the stream was already consumed up to the limit; nothing to drain.
+        return False
+    return True
+
+
+async def form_pairs(request: Request, body: bytes, max_part_size: int) -> list[tuple[str, str]]:
+    """Form fields of ``body`` via starlette's parsers (python-multipart), with limits."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return {"type": "http.disconnect"}
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    replayed = Request(request.scope, replay)
+    try:
+        form = await replayed.form(
+            max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=max_part_size
+        )
+    except (HTTPException, MultiPartException) as exc:
+        detail = exc.detail if isinstance(exc, HTTPException) else exc.message
+        raise UnreadableCallback(f"form body cannot be parsed: {detail}") from exc
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise UnreadableCallback(f"form body cannot be parsed: {type(exc).__name__}") from exc
+    try:
+        pairs: list[tuple[str, str]] = []
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):  # pragma: no cover - max_files=0 refuses files
+                raise UnreadableCallback("form body carries a file")
+            pairs.append((key, value))
+        return pairs
+    finally:
+        await form.close()
+
+
+async def decode_request(
+    request: Request, body: bytes, query_payload: Sequence[tuple[str, str]], max_part_size: int
+) -> tuple[dict[str, Any], str]:
+    """(payload, content type for the dead letter) of a callback request."""
+    if request.method == "GET":
+        return form_to_payload(query_payload), URLENCODED_TYPE
+    header = request.headers.get("content-type", "")
+    media = media_type(header)
+    if not body.strip():
+        if query_payload:  # a POST that put everything in the query, like a GET
+            return form_to_payload(query_payload), header or URLENCODED_TYPE
+        raise UnreadableCallback("empty body")
+    if is_json(media):
+        return decode_json(body), header
+    if media in (MULTIPART_TYPE, URLENCODED_TYPE):
+        return form_to_payload(await form_pairs(request, body, max_part_size)), header
+    if body.lstrip().startswith(b"{"):  # no or a wrong content type, but JSON nonetheless
+        return decode_json(body), header
+    raise UnreadableCallback(f"unsupported content type {media or '(none)'!r}")
+
+
+# --------------------------------------------------------------------------- the route
+
+
+class CallbackEndpoint:
+    def __init__(
+        self,
+        *,
+        settings: IngressSettings,
+        service: CallbackService,
+        metrics: IngressMetrics,
+        readiness: Readiness,
+    ) -> None:
+        self._tokens = settings.accepted_tokens()
+        self._max_body = settings.max_body_bytes
+        self._service = service
+        self._metrics = metrics
+        self._readiness = readiness
+
+    def authorised(self, token: str) -> bool:
+        offered = token.encode("utf-8", errors="surrogateescape")
+        matches = [hmac.compare_digest(offered, accepted) for accepted in self._tokens]
+        return any(matches)  # every token compared: no early exit
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        received_at = datetime.now(UTC)
+        if not self.authorised(str(request.path_params.get("token", ""))):
+            self._metrics.rejected.labels("unauthorized").inc()
+            log.warning("ingress.callback", outcome="unauthorized", status_code=401)
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+
+        items = request.query_params.multi_items()
+        query = {k: v for k, v in items if k in CORRELATION_PARAMS}
+        query_payload = [(k, v) for k, v in items if k not in CORRELATION_PARAMS]
+        with structlog.contextvars.bound_contextvars(
+            command_id=query.get("command_id"), method=request.method
+        ):
+            response, outcome = await self._handle(request, query, query_payload, received_at)
+            event = outcome.event if outcome else None
+            log.log(
+                20 if response.status_code < 500 else 30,
+                "ingress.callback",
+                outcome=outcome.verdict.value if outcome else "too_large",
+                status_code=response.status_code,
+                call_sid=event.call_sid if event else None,
+                leg_sid=event.leg_sid if event else None,
+                event_type=event.event_type if event else None,
+                api=event.api if event else None,
+                status=event.status if event else None,
+                event_id=event.event_id if event else None,
+                reason=outcome.reason if outcome else None,
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return response
+
+    async def _handle(
+        self,
+        request: Request,
+        query: dict[str, str],
+        query_payload: list[tuple[str, str]],
+        received_at: datetime,
+    ) -> tuple[Response, Outcome | None]:
+        if request.method == "GET":
+            body = request.scope.get("query_string", b"")
+        else:
+            try:
+                body = await read_limited(request, self._max_body)
+            except BodyTooLarge:
+                self._metrics.rejected.labels("too_large").inc()
+                drained = await drain(request)
+                headers = {} if drained else {"Connection": "close"}
+                return JSONResponse(
+                    {"error": "too_large", "limit_bytes": self._max_body},
+                    status_code=413,
+                    headers=headers,
+                ), None
+            except ClientDisconnect:
+                return Response(status_code=400), Outcome(
+                    Verdict.UNREADABLE, reason="client disconnected"
+                )
+        try:
+            payload, content_type = await decode_request(
+                request, body, query_payload, self._max_body
+            )
+        except UnreadableCallback as exc:
+            outcome = await self._service.reject(
+                raw_body=body,
+                reason=exc.reason,
+                content_type=request.headers.get("content-type", ""),
+                received_at=received_at,
+            )
+        else:
+            if not self._readiness.kafka:
+                self._metrics.rejected.labels("unavailable").inc()
+                outcome = Outcome(Verdict.UNAVAILABLE, reason="not connected to Kafka yet")
+            else:
+                outcome = await self._service.ingest(
+                    payload,
+                    query=query,
+                    raw_body=body,
+                    content_type=content_type,
+                    received_at=received_at,
+                )
+        return self._respond(outcome), outcome
+
+    @staticmethod
+    def _respond(outcome: Outcome) -> Response:
+        if outcome.verdict is Verdict.ACCEPTED:
+            assert outcome.event is not None
+            return JSONResponse({"status": "accepted", "event_id": outcome.event.event_id})
+        if outcome.verdict is Verdict.UNREADABLE:
+            return JSONResponse({"error": "unreadable", "reason": outcome.reason}, status_code=400)
+        return JSONResponse(
+            {"error": "unavailable", "reason": "try again later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+
+# --------------------------------------------------------------------------- composition
+
+
+async def connect_until_ready(
+    outlet: Outlet, readiness: Readiness, metrics: IngressMetrics
+) -> None:
+    """Start the outlet (topics, producer), retrying with backoff until it works."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await outlet.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            readiness.error = type(exc).__name__
+            delay = min(0.25 * 2 ** min(attempt, 5), CONNECT_BACKOFF_MAX_SECONDS)
+            log.warning("ingress.kafka.connect_failed", attempt=attempt, error=repr(exc))
+            await asyncio.sleep(delay)
+        else:
+            readiness.kafka = True
+            readiness.error = None
+            metrics.ready.set(1)
+            log.info("ingress.ready", attempts=attempt)
+            return
+
+
+def create_app(
+    settings: IngressSettings,
+    *,
+    outlet: Outlet | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Starlette:
+    """The ingress as an ASGI app. ``outlet`` defaults to Kafka (one broker, created here)."""
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    metrics = IngressMetrics(registry)
+    sinks: Outlet = outlet if outlet is not None else KafkaOutlet(settings.kafka)
+    readiness = Readiness()
+    service = CallbackService(
+        facts=sinks.facts,
+        dead_letters=sinks.dead_letters,
+        metrics=metrics,
+        tz=settings.tz,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
+    )
+    endpoint = CallbackEndpoint(
+        settings=settings, service=service, metrics=metrics, readiness=readiness
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        connecting = asyncio.create_task(connect_until_ready(sinks, readiness, metrics))
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            readiness.kafka = False
+            metrics.ready.set(0)
+            await sinks.stop()
+            log.info("ingress.stopped")
+
+    routes: list[BaseRoute] = [
+        Route(CALLBACK_PATH, endpoint.handle, methods=["GET", "POST"]),
+        *probe_routes(readiness.check, registry),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.readiness = readiness
+    app.state.metrics = metrics
+    return app

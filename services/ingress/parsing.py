@@ -1,0 +1,591 @@
+"""Exotel status callbacks -> ``CallStatusEvent``: pure functions, no HTTP, no Kafka.
+
+Recognised shapes (the reference copies in ``exotel-api/``):
+
+* **v1** (``Calls/connect``): CamelCase keys (``CallSid``, ``EventType``, ``Status``, naive
+  ``YYYY-MM-DD HH:mm:ss`` times, ``Legs`` as a JSON list or as ``Legs[0][Status]`` form
+  keys). The basic callback sent when no event was subscribed has no ``EventType``: it is
+  sent once the call completes, so it is a terminal event.
+* **v2** (CCM): ``event_details`` + ``call_details`` with ``call_sid``, ``call_state``,
+  ``call_status``, ``assigned_agent_details``, ``customer_details`` and ISO 8601 times.
+* **v3** (CCM): ``event_details`` + ``call_details`` with ``sid``, ``state``, ``status``,
+  times like ``2022-11-03 00:18:32+05:30`` and ``recordings[0].url``.
+* **lwb**: the monitor-leg terminal callback of the LWB (legs) API, lowercase keys
+  (``legsid``, ``callsid``, ``status``, ``oncallduration``, ``origin``, ``lastaction``...).
+
+Anything else raises :class:`UnreadableCallback` with a reason; the caller dead-letters
+the raw bytes. Nothing in here raises any other exception for any input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final, Literal, cast
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from contracts.status import CallStatusEvent, LegStatus, NormalisedStatus
+
+# --------------------------------------------------------------------------- exceptions
+
+
+class CallbackError(Exception):
+    """Base of the ingress's parsing errors."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnreadableCallback(CallbackError):
+    """The body is not a recognisable Exotel status callback (dead-lettered, HTTP 400)."""
+
+
+# --------------------------------------------------------------------------- limits
+
+MAX_VALUE_CHARS: Final = 4096
+MAX_KEY_CHARS: Final = 256
+MAX_DEPTH: Final = 8
+MAX_NODES: Final = 2_000
+MAX_FORM_FIELDS: Final = 1_000
+MAX_LEGS: Final = 64
+MAX_SID_CHARS: Final = 128
+MAX_CORRELATION_CHARS: Final = 128
+_MAX_INT: Final = 2**63 - 1
+
+# Query parameters the executor appends to the callback URL (never part of the payload).
+CORRELATION_PARAMS: Final = ("command_id", "account", "api")
+
+ApiName = Literal["v1", "v2", "v3", "lwb"]
+EventType = Literal["answered", "terminal"]
+_EVENT_TYPES: Final[frozenset[str]] = frozenset({"answered", "terminal"})
+_APIS: Final[frozenset[str]] = frozenset({"v1", "v2", "v3", "lwb"})
+
+# Sids become Kafka keys and CloudEvents subjects: printable ASCII, no blanks.
+_SID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_SID_CHARS)  # noqa: UP031 - a regex, not a message
+
+# --------------------------------------------------------------------------- status
+
+_V1_STATUSES: Final[frozenset[str]] = frozenset(
+    {"queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
+)
+# v2/v3 CCM terminal statuses (v3-ccm-calls.txt, "status") and common spelling variants.
+_CCM_STATUSES: Final[Mapping[str, NormalisedStatus]] = {
+    "from_leg_unanswered": "no-answer",
+    "to_leg_unanswered": "no-answer",
+    "from_leg_cancelled": "canceled",
+    "to_leg_cancelled": "canceled",
+    "from_leg_no_dial": "failed",
+    "to_leg_no_dial": "failed",
+    "cancelled": "canceled",
+    "answered": "in-progress",
+}
+
+
+def normalise_status(raw: str | None) -> NormalisedStatus | None:
+    """Exotel's status value (any API) -> the contract's status; ``None`` when empty.
+
+    Unknown values become ``"unknown"`` (the raw value travels as ``exotel_status``).
+    """
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if not value:
+        return None
+    if value in _CCM_STATUSES:
+        return _CCM_STATUSES[value]
+    dashed = value.replace(" ", "-").replace("_", "-")
+    if dashed in _V1_STATUSES:
+        return cast("NormalisedStatus", dashed)
+    return _CCM_STATUSES.get(dashed.replace("-", "_"), "unknown")
+
+
+def _call_status(raw: str | None, event_type: EventType) -> NormalisedStatus:
+    # An answered callback means a leg picked up: the call is in progress, whatever the
+    # payload's status says (v2 sends null, v1 "in-progress").
+    if event_type == "answered":
+        return "in-progress"
+    return normalise_status(raw) or "unknown"
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _reject_constant(name: str) -> Any:
+    raise UnreadableCallback(f"JSON body contains {name}, which is not JSON")
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    """A JSON object body -> dict (NaN/Infinity, non-objects and bad UTF-8 are unreadable)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableCallback("JSON body is not valid UTF-8") from exc
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except UnreadableCallback:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableCallback(f"body is not valid JSON: {_short(str(exc))}") from exc
+    if not isinstance(value, dict):
+        raise UnreadableCallback(f"JSON body is a {type(value).__name__}, not an object")
+    return value
+
+
+_FORM_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _form_path(key: str) -> list[str]:
+    match = _FORM_KEY.fullmatch(key)
+    if match is None:
+        return [key]
+    return [match.group(1), *_SEGMENT.findall(match.group(2))]
+
+
+def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields -> nested payload: ``Legs[0][Status]=x`` -> ``{"Legs": [{"Status": "x"}]}``.
+
+    Bracketed numeric segments make lists (in index order), other segments dicts, ``[]``
+    appends. A repeated key keeps its last value. A key used both as a value and as a
+    container, or an index beyond the limits, is unreadable.
+    """
+    root: dict[Any, Any] = {}
+    for count, (key, value) in enumerate(pairs, start=1):
+        if count > MAX_FORM_FIELDS:
+            raise UnreadableCallback(f"more than {MAX_FORM_FIELDS} form fields")
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UnreadableCallback("form field names and values must be text")
+        if len(key) > MAX_KEY_CHARS:
+            raise UnreadableCallback(f"a form field name is longer than {MAX_KEY_CHARS} chars")
+        path = _form_path(key)
+        if len(path) > MAX_DEPTH:
+            raise UnreadableCallback(f"form field {_short(key)!r} is nested too deeply")
+        node: dict[Any, Any] = root
+        for depth, segment in enumerate(path):
+            last = depth == len(path) - 1
+            slot: Any = segment
+            if depth > 0 and segment == "":
+                slot = len(node)  # "[]": append
+            elif depth > 0 and segment.isdigit() and segment.isascii():
+                slot = int(segment)
+                if slot >= MAX_LEGS * 4:
+                    raise UnreadableCallback(f"form field {_short(key)!r} has an absurd index")
+            if last:
+                if isinstance(node.get(slot), dict):
+                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+                node[slot] = value
+            else:
+                child = node.setdefault(slot, {})
+                if not isinstance(child, dict):
+                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+                node = child
+    return cast("dict[str, Any]", _listify(root))
+
+
+def _listify(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    converted = {k: _listify(v) for k, v in node.items()}
+    if converted and all(isinstance(k, int) for k in converted):
+        return [converted[k] for k in sorted(converted)]
+    return {str(k): v for k, v in converted.items()}
+
+
+# --------------------------------------------------------------------------- limits check
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_limits(payload: Mapping[Any, Any]) -> None:
+    """Types JSON can carry, bounded sizes: otherwise the payload is unreadable."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise UnreadableCallback(f"payload has more than {MAX_NODES} values")
+        if depth > MAX_DEPTH:
+            raise UnreadableCallback(f"payload is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict) or (depth == 0 and isinstance(value, Mapping)):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise UnreadableCallback("payload keys must be strings")
+                if len(key) > MAX_KEY_CHARS:
+                    raise UnreadableCallback(f"a key is longer than {MAX_KEY_CHARS} characters")
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if len(value) > MAX_VALUE_CHARS:
+                raise UnreadableCallback(f"a value is longer than {MAX_VALUE_CHARS} characters")
+            _check_text(value)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if abs(value) > _MAX_INT:
+                raise UnreadableCallback("a number is out of range")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise UnreadableCallback("a number is not finite")
+        else:
+            raise UnreadableCallback(f"a value of type {type(value).__name__} is not JSON")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnreadableCallback("text is not valid Unicode (lone surrogate)") from exc
+
+
+# --------------------------------------------------------------------------- field readers
+
+
+def _text(payload: Mapping[str, Any], key: str, *, where: str = "") -> str | None:
+    """A string field; empty -> None; numbers are accepted as their text."""
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool | dict | list):
+        raise UnreadableCallback(f"{where}{key} must be text, not {type(value).__name__}")
+    if isinstance(value, int | float):
+        value = str(value)
+    text = cast("str", value).strip()
+    return text or None
+
+
+def _count(payload: Mapping[str, Any], key: str, *, where: str = "") -> int | None:
+    """A whole, non-negative number of seconds; empty -> None."""
+    value = payload.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise UnreadableCallback(f"{where}{key} must be a whole number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and text.isascii() and len(text) <= 18:
+            value = int(text)
+    if not isinstance(value, int) or value < 0:
+        raise UnreadableCallback(f"{where}{key} must be a whole number of seconds")
+    return value
+
+
+def _time(
+    payload: Mapping[str, Any], key: str, tz: ZoneInfo, *, where: str = ""
+) -> datetime | None:
+    """``YYYY-MM-DD HH:mm:ss`` (naive: in Exotel's zone) or ISO 8601 with offset."""
+    text = _text(payload, key, where=where)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UnreadableCallback(f"{where}{key} is not a date-time: {_short(text)!r}") from exc
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed
+
+
+def _sid(payload: Mapping[str, Any], key: str, *, where: str = "", required: bool) -> str | None:
+    value = payload.get(key)
+    if value is None or value == "":
+        if required:
+            raise UnreadableCallback(f"{where}{key} (the call sid) is missing")
+        return None
+    if not isinstance(value, str) or not _SID.fullmatch(value):
+        raise UnreadableCallback(
+            f"{where}{key} must be 1-{MAX_SID_CHARS} printable characters without blanks"
+        )
+    return value
+
+
+def _mapping(payload: Mapping[str, Any], key: str, *, where: str = "") -> Mapping[str, Any]:
+    value = payload.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UnreadableCallback(f"{where}{key} must be an object")
+    return value
+
+
+def _event_type(raw: str | None, *, where: str) -> EventType:
+    if raw is None:
+        return "terminal"
+    value = raw.lower()
+    if value not in _EVENT_TYPES:
+        raise UnreadableCallback(f"{where} {_short(raw)!r} is not a known event type")
+    return cast("EventType", value)
+
+
+def _first_recording(details: Mapping[str, Any]) -> str | None:
+    recordings = details.get("recordings")
+    if recordings is None or recordings == "":
+        return None
+    if not isinstance(recordings, list):
+        raise UnreadableCallback("call_details.recordings must be a list")
+    for item in recordings:
+        if not isinstance(item, Mapping):
+            raise UnreadableCallback("call_details.recordings[] must be objects")
+        url = _text(item, "url", where="call_details.recordings[].")
+        if url:
+            return url
+    return None
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _v1_legs(payload: Mapping[str, Any]) -> list[LegStatus]:
+    legs = payload.get("Legs")
+    if legs is None or legs == "":
+        return []
+    if isinstance(legs, str):  # a JSON list flattened into one form field
+        try:
+            legs = json.loads(legs)
+        except (ValueError, RecursionError) as exc:
+            raise UnreadableCallback("Legs is neither a list nor JSON") from exc
+    if isinstance(legs, Mapping):  # Legs[a][Status] with non-numeric indices
+        raise UnreadableCallback("Legs must be indexed by numbers")
+    if not isinstance(legs, list):
+        raise UnreadableCallback("Legs must be a list")
+    if len(legs) > MAX_LEGS:
+        raise UnreadableCallback(f"more than {MAX_LEGS} legs")
+    out = []
+    for index, leg in enumerate(legs):
+        if not isinstance(leg, Mapping):
+            raise UnreadableCallback(f"Legs[{index}] must be an object")
+        where = f"Legs[{index}]."
+        raw_status = _text(leg, "Status", where=where)
+        out.append(
+            LegStatus(
+                index=index,
+                status=normalise_status(raw_status),
+                exotel_status=raw_status,
+                on_call_duration=_count(leg, "OnCallDuration", where=where),
+            )
+        )
+    return out
+
+
+def _parse_v1(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    event_type = _event_type(_text(payload, "EventType"), where="EventType")
+    raw_status = _text(payload, "Status")
+    return {
+        "api": "v1",
+        "call_sid": _sid(payload, "CallSid", required=True),
+        "event_type": event_type,
+        "status": _call_status(raw_status, event_type),
+        "exotel_status": raw_status,
+        "direction": _text(payload, "Direction"),
+        "from_": _text(payload, "From"),
+        "to": _text(payload, "To"),
+        "caller_id": _text(payload, "PhoneNumberSid"),
+        "started_at": _time(payload, "StartTime", tz),
+        "ended_at": _time(payload, "EndTime", tz),
+        "conversation_duration": _count(payload, "ConversationDuration"),
+        "recording_url": _text(payload, "RecordingUrl"),
+        "legs": _v1_legs(payload),
+        "custom_field": _text(payload, "CustomField"),
+    }
+
+
+def _ccm_leg(index: int, details: Mapping[str, Any], where: str) -> LegStatus | None:
+    if not details:
+        return None
+    raw_status = _text(details, "status", where=where)
+    return LegStatus(
+        index=index,
+        status=normalise_status(raw_status),
+        exotel_status=raw_status,
+        phone_number=_text(details, "contact_uri", where=where),
+    )
+
+
+def _parse_ccm(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    event = _mapping(payload, "event_details")
+    details = _mapping(payload, "call_details")
+    if not details:
+        raise UnreadableCallback("call_details is missing")
+    event_type = _event_type(
+        _text(event, "event_type", where="event_details."), where="event_details.event_type"
+    )
+    where = "call_details."
+    result: dict[str, Any] = {
+        "event_type": event_type,
+        "direction": _text(details, "direction", where=where),
+        "caller_id": _text(details, "virtual_number", where=where),
+        "started_at": _time(details, "start_time", tz, where=where),
+        "ended_at": _time(details, "end_time", tz, where=where),
+        "conversation_duration": _count(details, "total_talk_time", where=where),
+        "recording_url": _first_recording(details),
+        "custom_field": _text(details, "custom_field", where=where),
+    }
+    if "call_sid" in details:  # v2 (ccm-api .../v2/...)
+        raw_status = _text(details, "call_status", where=where)
+        agent = _mapping(details, "assigned_agent_details", where=where)
+        customer = _mapping(details, "customer_details", where=where)
+        inbound = (result["direction"] or "").lower().startswith("inbound")
+        first, second = (customer, agent) if inbound else (agent, customer)
+        first_where, second_where = (
+            (f"{where}customer_details.", f"{where}assigned_agent_details.")
+            if inbound
+            else (f"{where}assigned_agent_details.", f"{where}customer_details.")
+        )
+        legs = [_ccm_leg(0, first, first_where), _ccm_leg(1, second, second_where)]
+        result |= {
+            "api": "v2",
+            "call_sid": _sid(details, "call_sid", where=where, required=True),
+            "from_": _text(first, "contact_uri", where=first_where) if first else None,
+            "to": _text(second, "contact_uri", where=second_where) if second else None,
+            "legs": [leg for leg in legs if leg is not None],
+        }
+    else:  # v3: "sid", "state", "status"; legs is a URL to the legs API
+        raw_status = _text(details, "status", where=where)
+        result |= {"api": "v3", "call_sid": _sid(details, "sid", where=where, required=True)}
+    result["status"] = _call_status(raw_status, event_type)
+    result["exotel_status"] = raw_status
+    return result
+
+
+def _parse_lwb(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    event_type = _event_type(_text(payload, "eventtype"), where="eventtype")
+    raw_status = _text(payload, "status")
+    leg_sid = _sid(payload, "legsid", required=False)
+    origin = _text(payload, "origin")
+    leg = LegStatus(
+        index=0,
+        status=normalise_status(raw_status),
+        exotel_status=raw_status,
+        on_call_duration=_count(payload, "oncallduration"),
+        leg_sid=leg_sid,
+        phone_number=_text(payload, "phonenumber"),
+        origin=origin,
+    )
+    return {
+        "api": "lwb",
+        "call_sid": _sid(payload, "callsid", required=True),
+        "leg_sid": leg_sid,
+        "event_type": event_type,
+        "status": _call_status(raw_status, event_type),
+        "exotel_status": raw_status,
+        "started_at": _time(payload, "starttime", tz),
+        "ended_at": _time(payload, "endtime", tz),
+        "origin": origin,
+        "last_action": _text(payload, "lastaction"),
+        "custom_field": _text(payload, "customfield"),
+        "legs": [leg],
+    }
+
+
+def detect_api(payload: Mapping[str, Any]) -> ApiName:
+    """Which API's callback this is, from its shape."""
+    if "event_details" in payload or "call_details" in payload:
+        details = payload.get("call_details")
+        return "v2" if isinstance(details, Mapping) and "call_sid" in details else "v3"
+    if "CallSid" in payload:
+        return "v1"
+    if "callsid" in payload:
+        return "lwb"
+    raise UnreadableCallback("not an Exotel status callback: no call sid")
+
+
+# --------------------------------------------------------------------------- identity
+
+_EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    """Sorted keys, no blanks, UTF-8 as is: the same payload always gives the same text."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_id_for(
+    call_sid: str, leg_sid: str | None, event_type: str, payload: Mapping[str, Any]
+) -> str:
+    """A stable id for one callback.
+
+    Exotel retries a callback (up to twice) when it gets no 200 within 15 s, and a 200 may
+    be lost on the way back; consumers must be able to drop the copies. A retry carries the
+    same payload, so the id is derived from the payload itself (canonical JSON: key order
+    and whitespace do not matter) and not from anything that changes between deliveries
+    (arrival time, request id, the correlation query). Two different callbacks of the same
+    call differ in their payload (event type, status, times, leg states), so they get
+    different ids: e.g. the two v2 "answered" callbacks of one call. The call sid, leg sid
+    and event type are named explicitly so the id never depends on how a shape spells them.
+    """
+    name = "\x1f".join((call_sid, leg_sid or "", event_type, canonical_json(payload)))
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, name))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _correlation(query: Mapping[str, str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in CORRELATION_PARAMS:
+        value = query.get(name)
+        if value is not None and not isinstance(value, str):
+            raise UnreadableCallback(f"correlation parameter {name} must be text")
+        value = (value or "").strip() or None
+        if value is not None and len(value) > MAX_CORRELATION_CHARS:
+            raise UnreadableCallback(
+                f"correlation parameter {name} is longer than {MAX_CORRELATION_CHARS} characters"
+            )
+        out[name] = value
+    if out["api"] is not None and out["api"] not in _APIS:
+        raise UnreadableCallback(f"correlation parameter api must be one of {sorted(_APIS)}")
+    return out
+
+
+def parse_callback(
+    payload: Mapping[str, Any],
+    *,
+    query: Mapping[str, str],
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> CallStatusEvent:
+    """One decoded callback (JSON object, form fields or GET query) -> a ``call.status`` fact.
+
+    ``query`` holds the callback URL's correlation parameters (``command_id``, ``account``,
+    ``api``), set by the executor. The API is recognised from the payload's shape; the
+    ``api`` parameter is only checked for sanity.
+    """
+    if not isinstance(payload, Mapping):
+        raise UnreadableCallback("payload must be an object")
+    check_limits(payload)
+    correlation = _correlation(query)
+    api = detect_api(payload)
+    if api == "v1":
+        fields = _parse_v1(payload, tz)
+    elif api == "lwb":
+        fields = _parse_lwb(payload, tz)
+    else:
+        fields = _parse_ccm(payload, tz)
+    raw = dict(payload)
+    event_id = event_id_for(fields["call_sid"], fields.get("leg_sid"), fields["event_type"], raw)
+    try:
+        return CallStatusEvent(
+            **fields,
+            event_id=event_id,
+            command_id=correlation["command_id"],
+            account=correlation["account"],
+            source="callback",
+            received_at=received_at,
+            raw=raw,
+        )
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
+        raise UnreadableCallback(f"callback does not fit CallStatusEvent ({where})") from exc

@@ -1,0 +1,114 @@
+"""The service layer: a decoded callback in, a durable fact (or dead letter) out.
+
+No HTTP here: the route decodes the request and maps :class:`Outcome` to a status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from contracts.status import CallStatusEvent
+from services.ingress.metrics import IngressMetrics
+from services.ingress.parsing import UnreadableCallback, parse_callback
+from services.ingress.sinks import DeadLetter, DeadLetterSink, FactSink, SinkUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"  # the fact is durable: 200
+    UNREADABLE = "unreadable"  # dead-lettered: 400
+    UNAVAILABLE = "unavailable"  # nothing durable: 503, Exotel retries
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    event: CallStatusEvent | None = None
+    reason: str | None = None
+
+
+class CallbackService:
+    def __init__(
+        self,
+        *,
+        facts: FactSink,
+        dead_letters: DeadLetterSink,
+        metrics: IngressMetrics,
+        tz: ZoneInfo,
+        publish_timeout_seconds: float,
+    ) -> None:
+        self._facts = facts
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._tz = tz
+        self._timeout = publish_timeout_seconds
+
+    async def ingest(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        query: Mapping[str, str],
+        raw_body: bytes,
+        content_type: str,
+        received_at: datetime,
+    ) -> Outcome:
+        """Parse and publish one callback; dead-letter ``raw_body`` when it is unreadable."""
+        try:
+            event = parse_callback(payload, query=query, received_at=received_at, tz=self._tz)
+        except UnreadableCallback as exc:
+            return await self.reject(
+                raw_body=raw_body,
+                reason=exc.reason,
+                content_type=content_type,
+                received_at=received_at,
+            )
+        self._metrics.received.labels(event.api, event.event_type).inc()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._facts.put(event)
+        except TimeoutError:
+            self._observe_publish(started, "timeout")
+            return self._unavailable(event, f"Kafka did not acknowledge within {self._timeout}s")
+        except SinkUnavailable as exc:
+            self._observe_publish(started, "error")
+            return self._unavailable(event, str(exc))
+        self._observe_publish(started, "ok")
+        return Outcome(Verdict.ACCEPTED, event=event)
+
+    async def reject(
+        self, *, raw_body: bytes, reason: str, content_type: str, received_at: datetime
+    ) -> Outcome:
+        """Write an unreadable callback's raw bytes to the dead-letter topic."""
+        letter = DeadLetter(
+            body=raw_body, reason=reason, content_type=content_type, received_at=received_at
+        )
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._dead_letters.put(letter)
+        except (TimeoutError, SinkUnavailable) as exc:
+            # Not durable anywhere: 503 so that Exotel retries and we get another chance.
+            self._metrics.dlq_writes.labels("failed").inc()
+            self._metrics.rejected.labels("unavailable").inc()
+            detail = str(exc) or "dead-letter write timed out"
+            return Outcome(Verdict.UNAVAILABLE, reason=f"{reason} (dead letter failed: {detail})")
+        self._metrics.dlq_writes.labels("ok").inc()
+        self._metrics.rejected.labels("unreadable").inc()
+        return Outcome(Verdict.UNREADABLE, reason=reason)
+
+    def _observe_publish(self, started: float, outcome: str) -> None:
+        self._metrics.publish_seconds.labels(outcome).observe(time.perf_counter() - started)
+
+    def _unavailable(self, event: CallStatusEvent, reason: str) -> Outcome:
+        self._metrics.rejected.labels("unavailable").inc()
+        return Outcome(Verdict.UNAVAILABLE, event=event, reason=reason)

@@ -1,0 +1,132 @@
+"""The ingress's configuration: environment variables only (DESIGN.md, "Configuration")."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.settings import KafkaSettings
+
+MIN_TOKEN_LENGTH = 16
+# RFC 3986 "unreserved" characters: the token is a URL path segment and must survive as is.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _check_token(value: SecretStr | None, name: str) -> SecretStr | None:
+    if value is None:
+        return None
+    secret = value.get_secret_value()
+    if len(secret) < MIN_TOKEN_LENGTH:
+        # Never echo the value: it is a secret even when it is too short to be a good one.
+        raise ValueError(f"{name} must be at least {MIN_TOKEN_LENGTH} characters long")
+    if not _TOKEN_CHARS.fullmatch(secret):
+        raise ValueError(f"{name} may only contain letters, digits and . _ ~ -")
+    return value
+
+
+class IngressSettings(BaseSettings):
+    """``CALLBACK_TOKEN``, ``HTTP_*``, ``INGRESS_*``, ``EXOTEL_TIMEZONE`` and ``KAFKA_*``."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    callback_token: SecretStr = Field(
+        validation_alias="CALLBACK_TOKEN",
+        description="Secret path token of /exotel/callbacks/{token} (at least 16 characters).",
+    )
+    previous_callback_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="CALLBACK_TOKEN_PREVIOUS",
+        description="The token before the last rotation, still accepted while Exotel drains.",
+    )
+    http_host: str = Field(default="127.0.0.1", validation_alias="HTTP_HOST")
+    http_port: int = Field(default=8080, ge=0, le=65_535, validation_alias="HTTP_PORT")
+    max_body_bytes: int = Field(
+        default=65_536, ge=1_024, le=16 * 1024 * 1024, validation_alias="INGRESS_MAX_BODY_BYTES"
+    )
+    publish_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=14.0,
+        validation_alias="INGRESS_PUBLISH_TIMEOUT_SECONDS",
+        description="How long a callback waits for Kafka's ack (Exotel waits 15 s for a 200).",
+    )
+    exotel_timezone: str = Field(
+        default="Asia/Kolkata",
+        validation_alias="EXOTEL_TIMEZONE",
+        description="Zone of the naive 'YYYY-MM-DD HH:mm:ss' times in v1 and LWB callbacks.",
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @field_validator("callback_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        checked = _check_token(value, "CALLBACK_TOKEN")
+        assert checked is not None
+        return checked
+
+    @field_validator("previous_callback_token", mode="before")
+    @classmethod
+    def _empty_previous_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("previous_callback_token")
+    @classmethod
+    def _previous_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_token(value, "CALLBACK_TOKEN_PREVIOUS")
+
+    @field_validator("exotel_timezone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"EXOTEL_TIMEZONE {value!r} is not a known IANA time zone") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.exotel_timezone)
+
+    def accepted_tokens(self) -> tuple[bytes, ...]:
+        """The tokens a callback path may carry, as bytes for ``hmac.compare_digest``."""
+        tokens = [self.callback_token, self.previous_callback_token]
+        return tuple(t.get_secret_value().encode() for t in tokens if t is not None)
+
+    def secrets(self) -> list[str]:
+        """Values that must never be logged."""
+        return [t.decode() for t in self.accepted_tokens()]
+
+
+_ENV_NAMES = {
+    "callback_token": "CALLBACK_TOKEN",
+    "previous_callback_token": "CALLBACK_TOKEN_PREVIOUS",
+    "http_host": "HTTP_HOST",
+    "http_port": "HTTP_PORT",
+    "max_body_bytes": "INGRESS_MAX_BODY_BYTES",
+    "publish_timeout_seconds": "INGRESS_PUBLISH_TIMEOUT_SECONDS",
+    "exotel_timezone": "EXOTEL_TIMEZONE",
+}
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A readable summary of a settings error that never contains the input values.
+
+    pydantic's own message repeats the rejected input, which would print a (short or
+    malformed) CALLBACK_TOKEN to the console.
+    """
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        name = _ENV_NAMES.get(loc[0], loc[0].upper()) if loc else "settings"
+        if loc and loc[0] == "kafka":
+            name = "KAFKA_" + "_".join(loc[1:]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required" + (
+                f" (at least {MIN_TOKEN_LENGTH} characters)" if name == "CALLBACK_TOKEN" else ""
+            )
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)
