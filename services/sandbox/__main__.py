@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -38,6 +40,12 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises the signal after its graceful stop: make that exit 0."""
+    del signum, frame
+    raise SystemExit(0)
+
+
 def main() -> None:
     settings = SandboxSettings()
     configure_logging(settings.log_level)
@@ -56,6 +64,7 @@ def main() -> None:
         timeout_graceful_shutdown=3,
         lifespan="on",
     )
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.Server(config).run()  # uvicorn handles SIGTERM/SIGINT: graceful stop
 
 
