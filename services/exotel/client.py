@@ -16,6 +16,7 @@ Monitor-leg upgrade and hang-up send the fields the LWB documentation names:
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -119,7 +120,8 @@ class ExotelClient:
         self._observer = observer
         key, token = account.secrets()
         self._auth = httpx.BasicAuth(key, token)
-        self._secrets = (key, token)
+        basic = base64.b64encode(f"{key}:{token}".encode()).decode()
+        self._secrets = (key, token, basic)
 
     def __repr__(self) -> str:
         return f"ExotelClient(account={self._account.name!r})"
