@@ -206,7 +206,7 @@ async def end_call(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    """Forget faults, chaos, latency, the request log and rate stats; limits back to config."""
+    """Forget faults, chaos, latency, the request log, rate windows and stats; limits as configured."""
     sb = _sb(request)
     settings = sb.settings
     sb.faults.clear()
@@ -219,6 +219,7 @@ async def reset(request: Request) -> Response:
         enabled=settings.rate_limits_enabled,
     )
     sb.limiter.reset_stats()
+    sb.limiter.reset_windows()
     return JSONResponse({"reset": True})
 
 

@@ -60,6 +60,10 @@ class RateLimiter:
         if family is not None:
             self._injected_429[family] += 1
 
+    def reset_windows(self) -> None:
+        """Forget recent requests: every family starts with an empty window."""
+        self._windows.clear()
+
     def reset_stats(self) -> None:
         for family in FAMILIES:
             self._per_second[family].clear()

@@ -154,7 +154,9 @@ def test_state_managed_agent_on_a_live_call_is_busy_for_v3(
     exotel: httpx.Client, paths: Paths, control: SandboxControl
 ) -> None:
     managed = {"contact_uri": "+919800077777", "state_management": True}
-    first = exotel.post(paths.v3, json=v3_body(**{"from": managed, "to": {"contact_uri": "+919811155555"}}))
+    first = exotel.post(
+        paths.v3, json=v3_body(**{"from": managed, "to": {"contact_uri": "+919811155555"}})
+    )
     second = exotel.post(paths.v3, json=v3_body(**{"from": managed}))
     control.end_call(first.json()["response"]["call_details"]["sid"])
     third = exotel.post(paths.v3, json=v3_body(**{"from": managed}))
