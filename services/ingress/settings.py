@@ -15,15 +15,15 @@ MIN_TOKEN_LENGTH = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 
 
-def _check_token(value: SecretStr | None, name: str) -> SecretStr | None:
+def _check_token(value: SecretStr | None) -> SecretStr | None:
     if value is None:
         return None
     secret = value.get_secret_value()
     if len(secret) < MIN_TOKEN_LENGTH:
         # Never echo the value: it is a secret even when it is too short to be a good one.
-        raise ValueError(f"{name} must be at least {MIN_TOKEN_LENGTH} characters long")
+        raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters long")
     if not _TOKEN_CHARS.fullmatch(secret):
-        raise ValueError(f"{name} may only contain letters, digits and . _ ~ -")
+        raise ValueError("may only contain letters, digits and . _ ~ -")
     return value
 
 
@@ -63,7 +63,7 @@ class IngressSettings(BaseSettings):
     @field_validator("callback_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        checked = _check_token(value, "CALLBACK_TOKEN")
+        checked = _check_token(value)
         assert checked is not None
         return checked
 
@@ -75,7 +75,7 @@ class IngressSettings(BaseSettings):
     @field_validator("previous_callback_token")
     @classmethod
     def _previous_token(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_token(value, "CALLBACK_TOKEN_PREVIOUS")
+        return _check_token(value)
 
     @field_validator("exotel_timezone")
     @classmethod
@@ -83,7 +83,7 @@ class IngressSettings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"EXOTEL_TIMEZONE {value!r} is not a known IANA time zone") from exc
+            raise ValueError(f"{value!r} is not a known IANA time zone") from exc
         return value
 
     @property

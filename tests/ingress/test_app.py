@@ -1,0 +1,325 @@
+"""The HTTP layer in process, with an in-memory outlet (no Kafka): status codes and sinks."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.exceptions import StarletteDeprecationWarning
+
+from services.ingress.app import create_app
+from services.ingress.settings import IngressSettings
+from tests.ingress import samples
+from tests.ingress.fakes import MemoryOutlet
+
+with warnings.catch_warnings():
+    # starlette 1.x would rather use httpx2 for its TestClient; httpx works the same here.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+TOKEN = "current-token-0123456789"
+PREVIOUS = "previous-token-0123456789"
+URL = f"/exotel/callbacks/{TOKEN}"
+LIMIT = 4096
+
+
+def make_settings(**overrides: Any) -> IngressSettings:
+    values: dict[str, Any] = {
+        "callback_token": TOKEN,
+        "previous_callback_token": PREVIOUS,
+        "max_body_bytes": LIMIT,
+        "publish_timeout_seconds": 1.0,
+    }
+    return IngressSettings.model_validate(values | overrides)
+
+
+def wait_ready(client: TestClient, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the app never became ready")
+
+
+@pytest.fixture
+def outlet() -> MemoryOutlet:
+    return MemoryOutlet()
+
+
+@pytest.fixture
+def client(outlet: MemoryOutlet) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(), outlet=outlet)) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+def test_probes(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert "voicebus_ingress_ready 1.0" in client.get("/metrics").text
+
+
+def test_lifespan_starts_and_stops_the_outlet(outlet: MemoryOutlet) -> None:
+    with TestClient(create_app(make_settings(), outlet=outlet)) as test_client:
+        wait_ready(test_client)
+        assert outlet.started == 1
+    assert outlet.stopped == 1
+
+
+def test_not_ready_until_the_outlet_starts() -> None:
+    outlet = MemoryOutlet(start_failures=1)
+    with TestClient(create_app(make_settings(), outlet=outlet)) as test_client:
+        first = test_client.get("/readyz")
+        if first.status_code == 503:  # the first attempt failed; the retry follows
+            assert first.json()["kafka"] == "connecting"
+            response = test_client.post(URL, json=samples.load("v1_terminal.json"))
+            assert response.status_code in (200, 503)
+        wait_ready(test_client)
+        assert test_client.post(URL, json=samples.load("v1_terminal.json")).status_code == 200
+
+
+def test_v1_json_callback(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(
+        URL + "?command_id=cmd-1&account=default&api=v1",
+        content=samples.raw_bytes("v1_terminal.json"),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200
+    [event] = outlet.facts.events
+    assert response.json() == {"status": "accepted", "event_id": event.event_id}
+    assert (event.call_sid, event.status, event.command_id, event.account) == (
+        "492205107c5fb48f4ac25d1f77759339",
+        "no-answer",
+        "cmd-1",
+        "default",
+    )
+    assert outlet.dead_letters.letters == []
+
+
+def test_v1_multipart_callback(client: TestClient, outlet: MemoryOutlet) -> None:
+    body = samples.multipart_body(samples.form_pairs())
+    response = client.post(
+        URL + "?command_id=cmd-2",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
+    )
+    assert response.status_code == 200, response.text
+    [event] = outlet.facts.events
+    assert [leg.status for leg in event.legs] == ["no-answer", None]
+    assert event.raw["Legs"][1] == {"Status": "", "OnCallDuration": "0"}
+    assert event.command_id == "cmd-2"
+
+
+def test_urlencoded_callback(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(URL, data=dict(samples.form_pairs()))
+    assert response.status_code == 200
+    assert outlet.facts.events[0].legs[0].status == "no-answer"
+
+
+def test_get_callback_uses_the_query_minus_correlation(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    params = [("command_id", "cmd-3"), ("api", "v3"), ("account", "acme")]
+    params += [
+        ("event_details[event_type]", "terminal"),
+        ("call_details[sid]", "0ed3bd4755078e1f9f64d2de75ce16b3"),
+        ("call_details[status]", "to_leg_unanswered"),
+        ("call_details[start_time]", "2022-11-03 00:18:38+05:30"),
+    ]
+    response = client.get(URL, params=params)
+    assert response.status_code == 200, response.text
+    [event] = outlet.facts.events
+    assert (event.api, event.status, event.command_id, event.account) == (
+        "v3",
+        "no-answer",
+        "cmd-3",
+        "acme",
+    )
+    assert "command_id" not in event.raw
+    assert event.raw["call_details"]["sid"] == "0ed3bd4755078e1f9f64d2de75ce16b3"
+
+
+def test_previous_token_is_accepted(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(f"/exotel/callbacks/{PREVIOUS}", json=samples.load("v3_terminal.json"))
+    assert response.status_code == 200
+    assert len(outlet.facts.events) == 1
+
+
+@pytest.mark.parametrize(
+    "token", ["wrong-token-0123456789", TOKEN[:-1], TOKEN + "x", "%C3%A9t%C3%A9", "x"]
+)
+def test_wrong_token_is_401_and_publishes_nothing(
+    client: TestClient, outlet: MemoryOutlet, token: str
+) -> None:
+    response = client.post(f"/exotel/callbacks/{token}", json=samples.load("v1_terminal.json"))
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+    assert outlet.facts.events == []
+    assert outlet.dead_letters.letters == []
+    assert client.get(f"/exotel/callbacks/{token}").status_code == 401
+
+
+def test_oversized_body_is_413(client: TestClient, outlet: MemoryOutlet) -> None:
+    big = {"CallSid": "abc", "CustomField": "x" * LIMIT}
+    response = client.post(URL, json=big)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
+        yield b'{"CallSid": "abc", "CustomField": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = client.post(URL, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert outlet.facts.events == []
+    assert outlet.dead_letters.letters == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b"[]", "application/json", "not an object"),
+        (b'{"Status": "completed"}', "application/json", "no call sid"),
+        (b"hello", "text/plain", "unsupported content type"),
+        (b"--nope\r\ngarbage", "multipart/form-data; boundary=other", "form"),
+        (b"a=1", "multipart/form-data", "form"),
+        (b"", "application/json", "empty body"),
+        (b"Status=completed", "application/x-www-form-urlencoded", "no call sid"),
+    ],
+)
+def test_unreadable_is_400_and_dead_lettered(
+    client: TestClient, outlet: MemoryOutlet, body: bytes, content_type: str, reason: str
+) -> None:
+    response = client.post(URL, content=body, headers={"content-type": content_type})
+    assert response.status_code == 400
+    assert reason.lower() in response.json()["reason"].lower()
+    [letter] = outlet.dead_letters.letters
+    assert letter.body == body
+    assert reason.lower() in letter.reason.lower()
+    assert letter.content_type == content_type
+    assert outlet.facts.events == []
+
+
+def test_multipart_file_upload_is_unreadable(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(URL, files={"CallSid": ("sid.txt", b"abc", "text/plain")})
+    assert response.status_code == 400
+    assert len(outlet.dead_letters.letters) == 1
+
+
+def test_json_without_content_type_is_sniffed(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(URL, content=samples.raw_bytes("v2_terminal.json"))
+    assert response.status_code == 200
+    assert outlet.facts.events[0].api == "v2"
+
+
+def test_kafka_unavailable_is_503(client: TestClient, outlet: MemoryOutlet) -> None:
+    outlet.facts.fail = True
+    response = client.post(URL, json=samples.load("v1_terminal.json"))
+    assert response.status_code == 503
+    assert outlet.dead_letters.letters == []
+
+
+def test_slow_kafka_is_503_within_the_timeout(outlet: MemoryOutlet) -> None:
+    outlet.facts.delay = 5.0
+    app = create_app(make_settings(publish_timeout_seconds=0.2), outlet=outlet)
+    with TestClient(app) as test_client:
+        wait_ready(test_client)
+        started = time.monotonic()
+        response = test_client.post(URL, json=samples.load("v1_terminal.json"))
+        assert response.status_code == 503
+        assert time.monotonic() - started < 2.0
+        metrics = test_client.get("/metrics").text
+    assert 'voicebus_ingress_publish_duration_seconds_count{outcome="timeout"} 1.0' in metrics
+    assert 'voicebus_ingress_callbacks_rejected_total{reason="unavailable"} 1.0' in metrics
+
+
+def test_dead_letter_failure_is_503(client: TestClient, outlet: MemoryOutlet) -> None:
+    outlet.dead_letters.fail = True
+    response = client.post(URL, content=b"{bad", headers={"content-type": "application/json"})
+    assert response.status_code == 503
+
+
+def test_metrics_count_by_bounded_labels(client: TestClient) -> None:
+    client.post(URL, json=samples.load("v1_terminal.json"))
+    client.post(URL, json=samples.load("v2_answered_agent.json"))
+    client.post("/exotel/callbacks/nope-nope-nope-nope", json={})
+    client.post(URL, content=b"{", headers={"content-type": "application/json"})
+    client.post(URL, content=b"x" * (LIMIT + 1), headers={"content-type": "application/json"})
+    text = client.get("/metrics").text
+    for line in [
+        'voicebus_ingress_callbacks_received_total{api="v1",event_type="terminal"} 1.0',
+        'voicebus_ingress_callbacks_received_total{api="v2",event_type="answered"} 1.0',
+        'voicebus_ingress_callbacks_rejected_total{reason="unauthorized"} 1.0',
+        'voicebus_ingress_callbacks_rejected_total{reason="unreadable"} 1.0',
+        'voicebus_ingress_callbacks_rejected_total{reason="too_large"} 1.0',
+        'voicebus_ingress_dlq_writes_total{outcome="ok"} 1.0',
+        'voicebus_ingress_publish_duration_seconds_count{outcome="ok"} 2.0',
+    ]:
+        assert line in text
+    assert "492205107c5fb48f4ac25d1f77759339" not in text
+    assert TOKEN not in text
+
+
+def test_duplicates_keep_the_event_id(client: TestClient, outlet: MemoryOutlet) -> None:
+    body = samples.raw_bytes("v3_terminal.json")
+    for _ in range(2):
+        client.post(URL, content=body, headers={"content-type": "application/json"})
+    first, second = outlet.facts.events
+    assert first.event_id == second.event_id
+    assert json.loads(first.model_dump_json(by_alias=True))["event_id"] == first.event_id
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[TestClient, MemoryOutlet]]:
+    outlet = MemoryOutlet()
+    with TestClient(create_app(make_settings(), outlet=outlet)) as test_client:
+        wait_ready(test_client)
+        yield test_client, outlet
+
+
+CONTENT_TYPES = [
+    "application/json",
+    "multipart/form-data; boundary=b",
+    "multipart/form-data",
+    "application/x-www-form-urlencoded",
+    "text/plain",
+    "",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600), st.sampled_from(CONTENT_TYPES))
+def test_random_bodies_never_500(
+    shared: tuple[TestClient, MemoryOutlet], body: bytes, content_type: str
+) -> None:
+    client, _ = shared
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post(URL, content=body, headers=headers)
+    assert response.status_code in (200, 400), response.text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.text(max_size=15), st.text(max_size=15)), max_size=12))
+def test_random_multipart_fields_never_500(
+    shared: tuple[TestClient, MemoryOutlet], pairs: list[tuple[str, str]]
+) -> None:
+    client, _ = shared
+    clean = [(k.replace('"', "").replace("\r", "").replace("\n", ""), v) for k, v in pairs]
+    body = samples.multipart_body(clean, boundary="fuzzboundary")
+    response = client.post(
+        URL, content=body, headers={"content-type": "multipart/form-data; boundary=fuzzboundary"}
+    )
+    assert response.status_code in (200, 400), response.text

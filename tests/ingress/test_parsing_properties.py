@@ -1,0 +1,203 @@
+"""Whatever arrives, parsing either yields a valid fact or raises UnreadableCallback."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.status import CallStatusEvent
+from services.ingress.parsing import (
+    UnreadableCallback,
+    decode_json,
+    form_to_payload,
+    parse_callback,
+)
+from tests.ingress import samples
+
+IST = ZoneInfo("Asia/Kolkata")
+RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
+
+EXOTEL_KEYS = [
+    "CallSid",
+    "EventType",
+    "Status",
+    "DateCreated",
+    "DateUpdated",
+    "StartTime",
+    "EndTime",
+    "ConversationDuration",
+    "Legs",
+    "CustomField",
+    "RecordingUrl",
+    "PhoneNumberSid",
+    "From",
+    "To",
+    "Direction",
+    "OnCallDuration",
+    "event_details",
+    "call_details",
+    "event_type",
+    "call_sid",
+    "sid",
+    "call_status",
+    "status",
+    "start_time",
+    "end_time",
+    "total_talk_time",
+    "recordings",
+    "url",
+    "assigned_agent_details",
+    "customer_details",
+    "contact_uri",
+    "callsid",
+    "legsid",
+    "eventtype",
+    "oncallduration",
+    "starttime",
+    "endtime",
+    "origin",
+]
+STATUS_WORDS = [
+    "completed",
+    "no-answer",
+    "busy",
+    "answered",
+    "terminal",
+    "",
+    "2019-04-08 03:17:59",
+    "2022-11-03 00:18:32+05:30",
+    "0",
+    "-1",
+    "41",
+    "abc123",
+    "from_leg_unanswered",
+]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(STATUS_WORDS),
+)
+keys = st.one_of(st.sampled_from(EXOTEL_KEYS), st.text(max_size=12))
+json_like = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5), st.dictionaries(keys, children, max_size=6)
+    ),
+    max_leaves=40,
+)
+weird = st.one_of(
+    json_like, st.binary(max_size=8), st.tuples(st.integers()), st.sets(st.integers())
+)
+payloads = st.one_of(
+    st.dictionaries(keys, json_like, max_size=10),
+    st.dictionaries(st.one_of(keys, st.integers()), weird, max_size=6),
+)
+queries = st.dictionaries(
+    st.sampled_from(["command_id", "account", "api", "other"]),
+    st.one_of(st.text(max_size=140), st.sampled_from(["v1", "v2", "v3", "lwb"])),
+    max_size=4,
+)
+form_keys = st.one_of(
+    st.sampled_from(
+        [
+            "CallSid",
+            "Status",
+            "Legs[0][Status]",
+            "Legs[1][OnCallDuration]",
+            "Legs[]",
+            "Legs[0]",
+            "call_details[sid]",
+            "event_details[event_type]",
+            "callsid",
+            "a[b][c]",
+            "a[",
+            "[x]",
+            "Legs[7][Status]",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+RELAXED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check(payload: Any, query: dict[str, str] | None = None) -> None:
+    try:
+        event = parse_callback(payload, query=query or {}, received_at=RECEIVED, tz=IST)
+    except UnreadableCallback as exc:
+        reason = exc.reason
+        assert isinstance(reason, str)
+        assert reason
+        return
+    # A fact always serialises and validates back.
+    assert CallStatusEvent.model_validate_json(event.model_dump_json(by_alias=True)) == event
+    again = parse_callback(payload, query=query or {}, received_at=RECEIVED, tz=IST)
+    assert again.event_id == event.event_id
+
+
+@RELAXED
+@given(payloads, queries)
+def test_random_dicts(payload: dict[Any, Any], query: dict[str, str]) -> None:
+    check(payload, query)
+
+
+@RELAXED
+@given(st.dictionaries(keys, json_like, max_size=8), st.sampled_from(["v1", "v2", "v3", "lwb"]))
+def test_random_fields_on_top_of_real_samples(extra: dict[str, Any], which: str) -> None:
+    base = {
+        "v1": "v1_terminal.json",
+        "v2": "v2_terminal.json",
+        "v3": "v3_terminal.json",
+        "lwb": "lwb_monitor_terminal.json",
+    }[which]
+    payload = samples.load(base)
+    payload.update(extra)
+    details = payload.get("call_details")
+    if isinstance(details, dict):
+        details.update(extra)
+    check(payload)
+
+
+@RELAXED
+@given(
+    st.lists(
+        st.tuples(form_keys, st.one_of(st.text(max_size=20), st.sampled_from(STATUS_WORDS))),
+        max_size=25,
+    )
+)
+def test_random_form_pairs(pairs: list[tuple[str, str]]) -> None:
+    try:
+        payload = form_to_payload(pairs)
+    except UnreadableCallback:
+        return
+    json.dumps(payload)  # always plain JSON
+    check(payload)
+
+
+@RELAXED
+@given(st.binary(max_size=300))
+def test_random_bytes(body: bytes) -> None:
+    try:
+        payload = decode_json(body)
+    except UnreadableCallback:
+        return
+    check(payload)
+
+
+@RELAXED
+@given(st.text(max_size=200))
+def test_random_json_like_text(text: str) -> None:
+    try:
+        payload = decode_json(("{" + text).encode("utf-8", errors="surrogatepass"))
+    except UnreadableCallback:
+        return
+    check(payload)

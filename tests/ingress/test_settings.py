@@ -1,0 +1,114 @@
+"""IngressSettings: required token, environment names, defaults, errors that leak nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.ingress.settings import IngressSettings, describe_errors
+
+TOKEN = "tok-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "CALLBACK_TOKEN",
+        "CALLBACK_TOKEN_PREVIOUS",
+        "HTTP_HOST",
+        "HTTP_PORT",
+        "INGRESS_MAX_BODY_BYTES",
+        "INGRESS_PUBLISH_TIMEOUT_SECONDS",
+        "EXOTEL_TIMEZONE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLBACK_TOKEN", TOKEN)
+    settings = IngressSettings()
+    assert settings.callback_token.get_secret_value() == TOKEN
+    assert settings.previous_callback_token is None
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
+    assert settings.max_body_bytes == 65_536
+    assert settings.publish_timeout_seconds == 5.0
+    assert settings.exotel_timezone == "Asia/Kolkata"
+    assert settings.accepted_tokens() == (TOKEN.encode(),)
+    assert TOKEN not in repr(settings)
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "CALLBACK_TOKEN": TOKEN,
+        "CALLBACK_TOKEN_PREVIOUS": "previous-token-0123456789",
+        "HTTP_HOST": "0.0.0.0",
+        "HTTP_PORT": "18080",
+        "INGRESS_MAX_BODY_BYTES": "4096",
+        "INGRESS_PUBLISH_TIMEOUT_SECONDS": "2.5",
+        "EXOTEL_TIMEZONE": "UTC",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = IngressSettings()
+    assert settings.accepted_tokens() == (TOKEN.encode(), b"previous-token-0123456789")
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 18080)
+    assert (settings.max_body_bytes, settings.publish_timeout_seconds) == (4096, 2.5)
+    assert str(settings.tz) == "UTC"
+    assert settings.kafka.bootstrap_servers == "kafka:9092"
+
+
+def test_empty_previous_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLBACK_TOKEN", TOKEN)
+    monkeypatch.setenv("CALLBACK_TOKEN_PREVIOUS", "")
+    assert IngressSettings().previous_callback_token is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "CALLBACK_TOKEN: is required"),
+        ({"CALLBACK_TOKEN": "short-secret"}, "CALLBACK_TOKEN: must be at least 16"),
+        ({"CALLBACK_TOKEN": "has/slash/in/it/0123"}, "CALLBACK_TOKEN: may only contain"),
+        (
+            {"CALLBACK_TOKEN": TOKEN, "CALLBACK_TOKEN_PREVIOUS": "tiny-secret"},
+            "CALLBACK_TOKEN_PREVIOUS: must be at least 16",
+        ),
+        ({"CALLBACK_TOKEN": TOKEN, "EXOTEL_TIMEZONE": "Mars/Olympus"}, "EXOTEL_TIMEZONE"),
+        ({"CALLBACK_TOKEN": TOKEN, "INGRESS_PUBLISH_TIMEOUT_SECONDS": "20"}, "INGRESS_PUBLISH"),
+    ],
+)
+def test_invalid_settings_are_explained_without_values(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        IngressSettings()
+    message = describe_errors(caught.value)
+    assert expected in message
+    for secret in ("short-secret", "tiny-secret", "has/slash"):
+        assert secret not in message
+
+
+def test_entry_point_refuses_to_start_without_a_token() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLBACK_TOKEN")}
+    env["CALLBACK_TOKEN"] = "too-short-secret"[:12]
+    done = subprocess.run(
+        [sys.executable, "-m", "services.ingress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2
+    assert "CALLBACK_TOKEN: must be at least 16 characters" in output
+    assert env["CALLBACK_TOKEN"] not in output
