@@ -22,7 +22,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from contracts.topics import CALL_CONNECT
+from contracts.topics import COMMAND_TOPICS
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.incoming import IncomingCommand
 from services.executor.pipeline import CommandPipeline
@@ -30,7 +30,8 @@ from services.executor.settings import ExecutorSettings
 
 log = structlog.get_logger(__name__)
 
-COMMAND_TOPICS_HANDLED = (CALL_CONNECT,)
+#: call.connect, lwb.action and leg.hangup (see incoming.py for how their order is kept).
+COMMAND_TOPICS_HANDLED = COMMAND_TOPICS
 
 
 @dataclass

@@ -2,14 +2,21 @@
 
 No Kafka and no HTTP here: Exotel is reached through the ``ExotelGateway`` port (the real
 ``ExotelClient`` in production, the sandbox behind it in tests).
+
+``call.connect`` places a call (v1 connect, v2/v3 CCM). ``lwb.action`` and ``leg.hangup``
+follow Exotel's LWB document (lwb-legs-and-hangup.txt); which leg they act on and which
+monitor-mode changes are allowed is decided in :mod:`services.executor.supervision`. Every
+Exotel request goes through :func:`with_retries` on its own; a result's ``attempts`` is the
+total number of HTTP attempts the command made (the active-legs read included).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import structlog
 
@@ -23,21 +30,44 @@ from services.executor.mapping import (
     build_connect_request,
 )
 from services.executor.retry import RetryPolicy, with_retries
+from services.executor.supervision import (
+    IllegalTransition,
+    LegLike,
+    NoTargetLeg,
+    check_upgrade,
+    find_leg,
+    is_monitor,
+    origin_of,
+    pick_agent_leg,
+    resolve_selector,
+)
 from services.exotel.errors import (
     ExotelAuthError,
     ExotelError,
     ExotelNotFound,
     ExotelRateLimited,
+    ExotelRejected,
     ExotelTimeout,
     ExotelTransientError,
 )
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+#: The one status-callback event Exotel offers for monitor legs.
+MONITOR_LEG_EVENTS = ("terminal",)
 
 
 class PlacedCallLike(Protocol):
     @property
     def call_sid(self) -> str: ...
+
+
+class LegAnswer(Protocol):
+    """Exotel's answer to creating, upgrading or hanging up a leg."""
+
+    @property
+    def sid(self) -> str: ...
 
 
 class ExotelGateway(Protocol):
@@ -46,6 +76,20 @@ class ExotelGateway(Protocol):
     async def connect_call_v1(self, form: Mapping[str, str]) -> PlacedCallLike: ...
 
     async def create_call_ccm(self, api: Any, body: Mapping[str, Any]) -> PlacedCallLike: ...
+
+    async def active_legs(self, call_sid: str) -> Sequence[LegLike]: ...
+
+    async def create_monitor_leg(self, call_sid: str, form: Mapping[str, str]) -> LegAnswer: ...
+
+    async def update_monitor_leg(
+        self,
+        call_sid: str,
+        leg_sid: str,
+        action: Literal["whisper", "barge"],
+        target_leg_sid: str | None = None,
+    ) -> LegAnswer: ...
+
+    async def hangup_leg(self, call_sid: str, leg_sid: str) -> LegAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -99,12 +143,14 @@ class CommandService:
             )
         if isinstance(command, CallConnect):
             return await self._connect(command, account, outcome)
-        if isinstance(command, LwbAction | LegHangup):  # pragma: no cover - next issue
-            return outcome.rejected(
-                command.command_id,
-                account.name,
-                _error("invalid_command", f"{command_type} is not supported by this executor"),
-            )
+        if isinstance(command, LwbAction):
+            with structlog.contextvars.bound_contextvars(call_sid=command.call_sid):
+                if command.monitor_leg_sid is not None:
+                    return await self._upgrade(command, account, outcome)
+                return await self._monitor(command, account, outcome)
+        if isinstance(command, LegHangup):
+            with structlog.contextvars.bound_contextvars(call_sid=command.call_sid):
+                return await self._hangup(command, account, outcome)
         raise TypeError(f"unexpected command {type(command).__name__}")  # pragma: no cover
 
     async def _connect(
@@ -150,6 +196,198 @@ class CommandService:
             command.command_id, account.name, attempted.error, attempted.attempts, api=api
         )
 
+    # ------------------------------------------------------------------ lwb.action
+
+    async def _monitor(
+        self, command: LwbAction, account: Account, outcome: _Outcome
+    ) -> CommandResult:
+        """Create a monitor leg (POST legs), on the agent leg unless a target is given."""
+        exotel = _Exchange(self, "lwb.action")
+        ids = (command.command_id, account.name)
+        target = command.target_leg_sid
+        if target is None:
+            legs = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
+            if legs.error is not None:
+                return outcome.from_error(
+                    *ids, legs.error, exotel.attempts, call_sid=command.call_sid
+                )
+            assert legs.value is not None
+            try:
+                agent = pick_agent_leg(legs.value)
+            except NoTargetLeg as exc:
+                return outcome.rejected(
+                    *ids,
+                    _no_target(exc, command.action, "target_leg_sid"),
+                    attempts=exotel.attempts,
+                    call_sid=command.call_sid,
+                )
+            target = agent.sid
+            log.info("lwb.agent_leg_picked", target_leg_sid=target, origin=origin_of(agent))
+        form = self._monitor_form(command, account, target)
+        created = await exotel.run(
+            lambda: account.gateway.create_monitor_leg(command.call_sid, form)
+        )
+        if created.error is not None:
+            return outcome.from_error(
+                *ids, created.error, exotel.attempts, call_sid=command.call_sid
+            )
+        assert created.value is not None
+        return outcome.accepted(
+            *ids, attempts=exotel.attempts, call_sid=command.call_sid, leg_sid=created.value.sid
+        )
+
+    def _monitor_form(self, command: LwbAction, account: Account, target: str) -> dict[str, str]:
+        """The POST parameters of the LWB document's "create the monitor leg"."""
+        form = {
+            "action": command.action,
+            "PhoneNumber": command.supervisor,
+            "TargetLegSid": target,
+            "StatusCallback": self.callbacks.url(
+                command_id=command.command_id, account=account.name, api="lwb"
+            ),
+            "StatusCallbackContentType": self.callback_content_type,
+        }
+        for index, event in enumerate(MONITOR_LEG_EVENTS):
+            form[f"StatusCallbackEvents[{index}]"] = event
+        if command.custom_field is not None:
+            form["CustomField"] = command.custom_field
+        return form
+
+    async def _upgrade(
+        self, command: LwbAction, account: Account, outcome: _Outcome
+    ) -> CommandResult:
+        """Upgrade an existing monitor leg (PUT legs/{sid}); illegal moves never reach Exotel."""
+        assert command.monitor_leg_sid is not None
+        assert command.action != "listen"  # the contract refuses listen as an upgrade
+        action: Literal["whisper", "barge"] = command.action
+        leg_sid = command.monitor_leg_sid
+        exotel = _Exchange(self, "lwb.action")
+        ids = (command.command_id, account.name)
+        fields = {"call_sid": command.call_sid, "leg_sid": leg_sid}
+        legs = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
+        if legs.error is not None:
+            return outcome.from_error(*ids, legs.error, exotel.attempts, **fields)
+        assert legs.value is not None
+        monitor = find_leg(legs.value, leg_sid)
+        if monitor is not None and not is_monitor(monitor):
+            return outcome.rejected(
+                *ids,
+                _error(
+                    "invalid_command",
+                    f"invalid field 'monitor_leg_sid': leg {leg_sid} is not a monitor leg "
+                    f"(origin {origin_of(monitor) or 'unknown'!r})",
+                    field="monitor_leg_sid",
+                ),
+                attempts=exotel.attempts,
+                **fields,
+            )
+        try:
+            check = check_upgrade(monitor, action)
+        except IllegalTransition as exc:
+            return outcome.rejected(
+                *ids,
+                _error("illegal_transition", str(exc), field="action"),
+                attempts=exotel.attempts,
+                **fields,
+            )
+        if not check.known:
+            log.info(
+                "lwb.upgrade_mode_unknown", monitor_leg_sid=leg_sid, listed=monitor is not None
+            )
+        target = command.target_leg_sid
+        if target is None and action == "whisper":
+            try:
+                target = pick_agent_leg(legs.value).sid
+            except NoTargetLeg as exc:
+                return outcome.rejected(
+                    *ids,
+                    _no_target(exc, action, "target_leg_sid"),
+                    attempts=exotel.attempts,
+                    **fields,
+                )
+        upgraded = await exotel.run(
+            lambda: account.gateway.update_monitor_leg(command.call_sid, leg_sid, action, target)
+        )
+        if upgraded.value is not None:
+            return outcome.accepted(*ids, attempts=exotel.attempts, **fields)
+        assert upgraded.error is not None
+        if upgraded.maybe_sent and isinstance(upgraded.error, ExotelRejected):
+            # An earlier attempt may have upgraded the leg already: look before rejecting.
+            again = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
+            leg = find_leg(again.value or (), leg_sid)
+            if leg is not None and (leg.last_action or "").lower() == action:
+                log.info("lwb.upgrade_reconciled", monitor_leg_sid=leg_sid, action=action)
+                return outcome.accepted(*ids, attempts=exotel.attempts, **fields)
+        return outcome.from_error(*ids, upgraded.error, exotel.attempts, **fields)
+
+    # ------------------------------------------------------------------ leg.hangup
+
+    async def _hangup(
+        self, command: LegHangup, account: Account, outcome: _Outcome
+    ) -> CommandResult:
+        """Hang up ``leg_sid``, or the legs the ``leg`` selector names (PUT action=hangup)."""
+        exotel = _Exchange(self, "leg.hangup")
+        ids = (command.command_id, account.name)
+        call_sid = command.call_sid
+        if command.leg_sid is not None:
+            targets = [command.leg_sid]
+        else:
+            assert command.leg is not None
+            legs = await exotel.run(lambda: account.gateway.active_legs(call_sid))
+            if legs.error is not None:
+                return outcome.from_error(*ids, legs.error, exotel.attempts, call_sid=call_sid)
+            assert legs.value is not None
+            try:
+                targets = [leg.sid for leg in resolve_selector(legs.value, command.leg)]
+            except NoTargetLeg as exc:
+                return outcome.rejected(
+                    *ids,
+                    _no_target(exc, f"leg={command.leg}", "leg"),
+                    attempts=exotel.attempts,
+                    call_sid=call_sid,
+                )
+        hung: list[str] = []
+        gone: ExotelError | None = None
+        for sid in targets:
+            answer = await exotel.run(partial(account.gateway.hangup_leg, call_sid, sid))
+            if answer.value is not None:
+                hung.append(sid)
+                continue
+            error = answer.error
+            assert error is not None
+            if isinstance(error, ExotelNotFound):
+                if answer.maybe_sent:
+                    # An earlier attempt may have reached Exotel: the leg is gone, as asked.
+                    log.info("leg.hangup_reconciled", leg_sid=sid)
+                    hung.append(sid)
+                    continue
+                if len(targets) > 1:
+                    # Already gone (hanging up one party may end the whole call).
+                    log.info("leg.hangup_already_gone", leg_sid=sid)
+                    gone = gone or error
+                    continue
+            note = (
+                f"hung up {len(hung)} of {len(targets)} legs ({', '.join(hung)}), then: "
+                if hung
+                else None
+            )
+            return outcome.from_error(
+                *ids,
+                error,
+                exotel.attempts,
+                note=note,
+                call_sid=call_sid,
+                leg_sid=hung[0] if hung else sid,
+            )
+        if not hung:
+            assert gone is not None
+            return outcome.from_error(
+                *ids, gone, exotel.attempts, call_sid=call_sid, leg_sid=targets[0]
+            )
+        if len(targets) > 1:
+            log.info("leg.hangup_several", hung_up=len(hung), selected=len(targets), legs=hung)
+        return outcome.accepted(*ids, attempts=exotel.attempts, call_sid=call_sid, leg_sid=hung[0])
+
     def _retried(self, command_type: str) -> Callable[[ExotelError, int, float], None]:
         def on_retry(error: ExotelError, attempt: int, sleep: float) -> None:
             log.warning(
@@ -164,6 +402,52 @@ class CommandService:
                 self.observer.retried(command_type, error)
 
         return on_retry
+
+
+@dataclass
+class _Answer(Generic[T]):
+    """One Exotel request's value or final error; ``maybe_sent``: some failed attempt may
+    have reached Exotel (so a final 4xx may be the effect of our own earlier attempt)."""
+
+    value: T | None
+    error: ExotelError | None
+    maybe_sent: bool
+
+
+@dataclass
+class _Exchange:
+    """The Exotel requests of one command, each retried on its own, attempts summed."""
+
+    service: CommandService
+    command_type: str
+    attempts: int = 0
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> _Answer[T]:
+        maybe_sent = False
+
+        async def attempt() -> T:
+            nonlocal maybe_sent
+            try:
+                return await call()
+            except ExotelError as error:
+                maybe_sent = maybe_sent or error.maybe_sent
+                raise
+
+        attempted = await with_retries(
+            attempt,
+            self.service.retry_policy,
+            on_retry=self.service._retried(self.command_type),
+        )
+        self.attempts += attempted.attempts
+        return _Answer(attempted.value, attempted.error, maybe_sent)
+
+
+def _no_target(exc: NoTargetLeg, what: str, field_name: str) -> CommandError:
+    return _error(
+        "no_target_leg",
+        f"{what}: no target leg ({exc.reason}): {exc.message}",
+        field=field_name,
+    )
 
 
 def _error(
@@ -246,14 +530,24 @@ class _Outcome:
         )
 
     def from_error(
-        self, command_id: str, account: str, error: ExotelError, attempts: int, **fields: Any
+        self,
+        command_id: str,
+        account: str,
+        error: ExotelError,
+        attempts: int,
+        *,
+        note: str | None = None,
+        **fields: Any,
     ) -> CommandResult:
         outcome = "failed" if error.retryable else "rejected"
+        described = error_from_exotel(error)
+        if note:
+            described = described.model_copy(update={"message": note + described.message})
         return self._result(
             command_id,
             account,
             outcome=outcome,
             attempts=attempts,
-            error=error_from_exotel(error),
+            error=described,
             **fields,
         )
