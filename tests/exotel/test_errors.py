@@ -29,9 +29,9 @@ def test_the_tree_separates_transient_from_permanent_errors() -> None:
     for cls in (ExotelUnavailable, ExotelTimeout, ExotelRateLimited):
         assert issubclass(cls, ExotelTransientError)
         assert cls.retryable is True
-    for cls in (ExotelAuthError, ExotelNotFound, ExotelRejected, ExotelInvalidResponse):
-        assert issubclass(cls, ExotelPermanentError)
-        assert cls.retryable is False
+    for permanent in (ExotelAuthError, ExotelNotFound, ExotelRejected, ExotelInvalidResponse):
+        assert issubclass(permanent, ExotelPermanentError)
+        assert permanent.retryable is False
     assert issubclass(ExotelTransientError, ExotelError)
     assert issubclass(ExotelPermanentError, ExotelError)
 

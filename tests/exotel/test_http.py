@@ -1,0 +1,60 @@
+"""The shared httpx client: TLS, timeouts, pool size, User-Agent, no redirects."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from services.exotel import ExotelSettings, make_http_client
+from services.exotel.http import MAX_CONNECTIONS, USER_AGENT
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("EXOTEL_TIMEOUT_SECONDS", "EXOTEL_VERIFY_TLS", "EXOTEL_ACCOUNT_SID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_the_client_identifies_itself_and_bounds_its_timeouts() -> None:
+    async with make_http_client(ExotelSettings(timeout_seconds=7)) as http:
+        assert http.headers["user-agent"] == USER_AGENT == "voicebus/0.1"
+        assert http.timeout.read == 7
+        assert http.timeout.write == 7
+        assert http.timeout.connect == 5
+        assert http.timeout.pool == 7
+        assert http.follow_redirects is False
+
+
+async def test_a_short_timeout_also_shortens_connecting() -> None:
+    async with make_http_client(ExotelSettings(timeout_seconds=2)) as http:
+        assert http.timeout.connect == 2
+
+
+async def test_the_pool_is_sized_for_about_two_hundred_requests_in_flight() -> None:
+    assert MAX_CONNECTIONS >= 200
+    async with make_http_client(ExotelSettings()) as http:
+        pool = http._transport._pool  # type: ignore[attr-defined]
+        assert pool._max_connections == MAX_CONNECTIONS
+
+
+async def test_tls_is_verified_unless_explicitly_disabled() -> None:
+    async with make_http_client(ExotelSettings()) as http:
+        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert ssl_context.verify_mode.name == "CERT_REQUIRED"
+    async with make_http_client(ExotelSettings(verify_tls=False)) as http:
+        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
+        assert ssl_context.verify_mode.name == "CERT_NONE"
+
+
+async def test_a_transport_can_be_injected_for_tests() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    transport = httpx.MockTransport(handler)
+    async with make_http_client(ExotelSettings(), transport=transport) as http:
+        response = await http.get("https://api.exotel.com/")
+    assert response.status_code == 204
+    assert seen[0].headers["user-agent"] == "voicebus/0.1"
