@@ -206,7 +206,7 @@ async def end_call(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    """Forget faults, chaos, latency, the request log, rate windows and stats; limits as configured."""
+    """Forget faults, chaos, latency, requests, rate windows and stats (limits as configured)."""
     sb = _sb(request)
     settings = sb.settings
     sb.faults.clear()
