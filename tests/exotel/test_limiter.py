@@ -117,27 +117,42 @@ def max_in_any_window(times: Sequence[float], width: float) -> int:
     return best
 
 
-async def offer(limiter: RateLimiter, fake: FakeTime, per_second: float, seconds: float) -> list:
-    """Offer ``per_second`` acquires for ``seconds`` of virtual time; grant times back."""
-    granted: list[float] = []
-    tasks: list[asyncio.Task[None]] = []
+class Offer:
+    """Offers ``per_second`` acquires to a limiter, paced in virtual time, and records the
+    (virtual) time each one was granted. Time is advanced by the test, not by the offer."""
 
-    async def one() -> None:
-        await limiter.acquire("acme", "voice")
-        granted.append(fake.now)
+    def __init__(self, limiter: RateLimiter, fake: FakeTime, per_second: float) -> None:
+        self.granted: list[float] = []
+        self._limiter = limiter
+        self._fake = fake
+        self._tasks: list[asyncio.Task[None]] = []
+        self._producer = asyncio.create_task(self._produce(per_second))
 
-    async def produce() -> None:
-        for _ in range(round(per_second * seconds)):
-            tasks.append(asyncio.create_task(one()))
-            await fake.sleep(1.0 / per_second)
+    async def _one(self) -> None:
+        await self._limiter.acquire("acme", "voice")
+        self.granted.append(self._fake.now)
 
-    producer = asyncio.create_task(produce())
+    async def _produce(self, per_second: float) -> None:
+        while True:
+            self._tasks.append(asyncio.create_task(self._one()))
+            await self._fake.sleep(1.0 / per_second)
+
+    async def stop(self) -> None:
+        tasks = [self._producer, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def offer_for(
+    fake: FakeTime, seconds: float, *offers: tuple[RateLimiter, float]
+) -> list[float]:
+    """Run offers (limiter, requests/s) together for ``seconds``; all grant times."""
+    running = [Offer(limiter, fake, per_second) for limiter, per_second in offers]
     await fake.run_until(seconds - 1e-9)
-    producer.cancel()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(producer, *tasks, return_exceptions=True)
-    return [t for t in granted if t < seconds]
+    for one in running:
+        await one.stop()
+    return sorted(t for one in running for t in one.granted)
 
 
 # ---------------------------------------------------------------------- spacing
@@ -174,7 +189,7 @@ async def test_three_times_the_limit_offered_never_exceeds_the_limit_in_any_seco
 ) -> None:
     limit = 10.0
     limiter = RateLimiter({("acme", "voice"): limit}, clock=fake.clock, sleep=fake.sleep)
-    granted = await offer(limiter, fake, per_second=3 * limit, seconds=20.0)
+    granted = await offer_for(fake, 20.0, (limiter, 3 * limit))
     assert max_in_any_window(granted, 1.0) <= limit
     assert 0.95 <= len(granted) / (limit * 20.0) <= 1.0
 
@@ -189,10 +204,7 @@ async def test_three_replicas_sharing_by_partitions_stay_within_the_limit_togeth
     ]
     for replica, owned in zip(replicas, (4, 4, 4), strict=True):
         replica.set_share(partition_share(owned, 12))
-    granted: list[float] = []
-    producers = [asyncio.create_task(offer(r, fake, per_second=limit, seconds=20.0)) for r in replicas]
-    for result in await asyncio.gather(*producers):
-        granted.extend(result)
+    granted = await offer_for(fake, 20.0, *((replica, limit) for replica in replicas))
     assert max_in_any_window(granted, 1.0) <= limit
     assert 0.9 <= len(granted) / (limit * 20.0) <= 1.0
 
@@ -393,14 +405,17 @@ async def test_a_longer_retry_after_within_the_same_burst_extends_the_pause(
 
 async def test_repeated_429s_cut_the_rate_and_it_recovers_over_time(fake: FakeTime) -> None:
     limiter = limiter_on(fake, per_second=10.0, recovery_per_second=0.01)
+    rates = []
     for _ in range(3):
         limiter.penalise("acme", "voice", 0.0)
-        await fake.advance(1.5)
-    # 10 * 0.8**3 = 5.12 right after the third cut, plus 1.5 s of recovery at 0.1/s per s
-    assert limiter.rate("acme", "voice") == pytest.approx(10.0 * 0.8**3 + 0.15)
-    await fake.advance(20.0)
-    assert limiter.rate("acme", "voice") == pytest.approx(10.0 * 0.8**3 + 2.15)
-    await fake.advance(100.0)
+        rates.append(limiter.rate("acme", "voice"))
+        await fake.advance(1.5)  # recovers by 1.5 s * 0.01 * 10/s = 0.15/s meanwhile
+    assert rates == pytest.approx([8.0, (8.0 + 0.15) * 0.8, ((8.0 + 0.15) * 0.8 + 0.15) * 0.8])
+    after_cuts = rates[-1] + 0.15
+    assert limiter.rate("acme", "voice") == pytest.approx(after_cuts)
+    await fake.advance(20.0)  # additive recovery: 0.1/s per second
+    assert limiter.rate("acme", "voice") == pytest.approx(after_cuts + 2.0)
+    await fake.advance(100.0)  # back to, and capped at, the configured limit
     assert limiter.rate("acme", "voice") == pytest.approx(10.0)
 
 
