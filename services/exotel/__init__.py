@@ -1,10 +1,10 @@
 """Exotel's voice API, as voicebus uses it: accounts, an async client, typed answers and
-one exception tree. Only the executor and the status poller talk to Exotel, through this.
+one exception tree. Only the executor and the status poller talk to Exotel, through this::
 
->>> settings = ExotelSettings()                      # EXOTEL_* environment variables
->>> async with make_http_client(settings) as http:   # doctest: +SKIP
-...     client = ExotelClient(settings.accounts()["default"], http)
-...     placed = await client.connect_call_v1({"From": "...", "To": "...", "CallerId": "..."})
+    settings = ExotelSettings()                      # EXOTEL_* environment variables
+    async with make_http_client(settings) as http:
+        client = ExotelClient(settings.accounts()["default"], http, throttle=..., observer=...)
+        placed = await client.connect_call_v1({"From": ..., "To": ..., "CallerId": ...})
 """
 
 from services.exotel.accounts import (

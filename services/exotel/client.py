@@ -10,8 +10,9 @@ credentials, URLs or phone numbers).
 v1 requests always use the ``.json`` variants with form-encoded bodies; v2/v3 send JSON.
 Credentials go in a per-request ``Authorization: Basic`` header, never in the URL.
 
-Monitor-leg upgrade and hang-up send the fields the LWB documentation names:
-``action`` (``whisper``/``barge``/``hangup``) and ``targetlegsid``.
+Monitor-leg upgrade and hang-up send ``action`` (``whisper``/``barge``/``hangup``, lower
+case as in the LWB document's samples) and ``TargetLegSid`` (the document's capture lost
+its case; this matches the executor's create-leg form and the Twilio-style v1 names).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ logger = structlog.get_logger("services.exotel")
 T = TypeVar("T")
 
 LEG_ACTION_FIELD = "action"
-LEG_TARGET_FIELD = "targetlegsid"
+LEG_TARGET_FIELD = "TargetLegSid"
 
 #: Exotel call and leg sids are opaque alphanumerics; anything else never reaches a URL.
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

@@ -360,7 +360,7 @@ async def test_active_legs_of_a_call_no_longer_in_progress_are_not_found(
 
 async def test_a_monitor_leg_is_created_with_the_callers_form(harness: Harness) -> None:
     harness.exotel.reply(200, sample("monitor_leg.xml"))
-    form = {"action": "listen", "phonenumber": "09052161119", "targetlegsid": "leg-agent"}
+    form = {"action": "listen", "PhoneNumber": "09052161119", "TargetLegSid": "leg-agent"}
 
     leg = await harness.client.create_monitor_leg("call123", form)
 
@@ -388,7 +388,7 @@ async def test_upgrading_a_monitor_leg_puts_the_action_and_target(harness: Harne
     request = harness.exotel.last
     assert request.method == "PUT"
     assert request.url.path == f"/v1/Accounts/{SID}/Calls/call123/legs/leg-mon.json"
-    assert form_of(request) == {"action": "whisper", "targetlegsid": "leg-agent"}
+    assert form_of(request) == {"action": "whisper", "TargetLegSid": "leg-agent"}
     assert leg.last_action == "barge"
     assert harness.throttle.acquired == [("default", "voice")]
     assert harness.observer.calls[0]["endpoint"] == "v1.legs.update"
