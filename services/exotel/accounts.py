@@ -201,9 +201,9 @@ class ExotelSettings(BaseSettings):
     get_per_minute: int = Field(default=300, gt=0)
     legs_per_minute: int = Field(default=200, gt=0)
 
-    @field_validator("account_sid", mode="before")
+    @field_validator("account_sid", "accounts_file", mode="before")
     @classmethod
-    def _blank_sid_is_unset(cls, value: Any) -> Any:
+    def _blank_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             return None
         return value

@@ -160,6 +160,18 @@ def test_a_sid_without_key_or_token_is_refused_with_a_clear_message_and_no_secre
     assert API_TOKEN not in text
 
 
+def test_blank_sid_and_accounts_file_variables_mean_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "")
+    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", "")
+    monkeypatch.setenv("EXOTEL_BASE_URL", "")
+    settings = ExotelSettings()
+    assert settings.accounts_file is None
+    assert settings.base_url is None
+    assert settings.accounts() == {}
+
+
 def test_verify_tls_can_be_turned_off_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXOTEL_VERIFY_TLS", "false")
     monkeypatch.setenv("EXOTEL_TIMEOUT_SECONDS", "2.5")
