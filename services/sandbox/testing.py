@@ -269,6 +269,7 @@ class SandboxServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._control: SandboxControl | None = None
+        self.last_exit_code: int | None = None
         self.host = "127.0.0.1"
         self.port = 0
         merged = {**_DEFAULTS, **{k: v for k, v in os.environ.items() if k in _DEFAULTS}}
@@ -370,7 +371,10 @@ class SandboxServer:
             self._control.close()
         self._reap()
         self._cleanup()
-        return None if process is None else process.returncode
+        if process is None:
+            return None
+        self.last_exit_code = process.returncode
+        return process.returncode
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from services.sandbox.testing import CallbackReceiver, SandboxControl, SandboxServer
 from tests.sandbox.helpers import Paths
 
-FAST = {
+FAST: dict[str, Any] = {
     "queue_seconds": 0.02,
     "ring_seconds": 0.1,
     "talk_seconds": 0.25,
