@@ -23,6 +23,7 @@ from services.executor.service import Account, CommandService
 from services.executor.settings import ExecutorSettings
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
+from services.exotel.limiter import RateLimiter, partition_share
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +48,18 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         broker = make_broker(settings.kafka, client_id="executor")
         dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
+        limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
+
+        def follow_partitions(owned: int, total: int) -> None:
+            limiter.set_share(partition_share(owned, total))
+            metrics.rate_share.set(limiter.share)
+
         async with make_http_client(settings.exotel) as http:
             accounts = {
                 name: Account(
                     name=name,
                     default_api=account.api,
-                    gateway=ExotelClient(account, http, observer=metrics),
+                    gateway=ExotelClient(account, http, throttle=limiter, observer=metrics),
                 )
                 for name, account in exotel_accounts.items()
             }
@@ -69,7 +76,12 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 service, FactPublisher(broker), metrics, stopping=lambda: dispatcher.closing
             )
             register_handlers(
-                broker, settings, dispatcher=dispatcher, committer=committer, pipeline=pipeline
+                broker,
+                settings,
+                dispatcher=dispatcher,
+                committer=committer,
+                pipeline=pipeline,
+                on_share=follow_partitions,
             )
             await broker.start()
             committer.start()

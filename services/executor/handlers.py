@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -73,10 +74,21 @@ class OffsetCommitter:
 class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """On revocation: finish (within the grace period) and commit, before giving up."""
 
-    def __init__(self, dispatcher: KeyOrderedDispatcher, committer: OffsetCommitter, grace: float):
+    def __init__(
+        self,
+        dispatcher: KeyOrderedDispatcher,
+        committer: OffsetCommitter,
+        grace: float,
+        *,
+        topics: tuple[str, ...],
+        on_share: Callable[[int, int], None] | None = None,
+    ):
         self._dispatcher = dispatcher
         self._committer = committer
         self._grace = grace
+        self._topics = topics
+        self._on_share = on_share
+        self.consumer: Any = None  # set once the subscriber exists
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         tps = [(tp.topic, tp.partition) for tp in revoked]
@@ -88,7 +100,28 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
-        log.info("kafka.partitions_assigned", partitions=len(assigned))
+        total = self._total_partitions()
+        log.info("kafka.partitions_assigned", partitions=len(assigned), total=total)
+        if self._on_share is not None:
+            self._on_share(len(assigned), total)
+
+    def _total_partitions(self) -> int:
+        """Partitions of the command topics in the group (aiokafka's eager rebalancing
+        hands each member its whole assignment, so owned/total is this member's share)."""
+        if self.consumer is None:
+            return 0
+        return sum(len(self.consumer.partitions_for_topic(t) or ()) for t in self._topics)
+
+
+@dataclass(frozen=True)
+class _LazyConsumer:
+    """The subscriber's aiokafka consumer, which exists only once the broker started."""
+
+    subscriber: Any
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        consumer = getattr(self.subscriber, "consumer", None)
+        return consumer.partitions_for_topic(topic) if consumer is not None else None
 
 
 def register_handlers(
@@ -99,9 +132,20 @@ def register_handlers(
     committer: OffsetCommitter,
     pipeline: CommandPipeline,
     topics: tuple[str, ...] = COMMAND_TOPICS_HANDLED,
+    on_share: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Subscribe the executor to its command topics (called before the broker starts)."""
-    listener = CommandRebalanceListener(dispatcher, committer, settings.shutdown_grace_seconds)
+    """Subscribe the executor to its command topics (called before the broker starts).
+
+    ``on_share(owned, total)`` hears this member's partition count after every rebalance
+    (the rate limiter's share of each account's limit follows it).
+    """
+    listener = CommandRebalanceListener(
+        dispatcher,
+        committer,
+        settings.shutdown_grace_seconds,
+        topics=topics,
+        on_share=on_share,
+    )
     subscriber = broker.subscriber(
         *topics,
         group_id=settings.group_id,
@@ -114,6 +158,8 @@ def register_handlers(
         title="executor-commands",
         description="Commands executed against Exotel; each gets one result fact.",
     )
+
+    listener.consumer = _LazyConsumer(subscriber)
 
     @subscriber
     async def on_command(message: KafkaMessage) -> None:

@@ -53,6 +53,23 @@ class ExecutorMetrics:
             registry=registry,
         )
 
+        self.limiter_wait = Histogram(
+            "voicebus_executor_rate_limiter_wait_seconds",
+            "Time a request waited for the rate limiter, by account and API family.",
+            ["account", "family"],
+            buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.rate_share = Gauge(
+            "voicebus_executor_rate_limit_share",
+            "This replica's share of each account's Exotel rate limit (partitions owned).",
+            registry=registry,
+        )
+        self.rate_share.set(1.0)
+
+    def limiter_waited(self, account: str, family: str, seconds: float) -> None:
+        self.limiter_wait.labels(account, family).observe(seconds)
+
     # ExecutorObserver
     def retried(self, command_type: str, error: ExotelError) -> None:
         if isinstance(error, ExotelRateLimited):

@@ -96,7 +96,12 @@ async def test_call_is_accepted_and_its_answered_and_terminal_status_arrive(
         assert fact.value["source"] == "callback"
     assert terminal.value["status"] == "completed"
     assert terminal.value["ended_at"].endswith("+05:30")
-    assert len({f.value["event_id"] for f in (*answered, terminal)}) == 3
+    answered_ids = {f.value["event_id"] for f in answered}
+    assert terminal.value["event_id"] not in answered_ids
+    if api == "v1":
+        # v1 answered callbacks differ per leg (Legs[i][Status]); v3 ones carry no leg
+        # detail, so two identical ones within a second rightly share one stable id.
+        assert len(answered_ids) == 2
 
 
 async def test_busy_agent_is_rejected_with_exotel_code(
