@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from services.sandbox.testing import SandboxServer
 
+from services.sandbox.testing import SandboxServer
 from tests.support.services import ServiceProcess
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
