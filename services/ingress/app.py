@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +90,18 @@ def is_json(media: str) -> bool:
     return media == JSON_TYPE or (media.startswith("application/") and media.endswith("+json"))
 
 
+async def _chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body straight off the ASGI channel (resumable, unlike ``Request.stream()``)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        if message["type"] == "http.request":
+            yield message.get("body", b"")
+            if not message.get("more_body", False):
+                return
+
+
 async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
@@ -97,7 +109,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise BodyTooLarge
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request):
         total += len(chunk)
         if total > limit:
             raise BodyTooLarge
@@ -113,12 +125,11 @@ async def drain(request: Request) -> bool:
     total = 0
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            async for chunk in request.stream():
+            async for chunk in _chunks(request):
                 total += len(chunk)
                 if total > DRAIN_LIMIT_BYTES:
                     return False
-    except (TimeoutError, ClientDisconnect, RuntimeError):
-        # RuntimeError: the stream was already consumed up to the limit; nothing to drain.
+    except (TimeoutError, ClientDisconnect):
         return False
     return True
 
@@ -155,24 +166,19 @@ async def form_pairs(request: Request, body: bytes, max_part_size: int) -> list[
         await form.close()
 
 
-async def decode_request(
-    request: Request, body: bytes, query_payload: Sequence[tuple[str, str]], max_part_size: int
-) -> tuple[dict[str, Any], str]:
-    """(payload, content type for the dead letter) of a callback request."""
-    if request.method == "GET":
-        return form_to_payload(query_payload), URLENCODED_TYPE
-    header = request.headers.get("content-type", "")
-    media = media_type(header)
+async def decode_body(
+    request: Request, body: bytes, content_type: str, max_part_size: int
+) -> dict[str, Any]:
+    """The payload of a POST body, by content type (JSON sniffed when the type is off)."""
+    media = media_type(content_type)
     if not body.strip():
-        if query_payload:  # a POST that put everything in the query, like a GET
-            return form_to_payload(query_payload), header or URLENCODED_TYPE
         raise UnreadableCallback("empty body")
     if is_json(media):
-        return decode_json(body), header
+        return decode_json(body)
     if media in (MULTIPART_TYPE, URLENCODED_TYPE):
-        return form_to_payload(await form_pairs(request, body, max_part_size)), header
+        return form_to_payload(await form_pairs(request, body, max_part_size))
     if body.lstrip().startswith(b"{"):  # no or a wrong content type, but JSON nonetheless
-        return decode_json(body), header
+        return decode_json(body)
     raise UnreadableCallback(f"unsupported content type {media or '(none)'!r}")
 
 
@@ -215,8 +221,8 @@ class CallbackEndpoint:
         ):
             response, outcome = await self._handle(request, query, query_payload, received_at)
             event = outcome.event if outcome else None
-            log.log(
-                20 if response.status_code < 500 else 30,
+            emit = log.info if response.status_code < 500 else log.warning
+            emit(
                 "ingress.callback",
                 outcome=outcome.verdict.value if outcome else "too_large",
                 status_code=response.status_code,
@@ -238,9 +244,9 @@ class CallbackEndpoint:
         query_payload: list[tuple[str, str]],
         received_at: datetime,
     ) -> tuple[Response, Outcome | None]:
-        if request.method == "GET":
-            body = request.scope.get("query_string", b"")
-        else:
+        content_type = request.headers.get("content-type", "")
+        body = b""
+        if request.method != "GET":
             try:
                 body = await read_limited(request, self._max_body)
             except BodyTooLarge:
@@ -256,15 +262,22 @@ class CallbackEndpoint:
                 return Response(status_code=400), Outcome(
                     Verdict.UNREADABLE, reason="client disconnected"
                 )
+        # GET callbacks (and a POST with an empty body) carry the payload in the query
+        # string; the query string is then what a dead letter keeps.
+        from_query = request.method == "GET" or (not body.strip() and bool(query_payload))
+        if from_query:
+            body = bytes(request.scope.get("query_string", b""))
+            content_type = URLENCODED_TYPE
         try:
-            payload, content_type = await decode_request(
-                request, body, query_payload, self._max_body
-            )
+            if from_query:
+                payload = form_to_payload(query_payload)
+            else:
+                payload = await decode_body(request, body, content_type, self._max_body)
         except UnreadableCallback as exc:
             outcome = await self._service.reject(
                 raw_body=body,
                 reason=exc.reason,
-                content_type=request.headers.get("content-type", ""),
+                content_type=content_type,
                 received_at=received_at,
             )
         else:
@@ -309,15 +322,18 @@ async def connect_until_ready(
             await outlet.start()
         except (KafkaError, OSError, TimeoutError) as exc:
             readiness.error = type(exc).__name__
-            delay = min(0.25 * 2 ** min(attempt, 5), CONNECT_BACKOFF_MAX_SECONDS)
             log.warning("ingress.kafka.connect_failed", attempt=attempt, error=repr(exc))
-            await asyncio.sleep(delay)
+        except Exception as exc:
+            # Unexpected, but readiness must keep trying rather than die silently.
+            readiness.error = type(exc).__name__
+            log.exception("ingress.kafka.connect_failed", attempt=attempt)
         else:
             readiness.kafka = True
             readiness.error = None
             metrics.ready.set(1)
             log.info("ingress.ready", attempts=attempt)
             return
+        await asyncio.sleep(min(0.25 * 2 ** min(attempt, 5), CONNECT_BACKOFF_MAX_SECONDS))
 
 
 def create_app(

@@ -21,8 +21,6 @@ from services.ingress.metrics import IngressMetrics
 from services.ingress.parsing import UnreadableCallback, parse_callback
 from services.ingress.sinks import DeadLetter, DeadLetterSink, FactSink, SinkUnavailable
 
-log = structlog.get_logger(__name__)
-
 
 class Verdict(StrEnum):
     ACCEPTED = "accepted"  # the fact is durable: 200
@@ -75,8 +73,15 @@ class CallbackService:
         self._metrics.received.labels(event.api, event.event_type).inc()
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._facts.put(event)
+            with structlog.contextvars.bound_contextvars(
+                call_sid=event.call_sid,
+                leg_sid=event.leg_sid,
+                event_type=event.event_type,
+                api=event.api,
+                command_id=event.command_id,
+            ):
+                async with asyncio.timeout(self._timeout):
+                    await self._facts.put(event)
         except TimeoutError:
             self._observe_publish(started, "timeout")
             return self._unavailable(event, f"Kafka did not acknowledge within {self._timeout}s")

@@ -146,6 +146,24 @@ def test_get_callback_uses_the_query_minus_correlation(
     assert event.raw["call_details"]["sid"] == "0ed3bd4755078e1f9f64d2de75ce16b3"
 
 
+def test_unreadable_get_dead_letters_the_query_string(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    response = client.get(URL + "?command_id=c-9&Status=busy")
+    assert response.status_code == 400
+    [letter] = outlet.dead_letters.letters
+    assert letter.body == b"command_id=c-9&Status=busy"
+    assert letter.content_type == "application/x-www-form-urlencoded"
+    assert "no call sid" in letter.reason
+
+
+def test_post_with_the_payload_in_the_query(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(URL + "?command_id=c-10&CallSid=q1&Status=failed")
+    assert response.status_code == 200
+    [event] = outlet.facts.events
+    assert (event.call_sid, event.status, event.command_id) == ("q1", "failed", "c-10")
+
+
 def test_previous_token_is_accepted(client: TestClient, outlet: MemoryOutlet) -> None:
     response = client.post(f"/exotel/callbacks/{PREVIOUS}", json=samples.load("v3_terminal.json"))
     assert response.status_code == 200
