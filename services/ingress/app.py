@@ -64,7 +64,9 @@ CONNECT_BACKOFF_MAX_SECONDS = 5.0
 
 
 class BodyTooLarge(Exception):
-    pass
+    def __init__(self, *, finished: bool) -> None:
+        super().__init__("request body too large")
+        self.finished = finished  # the client has sent all of it already
 
 
 @dataclass
@@ -90,15 +92,16 @@ def is_json(media: str) -> bool:
     return media == JSON_TYPE or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def _chunks(request: Request) -> AsyncIterator[bytes]:
-    """The body straight off the ASGI channel (resumable, unlike ``Request.stream()``)."""
+async def _chunks(request: Request) -> AsyncIterator[tuple[bytes, bool]]:
+    """(chunk, more to come) straight off the ASGI channel (resumable, unlike ``stream()``)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
         if message["type"] == "http.request":
-            yield message.get("body", b"")
-            if not message.get("more_body", False):
+            more = bool(message.get("more_body", False))
+            yield message.get("body", b""), more
+            if not more:
                 return
 
 
@@ -106,13 +109,13 @@ async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(finished=False)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in _chunks(request):
+    async for chunk, more in _chunks(request):
         total += len(chunk)
         if total > limit:
-            raise BodyTooLarge
+            raise BodyTooLarge(finished=not more)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -125,7 +128,7 @@ async def drain(request: Request) -> bool:
     total = 0
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            async for chunk in _chunks(request):
+            async for chunk, _ in _chunks(request):
                 total += len(chunk)
                 if total > DRAIN_LIMIT_BYTES:
                     return False
@@ -249,9 +252,9 @@ class CallbackEndpoint:
         if request.method != "GET":
             try:
                 body = await read_limited(request, self._max_body)
-            except BodyTooLarge:
+            except BodyTooLarge as exc:
                 self._metrics.rejected.labels("too_large").inc()
-                drained = await drain(request)
+                drained = exc.finished or await drain(request)
                 headers = {} if drained else {"Connection": "close"}
                 return JSONResponse(
                     {"error": "too_large", "limit_bytes": self._max_body},

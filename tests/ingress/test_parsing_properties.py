@@ -150,7 +150,7 @@ def test_random_dicts(payload: dict[Any, Any], query: dict[str, str]) -> None:
     check(payload, query)
 
 
-@RELAXED
+@settings(RELAXED, max_examples=100)
 @given(st.dictionaries(keys, json_like, max_size=8), st.sampled_from(["v1", "v2", "v3", "lwb"]))
 def test_random_fields_on_top_of_real_samples(extra: dict[str, Any], which: str) -> None:
     base = {
