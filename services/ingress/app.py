@@ -211,6 +211,8 @@ class CallbackEndpoint:
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
+        if request.method not in ("GET", "POST"):  # starlette adds HEAD to GET routes
+            return Response(status_code=405, headers={"Allow": "GET, POST"})
         if not self.authorised(str(request.path_params.get("token", ""))):
             self._metrics.rejected.labels("unauthorized").inc()
             log.warning("ingress.callback", outcome="unauthorized", status_code=401)
@@ -265,6 +267,10 @@ class CallbackEndpoint:
                 return Response(status_code=400), Outcome(
                     Verdict.UNREADABLE, reason="client disconnected"
                 )
+        if not self._readiness.kafka:
+            self._metrics.rejected.labels("unavailable").inc()
+            unready = Outcome(Verdict.UNAVAILABLE, reason="not connected to Kafka yet")
+            return self._respond(unready), unready
         # GET callbacks (and a POST with an empty body) carry the payload in the query
         # string; the query string is then what a dead letter keeps.
         from_query = request.method == "GET" or (not body.strip() and bool(query_payload))
@@ -284,17 +290,13 @@ class CallbackEndpoint:
                 received_at=received_at,
             )
         else:
-            if not self._readiness.kafka:
-                self._metrics.rejected.labels("unavailable").inc()
-                outcome = Outcome(Verdict.UNAVAILABLE, reason="not connected to Kafka yet")
-            else:
-                outcome = await self._service.ingest(
-                    payload,
-                    query=query,
-                    raw_body=body,
-                    content_type=content_type,
-                    received_at=received_at,
-                )
+            outcome = await self._service.ingest(
+                payload,
+                query=query,
+                raw_body=body,
+                content_type=content_type,
+                received_at=received_at,
+            )
         return self._respond(outcome), outcome
 
     @staticmethod

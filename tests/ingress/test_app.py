@@ -164,6 +164,11 @@ def test_post_with_the_payload_in_the_query(client: TestClient, outlet: MemoryOu
     assert (event.call_sid, event.status, event.command_id) == ("q1", "failed", "c-10")
 
 
+def test_head_is_not_a_callback(client: TestClient, outlet: MemoryOutlet) -> None:
+    assert client.head(URL + "?CallSid=h1&Status=busy").status_code == 405
+    assert outlet.facts.events == []
+
+
 def test_previous_token_is_accepted(client: TestClient, outlet: MemoryOutlet) -> None:
     response = client.post(f"/exotel/callbacks/{PREVIOUS}", json=samples.load("v3_terminal.json"))
     assert response.status_code == 200
