@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
+from types import FrameType
 
+import structlog
 import uvicorn
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
+
+log = structlog.get_logger(__name__)
 
 
 def probe_routes(
@@ -26,16 +31,29 @@ def probe_routes(
             {"status": "ready" if ok else "not ready", **detail}, status_code=200 if ok else 503
         )
 
-    metrics_app: ASGIApp = make_asgi_app(registry)
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Mount("/metrics", app=metrics_app),
+        Route("/metrics", metrics),
     ]
 
 
 def serve(app: ASGIApp, *, host: str, port: int, graceful_seconds: float = 30.0) -> None:
-    """Run ``app`` until SIGTERM/SIGINT; the app's lifespan shutdown does the draining."""
+    """Run ``app`` until SIGTERM/SIGINT; the app's lifespan shutdown does the draining.
+
+    uvicorn handles the signal (graceful shutdown) and then re-raises it to the handler
+    installed before it; SIGTERM is how a service is meant to stop, so that handler only
+    notes it and the process exits 0.
+    """
+
+    def stopped_by(signum: int, _frame: FrameType | None) -> None:
+        log.info("service.signal", signal=signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stopped_by)
+    signal.signal(signal.SIGINT, stopped_by)
     config = uvicorn.Config(
         app,
         host=host,

@@ -7,9 +7,7 @@ closes the Kafka producer (flushing what was accepted).
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from types import FrameType
 
 import structlog
 from pydantic import ValidationError
@@ -48,14 +46,6 @@ def main() -> int:
         token_rotation=settings.previous_callback_token is not None,
     )
 
-    # uvicorn handles SIGTERM/SIGINT (graceful shutdown, lifespan closes the producer) and
-    # then re-raises the signal to the handler that was there before it. SIGTERM is how
-    # this service is meant to stop, so that handler only notes it and we exit 0.
-    def stopped_by(signum: int, _frame: FrameType | None) -> None:
-        log.info("ingress.signal", signal=signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, stopped_by)
-    signal.signal(signal.SIGINT, stopped_by)
     serve(create_app(settings), host=settings.http_host, port=settings.http_port)
     log.info("ingress.exited")
     return 0
