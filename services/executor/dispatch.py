@@ -1,7 +1,15 @@
 """Key-ordered concurrency with safe offset commits (no Kafka imports: plain asyncio).
 
-Commands with the same key run one after another in arrival order; different keys run
-concurrently, at most ``max_in_flight`` commands in all (queued or running). ``submit``
+Commands with the same key run one after another; different keys run concurrently, at
+most ``max_in_flight`` commands in all (queued or running).
+
+Order within a key: Kafka orders records within one partition only, and one call's
+commands can come from two topics (``lwb.action`` and ``leg.hangup``, co-partitioned by
+``call_sid``). So the next command of a key is the one published first (record
+timestamp) among the first waiting command of each partition — offsets within a partition
+are never reordered — and a command may be held for ``hold_seconds`` after it arrived, so
+that an earlier-published command still in flight on the other topic can overtake it
+(the merge Kafka Streams does for co-partitioned inputs). ``submit``
 waits for a free slot, so a full dispatcher stops the consumer from fetching more
 (backpressure). For each partition the commit position is the lowest offset that has not
 finished, so a crash or a rebalance can make Kafka redeliver commands but never skip one.
@@ -16,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
+import itertools
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -54,11 +62,25 @@ class PartitionOffsets:
         return self._next
 
 
+_sequence = itertools.count()
+
+
 @dataclass(frozen=True)
 class _Job:
     tp: TopicPartition
     offset: int
     work: Work
+    timestamp_ms: int
+    ready_at: float
+    seq: int = field(default_factory=lambda: next(_sequence))
+
+
+def _next_job(queue: list[_Job]) -> _Job:
+    """The earliest-published job among the first waiting job of each partition."""
+    heads: dict[TopicPartition, _Job] = {}
+    for job in queue:
+        heads.setdefault(job.tp, job)
+    return min(heads.values(), key=lambda j: (j.timestamp_ms, j.seq))
 
 
 class KeyOrderedDispatcher:
@@ -70,7 +92,7 @@ class KeyOrderedDispatcher:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._queues: dict[str, deque[_Job]] = {}
+        self._queues: dict[str, list[_Job]] = {}
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._revoked: set[TopicPartition] = set()
         self._dirty: set[TopicPartition] = set()
@@ -95,7 +117,16 @@ class KeyOrderedDispatcher:
             self._revoked.discard(tp)
             self._partitions.setdefault(tp, PartitionOffsets())
 
-    async def submit(self, tp: TopicPartition, offset: int, key: str, work: Work) -> bool:
+    async def submit(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        key: str,
+        work: Work,
+        *,
+        timestamp_ms: int | None = None,
+        hold_seconds: float = 0.0,
+    ) -> bool:
         """Queue ``work`` behind earlier work of ``key``; False if it was not taken.
 
         Not taken means the partition was revoked or the dispatcher is closing: the
@@ -109,12 +140,19 @@ class KeyOrderedDispatcher:
         self._in_flight += 1
         self._idle.clear()
         self._on_change(self._in_flight)
-        job = _Job(tp, offset, work)
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            tp,
+            offset,
+            work,
+            timestamp_ms=timestamp_ms if timestamp_ms is not None else 0,
+            ready_at=loop.time() + hold_seconds,
+        )
         queue = self._queues.get(key)
         if queue is not None:
             queue.append(job)
             return True
-        self._queues[key] = deque([job])
+        self._queues[key] = [job]
         task = asyncio.create_task(self._drain(key), name=f"dispatch:{key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -122,9 +160,16 @@ class KeyOrderedDispatcher:
 
     async def _drain(self, key: str) -> None:
         queue = self._queues[key]
+        loop = asyncio.get_running_loop()
         try:
             while queue:
-                job = queue[0]
+                job = _next_job(queue)
+                wait = job.ready_at - loop.time()
+                if wait > 0:
+                    # Held: an earlier-published command of this key may still arrive from
+                    # another partition; pick again once the hold is over.
+                    await asyncio.sleep(wait)
+                    continue
                 try:
                     await job.work()
                 except asyncio.CancelledError:
@@ -135,7 +180,7 @@ class KeyOrderedDispatcher:
                     # this key so later commands of the same call do not overtake it.
                     log.exception("dispatch.work_failed", key=key, offset=job.offset)
                     return
-                queue.popleft()
+                queue.remove(job)
                 self._finish(job)
         finally:
             if self._queues.get(key) is queue:

@@ -23,7 +23,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from contracts.topics import COMMAND_TOPICS
+from contracts.topics import CALL_CONNECT, COMMAND_TOPICS
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.incoming import IncomingCommand
 from services.executor.pipeline import CommandPipeline
@@ -160,6 +160,7 @@ def register_handlers(
     )
 
     listener.consumer = _LazyConsumer(subscriber)
+    hold_seconds = settings.ordering_window_seconds
 
     @subscriber
     async def on_command(message: KafkaMessage) -> None:
@@ -171,4 +172,6 @@ def register_handlers(
             command.offset,
             command.ordering_key,
             partial(pipeline.process, command),
+            timestamp_ms=command.timestamp_ms,
+            hold_seconds=0.0 if command.topic == CALL_CONNECT else hold_seconds,
         )

@@ -25,6 +25,13 @@ class ExecutorSettings(BaseSettings):
     max_in_flight: int = Field(
         default=64, ge=1, le=10_000, description="Commands queued or running at once."
     )
+    ordering_window_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="How long an lwb.action / leg.hangup waits for an earlier-published "
+        "command of the same call on the other topic (cross-topic ordering).",
+    )
     commit_interval_seconds: float = Field(default=0.2, gt=0, le=10)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     retry_max_attempts: int = Field(default=5, ge=1, le=50)

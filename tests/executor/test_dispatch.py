@@ -144,3 +144,43 @@ async def test_closing_leaves_unfinished_work_uncommitted() -> None:
 def test_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         KeyOrderedDispatcher(0)
+
+
+async def test_one_calls_commands_from_two_topics_run_in_publish_order() -> None:
+    """lwb.action and leg.hangup of one call live on two partitions: the hold lets an
+    earlier-published command that arrives later still run first."""
+    dispatcher = KeyOrderedDispatcher(10)
+    ran: list[str] = []
+
+    def work(name: str):
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    hangup, lwb = ("leg.hangup", 0), ("lwb.action", 0)
+    await dispatcher.submit(
+        hangup, 7, "call-A", work("hangup"), timestamp_ms=3000, hold_seconds=0.2
+    )
+    await asyncio.sleep(0.05)
+    await dispatcher.submit(lwb, 4, "call-A", work("listen"), timestamp_ms=1000, hold_seconds=0.2)
+    await dispatcher.submit(lwb, 5, "call-A", work("barge"), timestamp_ms=2000, hold_seconds=0.2)
+    await dispatcher.close(5)
+    assert ran == ["listen", "barge", "hangup"]
+
+
+async def test_offsets_of_one_partition_are_never_reordered_by_timestamp() -> None:
+    dispatcher = KeyOrderedDispatcher(10)
+    ran: list[int] = []
+
+    def work(n: int):
+        async def run() -> None:
+            ran.append(n)
+
+        return run
+
+    # A producer with a skewed clock: later offset, earlier timestamp.
+    await dispatcher.submit(TP, 1, "k", work(1), timestamp_ms=5000)
+    await dispatcher.submit(TP, 2, "k", work(2), timestamp_ms=1000)
+    await dispatcher.close(5)
+    assert ran == [1, 2]

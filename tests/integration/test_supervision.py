@@ -366,14 +366,6 @@ async def test_commands_on_one_call_and_topic_reach_exotel_in_the_order_publishe
     await sup.end(call_sid)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Kafka orders records within a partition only: lwb.action and leg.hangup are two "
-    "topics, and the consumer may deliver a later leg.hangup before an earlier lwb.action "
-    "of the same call (seen in about 4 runs in 10 on the embedded broker). incoming.py's "
-    "shared ordering key serialises them only in arrival order. Needs a timestamp-ordered "
-    "merge of the co-partitioned topics (or one command topic per call); see the report.",
-)
 async def test_listen_barge_hangup_across_topics_reach_exotel_in_the_order_published(
     sup: Supervision,
 ) -> None:
