@@ -34,9 +34,15 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
 
 
 async def ensure_topics(
-    settings: KafkaSettings, topics: Iterable[str], *, attempts: int = 30
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    *,
+    attempts: int = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create ``topics`` when missing (idempotent), retrying while the broker comes up."""
+    """Create ``topics`` when missing (idempotent), retrying while the broker comes up.
+
+    ``configs``: topic-level settings by topic name (e.g. ``cleanup.policy``)."""
     wanted = list(dict.fromkeys(topics))
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(
@@ -49,7 +55,7 @@ async def ensure_topics(
             existing = set(await admin.list_topics())
             missing = [t for t in wanted if t not in existing]
             if missing:
-                await _create(admin, settings, missing)
+                await _create(admin, settings, missing, configs or {})
                 log.info("kafka.topics.created", topics=missing)
         except KafkaError as exc:
             if attempt == attempts:
@@ -62,12 +68,18 @@ async def ensure_topics(
             await admin.close()
 
 
-async def _create(admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str]) -> None:
+async def _create(
+    admin: AIOKafkaAdminClient,
+    settings: KafkaSettings,
+    topics: list[str],
+    configs: Mapping[str, Mapping[str, str]],
+) -> None:
     new = [
         NewTopic(
             name=t,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.replication_factor,
+            topic_configs=dict(configs.get(t, {})),
         )
         for t in topics
     ]

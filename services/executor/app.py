@@ -15,6 +15,8 @@ from services.common.http import probe_routes
 from services.common.kafka import ensure_topics, make_broker
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.handlers import OffsetCommitter, register_handlers
+from services.executor.ledger import CommandLedger
+from services.executor.ledger_kafka import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KafkaLedgerLog
 from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
 from services.executor.pipeline import CommandPipeline
@@ -44,8 +46,15 @@ def create_app(settings: ExecutorSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await ensure_topics(settings.kafka, ALL_TOPICS)
+        await ensure_topics(
+            settings.kafka,
+            (*ALL_TOPICS, LEDGER_TOPIC),
+            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG},
+        )
         broker = make_broker(settings.kafka, client_id="executor")
+        ledger = CommandLedger()
+        ledger_log = KafkaLedgerLog(broker, settings.kafka, ledger)
+        ledger.attach(ledger_log)
         dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
@@ -66,14 +75,23 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             service = CommandService(
                 accounts=accounts,
                 callbacks=CallbackTarget(
-                    settings.callback_public_url, settings.callback_token.get_secret_value()
+                    settings.callback_public_url,
+                    settings.callback_token.get_secret_value(),
+                    settings.callback_signer(),
                 ),
                 retry_policy=settings.retry_policy(),
                 callback_content_type=settings.callback_content_type,
                 observer=metrics,
+                journal=ledger,
+                reconcile_window_seconds=settings.reconcile_window_seconds,
+                reconcile_poll_seconds=settings.reconcile_poll_seconds,
             )
             pipeline = CommandPipeline(
-                service, FactPublisher(broker), metrics, stopping=lambda: dispatcher.closing
+                service,
+                FactPublisher(broker),
+                metrics,
+                stopping=lambda: dispatcher.closing,
+                ledger=ledger,
             )
             register_handlers(
                 broker,
@@ -83,6 +101,11 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 pipeline=pipeline,
                 on_share=follow_partitions,
             )
+            # The ledger must be read before the first command is consumed: connect the
+            # producer (barriers), load the ledger, and only then start the subscriber.
+            await broker.connect()
+            readiness.reason = "reading the command ledger"
+            await ledger_log.start()
             await broker.start()
             committer.start()
             readiness.ready, readiness.reason = True, "consuming"
@@ -96,6 +119,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await committer.commit(positions)
+                await ledger_log.stop()
                 await broker.stop()
                 log.info("executor.stopped", committed_partitions=len(positions))
 

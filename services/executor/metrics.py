@@ -23,6 +23,19 @@ class ExecutorMetrics:
             ["topic"],
             registry=registry,
         )
+        self.duplicates = Counter(
+            "voicebus_executor_duplicate_commands",
+            "Commands already done (redelivered or published twice): result re-emitted, "
+            "no request to Exotel.",
+            ["command_type"],
+            registry=registry,
+        )
+        self.in_doubt = Counter(
+            "voicebus_executor_in_doubt_commands",
+            "Commands whose intent was recorded but not their outcome (reconciled).",
+            ["command_type"],
+            registry=registry,
+        )
         self.exotel_requests = Histogram(
             "voicebus_executor_exotel_request_duration_seconds",
             "Exotel API request latency, by endpoint and HTTP status.",

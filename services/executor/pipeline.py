@@ -1,8 +1,10 @@
-"""One command message, start to finish: decode, execute, publish its one outcome.
+"""One command message, start to finish: decode, consult the ledger, execute, record the
+outcome, publish its result.
 
-The result is computed once; publishing it is retried until Kafka acknowledges it, so a
-broker hiccup never makes Exotel see the command twice. Only a shutdown can interrupt
-the retry, and then the offset stays uncommitted.
+The result is computed once; recording and publishing it are retried until Kafka
+acknowledges them, so a broker hiccup never makes Exotel see the command twice. Only a
+shutdown can interrupt the retry, and then the offset stays uncommitted (the ledger then
+tells the next run what was already done).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import structlog
 from contracts.commands import CommandType
 from services.executor.decoding import UnreadableCommand, decode_command
 from services.executor.incoming import IncomingCommand
+from services.executor.ledger import CommandLedger
 from services.executor.metrics import ExecutorMetrics
 from services.executor.publishing import FactPublisher
 from services.executor.service import CommandService
@@ -33,6 +36,7 @@ class CommandPipeline:
     publisher: FactPublisher
     metrics: ExecutorMetrics
     stopping: Callable[[], bool]
+    ledger: CommandLedger
     publish_backoff_seconds: float = 0.5
 
     async def process(self, command: IncomingCommand) -> None:
@@ -49,9 +53,23 @@ class CommandPipeline:
                 return
             command_type: CommandType = command.topic  # type: ignore[assignment]
             with structlog.contextvars.bound_contextvars(command_id=decoded.command_id):
-                result = await self.service.execute(
-                    decoded, command_type=command_type, requested_at=command.requested_at
-                )
+                entry = self.ledger.lookup(command_type, decoded.command_id)
+                if entry is not None and entry.state == "done" and entry.result is not None:
+                    # A redelivery or a duplicate publish: same result again, no request.
+                    result = entry.result
+                    self.metrics.duplicates.labels(command_type).inc()
+                    log.info("command.duplicate", outcome=result.outcome)
+                else:
+                    if entry is not None:
+                        self.metrics.in_doubt.labels(command_type).inc()
+                        log.warning("command.in_doubt", intent_at=entry.at.isoformat())
+                    result = await self.service.execute(
+                        decoded,
+                        command_type=command_type,
+                        requested_at=command.requested_at,
+                        in_doubt=entry,
+                    )
+                    await self._until_acked(lambda: self.ledger.complete(result))
                 await self._until_acked(lambda: self.publisher.result(command, result))
                 self.metrics.commands.labels(command_type, result.outcome, result.account).inc()
                 log.info(

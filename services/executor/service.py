@@ -12,16 +12,17 @@ total number of HTTP attempts the command made (the active-legs read included).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import structlog
 
 from contracts.commands import ApiVersion, CallConnect, Command, CommandType, LegHangup, LwbAction
-from contracts.results import CommandError, CommandResult, ErrorCode
+from contracts.results import CommandError, CommandResult, ErrorCode, Outcome
 from services.executor.decoding import InvalidCommand
 from services.executor.mapping import (
     CallbackContentType,
@@ -52,6 +53,12 @@ from services.exotel.errors import (
 )
 
 log = structlog.get_logger(__name__)
+
+_COMMAND_TYPES: dict[type, CommandType] = {
+    CallConnect: "call.connect",
+    LwbAction: "lwb.action",
+    LegHangup: "leg.hangup",
+}
 T = TypeVar("T")
 
 #: The one status-callback event Exotel offers for monitor legs.
@@ -91,6 +98,37 @@ class ExotelGateway(Protocol):
 
     async def hangup_leg(self, call_sid: str, leg_sid: str) -> LegAnswer: ...
 
+    async def bulk_call_details(
+        self,
+        *,
+        from_numbers: Sequence[str] = (),
+        to_numbers: Sequence[str] = (),
+        created_from: datetime | None = None,
+    ) -> Sequence[PlacedCallLike]: ...
+
+
+class EffectJournal(Protocol):
+    """Records an intent durably before a request with an effect (the command ledger)."""
+
+    async def intend(
+        self,
+        *,
+        command_id: str,
+        command_type: CommandType,
+        account: str,
+        evidence: Mapping[str, str],
+    ) -> object: ...
+
+
+class InDoubt(Protocol):
+    """A recorded intent with no outcome: the request may have reached Exotel."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def evidence(self) -> dict[str, str]: ...
+
 
 @dataclass(frozen=True)
 class Account:
@@ -113,6 +151,9 @@ class CommandService:
     callback_content_type: CallbackContentType = "multipart/form-data"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     observer: ExecutorObserver | None = None
+    journal: EffectJournal | None = None
+    reconcile_window_seconds: float = 120.0
+    reconcile_poll_seconds: float = 2.0
 
     async def execute(
         self,
@@ -120,9 +161,15 @@ class CommandService:
         *,
         command_type: CommandType,
         requested_at: datetime | None = None,
+        in_doubt: InDoubt | None = None,
     ) -> CommandResult:
-        """Run ``command`` against Exotel and say what happened."""
-        outcome = _Outcome(self, command_type, requested_at)
+        """Run ``command`` against Exotel and say what happened.
+
+        ``in_doubt``: an earlier run recorded its intent and then stopped (crash,
+        rebalance); the request may have reached Exotel, so the command is reconciled
+        against Exotel instead of being sent again blindly.
+        """
+        outcome = _Outcome(self, command_type, requested_at, in_doubt)
         if isinstance(command, InvalidCommand):
             return outcome.rejected(
                 command.command_id,
@@ -142,6 +189,8 @@ class CommandService:
                 ),
             )
         if isinstance(command, CallConnect):
+            if in_doubt is not None:
+                return await self._reconcile_connect(command, account, outcome, in_doubt)
             return await self._connect(command, account, outcome)
         if isinstance(command, LwbAction):
             with structlog.contextvars.bound_contextvars(call_sid=command.call_sid):
@@ -180,6 +229,11 @@ class CommandService:
                 return await account.gateway.connect_call_v1(request.form)
             return await account.gateway.create_call_ccm(request.api, request.body)
 
+        await self._intend(
+            command,
+            account,
+            {"from": command.from_, "to": command.to or "", "api": api},
+        )
         attempted = await with_retries(
             place, self.retry_policy, on_retry=self._retried("call.connect")
         )
@@ -205,6 +259,14 @@ class CommandService:
         exotel = _Exchange(self, "lwb.action")
         ids = (command.command_id, account.name)
         target = command.target_leg_sid
+        legs_seen: Sequence[LegLike] = ()
+        if outcome.in_doubt is not None:
+            listed = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
+            if listed.error is not None:
+                return outcome.from_error(
+                    *ids, listed.error, exotel.attempts, call_sid=command.call_sid
+                )
+            legs_seen = listed.value or ()
         if target is None:
             legs = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
             if legs.error is not None:
@@ -223,7 +285,29 @@ class CommandService:
                 )
             target = agent.sid
             log.info("lwb.agent_leg_picked", target_leg_sid=target, origin=origin_of(agent))
+        if outcome.in_doubt is not None:
+            found = _monitor_leg_of(legs_seen, command.supervisor)
+            if found is not None:
+                log.info("lwb.monitor_reconciled", monitor_leg_sid=found)
+                return outcome.accepted(
+                    *ids, attempts=exotel.attempts, call_sid=command.call_sid, leg_sid=found
+                )
+            return outcome.rejected(
+                *ids,
+                _in_doubt(
+                    "a monitor leg for the supervisor may have been created before a "
+                    "restart and none is listed among the active legs"
+                ),
+                attempts=exotel.attempts,
+                call_sid=command.call_sid,
+                outcome="failed",
+            )
         form = self._monitor_form(command, account, target)
+        await self._intend(
+            command,
+            account,
+            {"call_sid": command.call_sid, "supervisor": command.supervisor, "target": target},
+        )
         created = await exotel.run(
             lambda: account.gateway.create_monitor_leg(command.call_sid, form)
         )
@@ -263,12 +347,19 @@ class CommandService:
         leg_sid = command.monitor_leg_sid
         exotel = _Exchange(self, "lwb.action")
         ids = (command.command_id, account.name)
-        fields = {"call_sid": command.call_sid, "leg_sid": leg_sid}
+        fields: dict[str, Any] = {"call_sid": command.call_sid, "leg_sid": leg_sid}
         legs = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
         if legs.error is not None:
             return outcome.from_error(*ids, legs.error, exotel.attempts, **fields)
         assert legs.value is not None
         monitor = find_leg(legs.value, leg_sid)
+        if (
+            outcome.in_doubt is not None
+            and monitor is not None
+            and (monitor.last_action or "").lower() == action
+        ):
+            log.info("lwb.upgrade_reconciled", monitor_leg_sid=leg_sid, action=action)
+            return outcome.accepted(*ids, attempts=exotel.attempts, **fields)
         if monitor is not None and not is_monitor(monitor):
             return outcome.rejected(
                 *ids,
@@ -305,6 +396,7 @@ class CommandService:
                     attempts=exotel.attempts,
                     **fields,
                 )
+        await self._intend(command, account, {"monitor_leg_sid": leg_sid, "action": action})
         upgraded = await exotel.run(
             lambda: account.gateway.update_monitor_leg(command.call_sid, leg_sid, action, target)
         )
@@ -325,8 +417,11 @@ class CommandService:
     async def _hangup(
         self, command: LegHangup, account: Account, outcome: _Outcome
     ) -> CommandResult:
-        """Hang up ``leg_sid``, or the legs the ``leg`` selector names (PUT action=hangup)."""
-        exotel = _Exchange(self, "leg.hangup")
+        """Hang up ``leg_sid``, or the legs the ``leg`` selector names (PUT action=hangup).
+
+        Hanging up is idempotent at Exotel (a leg already gone answers 404), so an in-doubt
+        hang-up is simply sent again and a 404 then means our earlier request worked."""
+        exotel = _Exchange(self, "leg.hangup", assume_sent=outcome.in_doubt is not None)
         ids = (command.command_id, account.name)
         call_sid = command.call_sid
         if command.leg_sid is not None:
@@ -348,6 +443,7 @@ class CommandService:
                 )
         hung: list[str] = []
         gone: ExotelError | None = None
+        await self._intend(command, account, {"call_sid": call_sid, "legs": ",".join(targets)})
         for sid in targets:
             answer = await exotel.run(partial(account.gateway.hangup_leg, call_sid, sid))
             if answer.value is not None:
@@ -388,6 +484,64 @@ class CommandService:
             log.info("leg.hangup_several", hung_up=len(hung), selected=len(targets), legs=hung)
         return outcome.accepted(*ids, attempts=exotel.attempts, call_sid=call_sid, leg_sid=hung[0])
 
+    async def _intend(
+        self, command: Command, account: Account, evidence: Mapping[str, str]
+    ) -> None:
+        if self.journal is not None:
+            command_type: CommandType = _COMMAND_TYPES[type(command)]
+            await self.journal.intend(
+                command_id=command.command_id,
+                command_type=command_type,
+                account=account.name,
+                evidence=evidence,
+            )
+
+    async def _reconcile_connect(
+        self, command: CallConnect, account: Account, outcome: _Outcome, entry: InDoubt
+    ) -> CommandResult:
+        """Find the call an interrupted run may have placed (bulk call details by From/To
+        since the intent); never place it again. Bulk details list only finished calls,
+        so look again until the reconcile window after the intent has passed."""
+        api = entry.evidence.get("api") or command.api or account.default_api
+        since = entry.at - timedelta(seconds=60)
+        exotel = _Exchange(self, "call.connect")
+        ids = (command.command_id, account.name)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max(
+            0.0,
+            self.reconcile_window_seconds - (self.clock() - entry.at).total_seconds(),
+        )
+        while True:
+            found = await exotel.run(
+                lambda: account.gateway.bulk_call_details(
+                    from_numbers=[command.from_],
+                    to_numbers=[command.to] if command.to else [],
+                    created_from=since,
+                )
+            )
+            if found.value:
+                call_sid = found.value[0].call_sid
+                log.info("connect.reconciled", call_sid=call_sid)
+                return outcome.accepted(*ids, attempts=exotel.attempts, call_sid=call_sid, api=api)
+            if loop.time() >= give_up:
+                break
+            await asyncio.sleep(self.reconcile_poll_seconds)
+        reason = f"Exotel's bulk call details show no call from {command.from_} since " + (
+            f"{since.isoformat()}"
+            if found.error is None
+            else f"{since.isoformat()} (lookup failed: {found.error.message})"
+        )
+        return outcome.rejected(
+            *ids,
+            _in_doubt(
+                "the request may have reached Exotel before a restart; " + reason + "; "
+                "not sent again so that nobody is rung twice"
+            ),
+            attempts=exotel.attempts,
+            api=api,
+            outcome="failed",
+        )
+
     def _retried(self, command_type: str) -> Callable[[ExotelError, int, float], None]:
         def on_retry(error: ExotelError, attempt: int, sleep: float) -> None:
             log.warning(
@@ -421,9 +575,10 @@ class _Exchange:
     service: CommandService
     command_type: str
     attempts: int = 0
+    assume_sent: bool = False
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> _Answer[T]:
-        maybe_sent = False
+        maybe_sent = self.assume_sent
 
         async def attempt() -> T:
             nonlocal maybe_sent
@@ -440,6 +595,23 @@ class _Exchange:
         )
         self.attempts += attempted.attempts
         return _Answer(attempted.value, attempted.error, maybe_sent)
+
+
+def _in_doubt(message: str) -> CommandError:
+    return _error("in_doubt", message)
+
+
+def _monitor_leg_of(legs: Sequence[LegLike], supervisor: str) -> str | None:
+    """The sid of a monitor leg ringing ``supervisor``, if one is listed."""
+    for leg in legs:
+        if is_monitor(leg) and _digits(getattr(leg, "phone_number", None)) == _digits(supervisor):
+            return leg.sid
+    return None
+
+
+def _digits(number: str | None) -> str:
+    digits = "".join(ch for ch in number or "" if ch.isdigit())
+    return digits[-10:]
 
 
 def _no_target(exc: NoTargetLeg, what: str, field_name: str) -> CommandError:
@@ -500,6 +672,7 @@ class _Outcome:
     service: CommandService
     command_type: CommandType
     requested_at: datetime | None
+    in_doubt: InDoubt | None = None
 
     def _result(self, command_id: str, account: str, **fields: Any) -> CommandResult:
         return CommandResult(
@@ -523,10 +696,11 @@ class _Outcome:
         error: CommandError,
         *,
         attempts: int = 0,
+        outcome: Outcome = "rejected",
         **fields: Any,
     ) -> CommandResult:
         return self._result(
-            command_id, account, outcome="rejected", attempts=attempts, error=error, **fields
+            command_id, account, outcome=outcome, attempts=attempts, error=error, **fields
         )
 
     def from_error(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.callback_signature import CallbackSigner, check_secret
+from services.common.logging import register_secrets
 from services.common.settings import KafkaSettings
 from services.executor.mapping import CallbackContentType
 from services.executor.retry import RetryPolicy
@@ -14,7 +16,10 @@ from services.exotel.accounts import ExotelSettings
 class ExecutorSettings(BaseSettings):
     """``EXECUTOR_*`` plus the shared ``KAFKA_*``, ``EXOTEL_*``, ``CALLBACK_*`` and ``HTTP_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="EXECUTOR_", extra="ignore")
+    # hide_input_in_errors: a configuration error must never print a (malformed) secret.
+    model_config = SettingsConfigDict(
+        env_prefix="EXECUTOR_", extra="ignore", hide_input_in_errors=True
+    )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     exotel: ExotelSettings = Field(default_factory=ExotelSettings)
@@ -32,6 +37,14 @@ class ExecutorSettings(BaseSettings):
         description="How long an lwb.action / leg.hangup waits for an earlier-published "
         "command of the same call on the other topic (cross-topic ordering).",
     )
+    reconcile_window_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="How long after an interrupted call.connect's intent bulk call details "
+        "are searched for the call it may have placed (only finished calls are listed).",
+    )
+    reconcile_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     commit_interval_seconds: float = Field(default=0.2, gt=0, le=10)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     retry_max_attempts: int = Field(default=5, ge=1, le=50)
@@ -43,6 +56,10 @@ class ExecutorSettings(BaseSettings):
         default="http://127.0.0.1:8080", validation_alias="CALLBACK_PUBLIC_URL"
     )
     callback_token: SecretStr = Field(validation_alias="CALLBACK_TOKEN")
+    callback_signing_secret: SecretStr = Field(
+        validation_alias="CALLBACK_SIGNING_SECRET",
+        description="HMAC key of the callback URL's correlation parameters (>= 32 chars).",
+    )
     callback_content_type: CallbackContentType = Field(
         default="multipart/form-data",
         validation_alias="EXOTEL_CALLBACK_CONTENT_TYPE",
@@ -62,6 +79,18 @@ class ExecutorSettings(BaseSettings):
         if len(value.get_secret_value()) < 16:
             raise ValueError("CALLBACK_TOKEN must be at least 16 characters")
         return value
+
+    @field_validator("callback_signing_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr) -> SecretStr:
+        check_secret(value.get_secret_value())
+        return value
+
+    def callback_signer(self) -> CallbackSigner:
+        """The signer of callback URLs; its secret is registered for log redaction."""
+        secret = self.callback_signing_secret.get_secret_value()
+        register_secrets([secret])
+        return CallbackSigner(secret)
 
     @model_validator(mode="after")
     def _retry_budget(self) -> ExecutorSettings:
