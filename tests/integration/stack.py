@@ -16,6 +16,7 @@ from services.sandbox.testing import SandboxServer
 from tests.support.services import ServiceProcess
 
 CALLBACK_TOKEN = "test-callback-token-0123456789"
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef0123"
 
 
 @dataclass
@@ -51,12 +52,21 @@ def executor_env(
         "EXOTEL_CCM_BASE_URL": sandbox.base_url,
         "CALLBACK_PUBLIC_URL": ingress_url,
         "CALLBACK_TOKEN": CALLBACK_TOKEN,
+        "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
         "EXECUTOR_GROUP_ID": f"executor-{uuid.uuid4().hex[:8]}",
         "EXECUTOR_RETRY_INITIAL_SECONDS": "0.05",
         "EXECUTOR_RETRY_MAX_BACKOFF_SECONDS": "0.5",
         "EXECUTOR_RETRY_MAX_ATTEMPTS": "4",
         "EXECUTOR_RETRY_DEADLINE_SECONDS": "20",
         "EXECUTOR_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+
+
+def ingress_env(kafka_env: Mapping[str, str]) -> dict[str, str]:
+    return {
+        **kafka_env,
+        "CALLBACK_TOKEN": CALLBACK_TOKEN,
+        "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
     }
 
 
@@ -68,9 +78,7 @@ def running_stack(kafka_env: Mapping[str, str], **sandbox_env: str) -> Iterator[
                 env={"SANDBOX_RING_SECONDS": "0.1", "SANDBOX_TALK_SECONDS": "0.2", **sandbox_env}
             )
         )
-        ingress = stack.enter_context(
-            ServiceProcess("ingress", {**kafka_env, "CALLBACK_TOKEN": CALLBACK_TOKEN})
-        )
+        ingress = stack.enter_context(ServiceProcess("ingress", ingress_env(kafka_env)))
         executor = stack.enter_context(
             ServiceProcess("executor", executor_env(kafka_env, sandbox, ingress.url))
         )
