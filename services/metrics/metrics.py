@@ -1,0 +1,223 @@
+"""The metrics service's Prometheus metrics, on an explicit registry.
+
+Business metrics (what the facts say) are ``voicebus_*``; the service's own health is
+``voicebus_metrics_*``. Every label is from a closed set (command type, outcome, API,
+normalised status, error code, topic, consumer group, configured account name): never a
+call sid, a command id or a phone number.
+"""
+
+from __future__ import annotations
+
+from typing import Final, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from contracts.commands import CommandType
+from contracts.results import Outcome
+from contracts.status import TERMINAL_STATUSES
+from contracts.topics import DLQ_TOPICS, FACT_TOPICS
+
+CALL_APIS: Final = ("v1", "v2", "v3")
+STATUS_APIS: Final = (*CALL_APIS, "lwb")
+EVENT_TYPES: Final = ("answered", "terminal")
+SOURCES: Final = ("callback", "poll")
+LWB_MODES: Final = ("listen", "whisper", "barge")
+HANGUP_LEGS: Final = ("agent", "customer", "monitor", "all", "sid")
+
+COMMAND_DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TALK_BUCKETS: Final = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+RING_BUCKETS: Final = (1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120)
+TERMINAL_DELAY_BUCKETS: Final = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+
+class FactMetrics:
+    """What the fact topics say, counted once per fact (see services/metrics/README.md)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # -- commands (the three *.result topics) -------------------------------------
+        self.commands = Counter(
+            "voicebus_commands",
+            "Command results, by command type, account, Exotel API (none: not a call) and outcome.",
+            ["command_type", "account", "api", "outcome"],
+            registry=registry,
+        )
+        self.command_errors = Counter(
+            "voicebus_command_errors",
+            "Rejected or failed commands, by command type and voicebus error code.",
+            ["command_type", "code"],
+            registry=registry,
+        )
+        self.command_duration = Histogram(
+            "voicebus_command_duration_seconds",
+            "Time from a command's publication (requested_at) to its result (completed_at).",
+            ["command_type", "outcome"],
+            buckets=COMMAND_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.lwb_actions = Counter(
+            "voicebus_lwb_actions",
+            "lwb.action results, by monitor mode (listen, whisper, barge; unknown when the "
+            "command was not seen; invalid when it named none) and outcome.",
+            ["mode", "outcome"],
+            registry=registry,
+        )
+        self.hangups = Counter(
+            "voicebus_leg_hangups",
+            "leg.hangup results, by the leg asked for (agent, customer, monitor, all; sid "
+            "when a leg sid was given; unknown, invalid) and outcome.",
+            ["leg", "outcome"],
+            registry=registry,
+        )
+        # -- calls (call.status) ---------------------------------------------------------
+        self.status_events = Counter(
+            "voicebus_call_status_events",
+            "call.status facts (distinct event_id), by API, event type and source "
+            "(callback: Exotel called us; poll: fetched by the missing-callback poller).",
+            ["api", "event_type", "source"],
+            registry=registry,
+        )
+        self.call_outcomes = Counter(
+            "voicebus_call_outcomes",
+            "Calls ended, by API and normalised terminal status (first terminal fact per call).",
+            ["api", "status"],
+            registry=registry,
+        )
+        self.talk_time = Histogram(
+            "voicebus_call_talk_seconds",
+            "Conversation duration of completed calls.",
+            ["api"],
+            buckets=TALK_BUCKETS,
+            registry=registry,
+        )
+        self.ring_time = Histogram(
+            "voicebus_call_ring_seconds",
+            "Time from the call's start (its accepted result, else Exotel's start time) to "
+            "its first answered callback.",
+            ["api"],
+            buckets=RING_BUCKETS,
+            registry=registry,
+        )
+        self.result_to_terminal = Histogram(
+            "voicebus_call_result_to_terminal_seconds",
+            "Time from an accepted call.connect result to the call's terminal status fact.",
+            ["source"],
+            buckets=TERMINAL_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.awaiting_terminal = Gauge(
+            "voicebus_calls_awaiting_terminal",
+            "Accepted calls seen by this replica with no terminal status yet.",
+            registry=registry,
+        )
+        self.overdue_terminal = Gauge(
+            "voicebus_calls_terminal_overdue",
+            "Accepted calls with no terminal status for longer than "
+            "METRICS_TERMINAL_OVERDUE_SECONDS.",
+            registry=registry,
+        )
+        self.terminal_missing = Counter(
+            "voicebus_calls_terminal_missing",
+            "Accepted calls forgotten after METRICS_CALL_STATE_TTL_SECONDS with no terminal "
+            "status ever seen.",
+            registry=registry,
+        )
+        # -- dead letters ----------------------------------------------------------------
+        self.dlq_messages = Counter(
+            "voicebus_dlq_messages",
+            "Messages written to a dead-letter topic, by DLQ topic.",
+            ["topic"],
+            registry=registry,
+        )
+        # -- the service itself ----------------------------------------------------------
+        self.facts_consumed = Counter(
+            "voicebus_metrics_messages_consumed",
+            "Messages read by the metrics service, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.unreadable = Counter(
+            "voicebus_metrics_messages_unreadable",
+            "Messages the metrics service could not read (not a valid fact), by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "voicebus_metrics_duplicates",
+            "Facts skipped as already counted (same event_id, command result or DLQ origin "
+            "within the dedupe window), by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.state_evictions = Counter(
+            "voicebus_metrics_state_evictions",
+            "Per-call or per-command state dropped to stay within its bound, by state.",
+            ["state"],
+            registry=registry,
+        )
+        self.call_state_entries = Gauge(
+            "voicebus_metrics_call_state_entries",
+            "Calls held in the per-call state map.",
+            registry=registry,
+        )
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Create the known label sets at zero, so rate() and alerts see them from the start."""
+        for topic in FACT_TOPICS:
+            self.facts_consumed.labels(topic)
+        for topic in DLQ_TOPICS:
+            self.dlq_messages.labels(topic)
+        for api in STATUS_APIS:
+            for event_type in EVENT_TYPES:
+                for source in SOURCES:
+                    self.status_events.labels(api, event_type, source)
+        for api in CALL_APIS:
+            for status in sorted(TERMINAL_STATUSES):
+                self.call_outcomes.labels(api, status)
+        for source in SOURCES:
+            self.result_to_terminal.labels(source)
+        for command_type in get_args(CommandType):
+            for outcome in get_args(Outcome):
+                self.command_duration.labels(command_type, outcome)
+        for mode in LWB_MODES:
+            for outcome in get_args(Outcome):
+                self.lwb_actions.labels(mode, outcome)
+
+
+class LagMetrics:
+    """Consumer lag of the voicebus consumer groups (see services/metrics/lag.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "voicebus_consumer_group_lag_messages",
+            "Messages not yet committed by a consumer group, by group and topic "
+            "(end offset minus committed offset, summed over partitions).",
+            ["group", "topic"],
+            registry=registry,
+        )
+        self.checks = Counter(
+            "voicebus_metrics_lag_checks",
+            "Consumer-lag checks, by outcome (ok, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.last_check = Gauge(
+            "voicebus_metrics_lag_last_success_timestamp_seconds",
+            "Unix time of the last successful consumer-lag check.",
+            registry=registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.checks.labels(outcome)
+
+
+class ServiceMetrics:
+    """Everything the metrics service exposes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.facts = FactMetrics(registry)
+        self.lag = LagMetrics(registry)
+        self.ready = Gauge(
+            "voicebus_metrics_ready",
+            "1 when the metrics service is consuming.",
+            registry=registry,
+        )
