@@ -323,6 +323,33 @@ class VoicebusClient:
             raise VoicebusError(f"publishing to {topic} failed: {exc!r}") from exc
         return Published(command.command_id, topic, metadata.partition, metadata.offset, key)
 
+    async def publish_bytes(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, int]:
+        """Publish ``value`` as it is (no validation): ``(partition, offset)``.
+
+        For tools that re-publish what they read (``voicebus dlq republish``).
+        """
+        if self._producer is None:
+            await self.start()
+        try:
+            metadata = await self._producer.send_and_wait(
+                topic,
+                value,
+                key=key,
+                headers=[(name, v.encode()) for name, v in (headers or {}).items()],
+            )
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
+            raise kafka_unavailable(exc, self.settings.bootstrap_servers) from exc
+        except KafkaError as exc:
+            raise VoicebusError(f"publishing to {topic} failed: {exc!r}") from exc
+        return metadata.partition, metadata.offset
+
     async def send(
         self,
         command: Command,
@@ -330,20 +357,24 @@ class VoicebusClient:
         timeout: float = 30.0,  # noqa: ASYNC109 - the wait for the result, not the call
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        on_published: Callable[[Published], None] | None = None,
     ) -> CommandResult:
         """Publish ``command`` and return its :class:`CommandResult`.
 
         Raises :class:`CommandNotValid` before publishing when the executor would reject it,
         :class:`ResultTimeout` when no result arrives within ``timeout`` seconds (the
         command may still run: its result will be on the result topic),
-        :class:`KafkaUnavailable` when Kafka cannot be reached.
+        :class:`KafkaUnavailable` when Kafka cannot be reached. ``on_published`` hears
+        where the command was written, before the wait for its result begins.
         """
         encode_command(command)  # fail before starting anything
         watch = await self._result_watch()
         wanted = (command_type(command), command.command_id)
         future = watch.expect(wanted)
         try:
-            await self.publish(command, key=key, headers=headers)
+            published = await self.publish(command, key=key, headers=headers)
+            if on_published is not None:
+                on_published(published)
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(future)
         except TimeoutError:
