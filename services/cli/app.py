@@ -297,8 +297,8 @@ def send(
     data.setdefault("command_id", f"cli-{uuid.uuid4().hex[:16]}")
     if account:
         data["account"] = account
-    parsed = validate(topic, json.dumps(data).encode())
     extra_headers = parse_headers(headers or [])
+    parsed = validate(topic, json.dumps(data).encode())
     settings = settings_for(bootstrap)
 
     def published(where: Published) -> None:
