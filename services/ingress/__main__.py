@@ -42,8 +42,11 @@ def main() -> int:
         kafka=settings.kafka.bootstrap_servers,
         max_body_bytes=settings.max_body_bytes,
         publish_timeout_seconds=settings.publish_timeout_seconds,
+        spool_dir=str(settings.spool_dir),
+        spool_after_seconds=settings.spool_after_seconds,
         exotel_timezone=settings.exotel_timezone,
         token_rotation=settings.previous_callback_token is not None,
+        signing_rotation=settings.previous_callback_signing_secret is not None,
     )
 
     serve(create_app(settings), host=settings.http_host, port=settings.http_port)

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
+from services.common.callback_signature import SIGNATURE_PARAM
 from services.common.http import probe_routes
 from services.ingress.metrics import IngressMetrics
 from services.ingress.parsing import (
@@ -49,10 +50,14 @@ from services.ingress.parsing import (
 from services.ingress.service import CallbackService, Outcome, Verdict
 from services.ingress.settings import IngressSettings
 from services.ingress.sinks import KafkaOutlet, Outlet
+from services.ingress.spool import Spool
+from services.ingress.spooling import SpoolingOutlet
 
 log = structlog.get_logger("services.ingress")
 
 CALLBACK_PATH = "/exotel/callbacks/{token}"
+# Set by the executor on the callback URL: the correlation and its signature.
+_URL_PARAMS = frozenset((*CORRELATION_PARAMS, SIGNATURE_PARAM))
 JSON_TYPE = "application/json"
 MULTIPART_TYPE = "multipart/form-data"
 URLENCODED_TYPE = "application/x-www-form-urlencoded"
@@ -71,14 +76,25 @@ class BodyTooLarge(Exception):
 
 @dataclass
 class Readiness:
-    kafka: bool = False
+    """``accepting``: the outlet started (callbacks are made durable from then on).
+
+    ``/readyz`` answers 200 once the outlet also says it is ``ready`` (with the spool: Kafka
+    was reached and the topics exist, at least once) and keeps answering 200 while Kafka is
+    away and callbacks are spooled: the ingress still accepts them.
+    """
+
+    accepting: bool = False
     error: str | None = None
+    outlet: Outlet | None = None
 
     def check(self) -> tuple[bool, dict[str, object]]:
-        detail: dict[str, object] = {"kafka": "connected" if self.kafka else "connecting"}
-        if not self.kafka and self.error:
+        ready = self.accepting and (self.outlet is None or self.outlet.ready)
+        detail: dict[str, object] = {"kafka": "connected" if ready else "connecting"}
+        if self.accepting and self.outlet is not None:
+            detail |= self.outlet.status()
+        if not self.accepting and self.error:
             detail["last_error"] = self.error
-        return self.kafka, detail
+        return ready, detail
 
 
 # --------------------------------------------------------------------------- request decoding
@@ -198,6 +214,7 @@ class CallbackEndpoint:
         readiness: Readiness,
     ) -> None:
         self._tokens = settings.accepted_tokens()
+        self._signer = settings.signer()
         self._max_body = settings.max_body_bytes
         self._service = service
         self._metrics = metrics
@@ -207,6 +224,15 @@ class CallbackEndpoint:
         offered = token.encode("utf-8", errors="surrogateescape")
         matches = [hmac.compare_digest(offered, accepted) for accepted in self._tokens]
         return any(matches)  # every token compared: no early exit
+
+    def signed(self, items: list[tuple[str, str]]) -> bool:
+        """Whether ``sig`` matches the correlation parameters (each present at most once)."""
+        names = [k for k, _ in items if k in _URL_PARAMS]
+        if len(names) != len(set(names)):
+            return False  # a repeated parameter could be read differently from how it signed
+        values = {k: v for k, v in items if k in _URL_PARAMS}
+        signature = values.pop(SIGNATURE_PARAM, None)
+        return self._signer.verify(values, signature)
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -219,8 +245,12 @@ class CallbackEndpoint:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
 
         items = request.query_params.multi_items()
+        if not self.signed(items):
+            self._metrics.rejected.labels("bad_signature").inc()
+            log.warning("ingress.callback", outcome="bad_signature", status_code=401)
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
         query = {k: v for k, v in items if k in CORRELATION_PARAMS}
-        query_payload = [(k, v) for k, v in items if k not in CORRELATION_PARAMS]
+        query_payload = [(k, v) for k, v in items if k not in _URL_PARAMS]
         with structlog.contextvars.bound_contextvars(
             command_id=query.get("command_id"), method=request.method
         ):
@@ -267,9 +297,9 @@ class CallbackEndpoint:
                 return Response(status_code=400), Outcome(
                     Verdict.UNREADABLE, reason="client disconnected"
                 )
-        if not self._readiness.kafka:
+        if not self._readiness.accepting:
             self._metrics.rejected.labels("unavailable").inc()
-            unready = Outcome(Verdict.UNAVAILABLE, reason="not connected to Kafka yet")
+            unready = Outcome(Verdict.UNAVAILABLE, reason="not ready to accept callbacks yet")
             return self._respond(unready), unready
         # GET callbacks (and a POST with an empty body) carry the payload in the query
         # string; the query string is then what a dead letter keeps.
@@ -333,12 +363,22 @@ async def connect_until_ready(
             readiness.error = type(exc).__name__
             log.exception("ingress.kafka.connect_failed", attempt=attempt)
         else:
-            readiness.kafka = True
+            readiness.accepting = True
             readiness.error = None
             metrics.ready.set(1)
             log.info("ingress.ready", attempts=attempt)
             return
         await asyncio.sleep(min(0.25 * 2 ** min(attempt, 5), CONNECT_BACKOFF_MAX_SECONDS))
+
+
+def spooling_outlet(settings: IngressSettings, metrics: IngressMetrics) -> SpoolingOutlet:
+    """Kafka, with the local spool behind it (the outlet the service runs with)."""
+    return SpoolingOutlet(
+        KafkaOutlet(settings.kafka),
+        Spool(settings.spool_dir, segment_bytes=settings.spool_segment_bytes),
+        metrics=metrics,
+        spool_after_seconds=settings.spool_after_seconds,
+    )
 
 
 def create_app(
@@ -347,11 +387,11 @@ def create_app(
     outlet: Outlet | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Starlette:
-    """The ingress as an ASGI app. ``outlet`` defaults to Kafka (one broker, created here)."""
+    """The ingress as an ASGI app. ``outlet`` defaults to Kafka behind the local spool."""
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     metrics = IngressMetrics(registry)
-    sinks: Outlet = outlet if outlet is not None else KafkaOutlet(settings.kafka)
-    readiness = Readiness()
+    sinks: Outlet = outlet if outlet is not None else spooling_outlet(settings, metrics)
+    readiness = Readiness(outlet=sinks)
     service = CallbackService(
         facts=sinks.facts,
         dead_letters=sinks.dead_letters,
@@ -372,7 +412,7 @@ def create_app(
             connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await connecting
-            readiness.kafka = False
+            readiness.accepting = False
             metrics.ready.set(0)
             await sinks.stop()
             log.info("ingress.stopped")

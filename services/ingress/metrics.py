@@ -7,7 +7,14 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX: Final = "voicebus_ingress_"
-REJECT_REASONS: Final = ("unauthorized", "too_large", "unreadable", "unavailable")
+REJECT_REASONS: Final = (
+    "unauthorized",
+    "bad_signature",
+    "too_large",
+    "unreadable",
+    "unavailable",
+)
+SPOOL_TOPICS: Final = ("call.status", "call.status.dlq")
 APIS: Final = ("v1", "v2", "v3", "lwb")
 EVENT_TYPES: Final = ("answered", "terminal")
 PUBLISH_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -23,7 +30,8 @@ class IngressMetrics:
         )
         self.rejected = Counter(
             f"{PREFIX}callbacks_rejected_total",
-            "Callbacks answered with an error: unauthorized (401), too_large (413), "
+            "Callbacks answered with an error: unauthorized (401: unknown token), "
+            "bad_signature (401: sig does not match the correlation), too_large (413), "
             "unreadable (400), unavailable (503: Kafka did not take it in time).",
             ["reason"],
             registry=registry,
@@ -46,6 +54,31 @@ class IngressMetrics:
             "1 when Kafka is connected and the topics exist.",
             registry=registry,
         )
+        self.spool_depth = Gauge(
+            f"{PREFIX}spool_depth",
+            "Records in the local spool not yet acknowledged by Kafka.",
+            registry=registry,
+        )
+        self.spooled = Counter(
+            f"{PREFIX}spooled_total",
+            "Records written to the local spool because Kafka did not take them in time.",
+            ["topic"],
+            registry=registry,
+        )
+        self.replayed = Counter(
+            f"{PREFIX}replayed_total",
+            "Spooled records replayed to Kafka and acknowledged.",
+            ["topic"],
+            registry=registry,
+        )
+        self.spool_rejected = Counter(
+            f"{PREFIX}spool_rejected_total",
+            "Spooled records Kafka refused for good (kept in rejected.jsonl).",
+            registry=registry,
+        )
+        for topic in SPOOL_TOPICS:
+            self.spooled.labels(topic)
+            self.replayed.labels(topic)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         for api in APIS:

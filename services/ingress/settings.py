@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.callback_signature import MIN_SECRET_LENGTH, CallbackSigner, check_secret
 from services.common.settings import KafkaSettings
 
 MIN_TOKEN_LENGTH = 16
@@ -30,7 +32,9 @@ def _check_token(value: SecretStr | None) -> SecretStr | None:
 class IngressSettings(BaseSettings):
     """``CALLBACK_TOKEN``, ``HTTP_*``, ``INGRESS_*``, ``EXOTEL_TIMEZONE`` and ``KAFKA_*``."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     callback_token: SecretStr = Field(
         validation_alias="CALLBACK_TOKEN",
@@ -40,6 +44,15 @@ class IngressSettings(BaseSettings):
         default=None,
         validation_alias="CALLBACK_TOKEN_PREVIOUS",
         description="The token before the last rotation, still accepted while Exotel drains.",
+    )
+    callback_signing_secret: SecretStr = Field(
+        validation_alias="CALLBACK_SIGNING_SECRET",
+        description="HMAC key of the correlation parameters (sig) the executor signs.",
+    )
+    previous_callback_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias="CALLBACK_SIGNING_SECRET_PREVIOUS",
+        description="The signing secret before the last rotation, still accepted.",
     )
     http_host: str = Field(default="127.0.0.1", validation_alias="HTTP_HOST")
     http_port: int = Field(default=8080, ge=0, le=65_535, validation_alias="HTTP_PORT")
@@ -52,6 +65,24 @@ class IngressSettings(BaseSettings):
         le=14.0,
         validation_alias="INGRESS_PUBLISH_TIMEOUT_SECONDS",
         description="How long a callback waits for Kafka's ack (Exotel waits 15 s for a 200).",
+    )
+    spool_dir: Path = Field(
+        default=Path(".run/ingress-spool"),
+        validation_alias="INGRESS_SPOOL_DIR",
+        description="Where callbacks Kafka could not take in time are kept (fsync'd).",
+    )
+    spool_after_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=10.0,
+        validation_alias="INGRESS_SPOOL_AFTER_SECONDS",
+        description="How long a callback waits for Kafka before it is spooled instead.",
+    )
+    spool_segment_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=4_096,
+        validation_alias="INGRESS_SPOOL_SEGMENT_BYTES",
+        description="A spool segment is closed (and deleted once replayed) past this size.",
     )
     exotel_timezone: str = Field(
         default="Asia/Kolkata",
@@ -77,6 +108,18 @@ class IngressSettings(BaseSettings):
     def _previous_token(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_token(value)
 
+    @field_validator("previous_callback_signing_secret", mode="before")
+    @classmethod
+    def _empty_previous_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("callback_signing_secret", "previous_callback_signing_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value())
+        return value
+
     @field_validator("exotel_timezone")
     @classmethod
     def _zone_exists(cls, value: str) -> str:
@@ -85,6 +128,15 @@ class IngressSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"{value!r} is not a known IANA time zone") from exc
         return value
+
+    @model_validator(mode="after")
+    def _spool_before_timeout(self) -> IngressSettings:
+        if self.spool_after_seconds >= self.publish_timeout_seconds:
+            raise ValueError(
+                "INGRESS_SPOOL_AFTER_SECONDS must be below INGRESS_PUBLISH_TIMEOUT_SECONDS "
+                "(the spool write must fit in the answer's deadline)"
+            )
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -95,14 +147,30 @@ class IngressSettings(BaseSettings):
         tokens = [self.callback_token, self.previous_callback_token]
         return tuple(t.get_secret_value().encode() for t in tokens if t is not None)
 
+    def signer(self) -> CallbackSigner:
+        """Verifies ``sig`` under the current and the previous signing secret."""
+        previous = self.previous_callback_signing_secret
+        return CallbackSigner(
+            self.callback_signing_secret.get_secret_value(),
+            previous.get_secret_value() if previous is not None else None,
+        )
+
     def secrets(self) -> list[str]:
         """Values that must never be logged."""
-        return [t.decode() for t in self.accepted_tokens()]
+        signing = [self.callback_signing_secret, self.previous_callback_signing_secret]
+        return [t.decode() for t in self.accepted_tokens()] + [
+            s.get_secret_value() for s in signing if s is not None
+        ]
 
 
 _ENV_NAMES = {
     "callback_token": "CALLBACK_TOKEN",
     "previous_callback_token": "CALLBACK_TOKEN_PREVIOUS",
+    "callback_signing_secret": "CALLBACK_SIGNING_SECRET",
+    "previous_callback_signing_secret": "CALLBACK_SIGNING_SECRET_PREVIOUS",
+    "spool_dir": "INGRESS_SPOOL_DIR",
+    "spool_after_seconds": "INGRESS_SPOOL_AFTER_SECONDS",
+    "spool_segment_bytes": "INGRESS_SPOOL_SEGMENT_BYTES",
     "http_host": "HTTP_HOST",
     "http_port": "HTTP_PORT",
     "max_body_bytes": "INGRESS_MAX_BODY_BYTES",
@@ -125,8 +193,12 @@ def describe_errors(exc: ValidationError) -> str:
             name = "KAFKA_" + "_".join(loc[1:]).upper()
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
+            minimum = {
+                "CALLBACK_TOKEN": MIN_TOKEN_LENGTH,
+                "CALLBACK_SIGNING_SECRET": MIN_SECRET_LENGTH,
+            }
             message = "is required" + (
-                f" (at least {MIN_TOKEN_LENGTH} characters)" if name == "CALLBACK_TOKEN" else ""
+                f" (at least {minimum[name]} characters)" if name in minimum else ""
             )
         lines.append(f"{name}: {message}")
     return "; ".join(lines)

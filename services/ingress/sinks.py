@@ -1,12 +1,14 @@
 """Where callbacks go: the ports the service layer writes to, and their Kafka adapter.
 
-``FactSink.put`` returns only once the fact is durable. Today that means "Kafka
-acknowledged it" (acks=all); a spooling sink (fsync to local disk, replay to Kafka when it
-is back) can replace :class:`KafkaFactSink` without touching the HTTP or service layers.
+``FactSink.put`` returns only once the fact is durable: acknowledged by Kafka (acks=all)
+or, in the service as it runs, fsync'd to the local spool (:mod:`services.ingress.spooling`
+wraps :class:`KafkaOutlet`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -14,13 +16,13 @@ from typing import Protocol
 import structlog
 from aiokafka.errors import KafkaError
 from faststream.exceptions import FastStreamException
-from faststream.kafka import KafkaBroker
 
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_STATUS, dlq
 from services.common.kafka import cloudevent_headers, ensure_topics, make_broker
 from services.common.logging import redact
 from services.common.settings import KafkaSettings
+from services.ingress.spool import SpoolRecord
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +71,13 @@ class Outlet(Protocol):
     async def stop(self) -> None:
         """Flush and disconnect."""
 
+    @property
+    def ready(self) -> bool:
+        """Started, and ready as far as ``/readyz`` is concerned."""
+
+    def status(self) -> dict[str, object]:
+        """What ``/readyz`` shows besides readiness (e.g. Kafka state, spool depth)."""
+
 
 def fact_headers(event: CallStatusEvent) -> dict[str, str]:
     """CloudEvents binary-mode headers of a ``call.status`` fact."""
@@ -94,44 +103,69 @@ def dead_letter_headers(letter: DeadLetter) -> dict[str, str]:
     }
 
 
+def fact_record(event: CallStatusEvent) -> SpoolRecord:
+    """The ``call.status`` record of ``event`` (key: the call sid)."""
+    return SpoolRecord(
+        topic=CALL_STATUS,
+        key=event.call_sid.encode(),
+        value=event.model_dump_json(by_alias=True).encode(),
+        headers=fact_headers(event),
+    )
+
+
+def dead_letter_record(letter: DeadLetter) -> SpoolRecord:
+    """The ``call.status.dlq`` record of ``letter`` (no key: the raw bytes as received)."""
+    return SpoolRecord(
+        topic=CALL_STATUS_DLQ, key=None, value=letter.body, headers=dead_letter_headers(letter)
+    )
+
+
+class RecordProducer(Protocol):
+    """Kafka as the spooling outlet sees it."""
+
+    async def connect(self) -> None:
+        """(Re)create missing topics and connect; raise when Kafka is not there."""
+
+    async def send(self, record: SpoolRecord) -> Awaitable[object]:
+        """Enqueue ``record`` behind those sent before; the awaitable resolves on the ack."""
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+
+
 class KafkaFactSink:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    def __init__(self, producer: RecordProducer) -> None:
+        self._producer = producer
 
     async def put(self, event: CallStatusEvent) -> None:
-        try:
-            # publish() waits for the broker's acknowledgement (acks=all, no_confirm=False).
-            await self._broker.publish(
-                event.model_dump_json(by_alias=True).encode(),
-                topic=CALL_STATUS,
-                key=event.call_sid.encode(),
-                headers=fact_headers(event),
-            )
-        except (KafkaError, FastStreamException) as exc:
-            raise SinkUnavailable(f"{CALL_STATUS}: {type(exc).__name__}") from exc
+        await _publish(self._producer, fact_record(event))
 
 
 class KafkaDeadLetterSink:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    def __init__(self, producer: RecordProducer) -> None:
+        self._producer = producer
 
     async def put(self, letter: DeadLetter) -> None:
-        try:
-            await self._broker.publish(
-                letter.body, topic=CALL_STATUS_DLQ, headers=dead_letter_headers(letter)
-            )
-        except (KafkaError, FastStreamException) as exc:
-            raise SinkUnavailable(f"{CALL_STATUS_DLQ}: {type(exc).__name__}") from exc
+        await _publish(self._producer, dead_letter_record(letter))
+
+
+async def _publish(producer: RecordProducer, record: SpoolRecord) -> None:
+    try:
+        ack = await producer.send(record)
+        # shield: a caller's timeout must not cancel the producer's own delivery future.
+        await asyncio.shield(ack)
+    except (KafkaError, FastStreamException) as exc:
+        raise SinkUnavailable(f"{record.topic}: {type(exc).__name__}") from exc
 
 
 class KafkaOutlet:
-    """One FastStream broker (producer only) shared by both sinks."""
+    """One FastStream broker (producer only) shared by both sinks (acks=all)."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self.broker = make_broker(settings, client_id="ingress")
-        self._facts = KafkaFactSink(self.broker)
-        self._dead_letters = KafkaDeadLetterSink(self.broker)
+        self._facts = KafkaFactSink(self)
+        self._dead_letters = KafkaDeadLetterSink(self)
 
     @property
     def facts(self) -> FactSink:
@@ -140,6 +174,29 @@ class KafkaOutlet:
     @property
     def dead_letters(self) -> DeadLetterSink:
         return self._dead_letters
+
+    @property
+    def ready(self) -> bool:
+        return True  # start() only returns once Kafka is connected
+
+    def status(self) -> dict[str, object]:
+        return {}
+
+    async def connect(self) -> None:
+        # Topics again on every (re)connection: a replaced broker (e.g. the embedded one,
+        # memory only) starts empty, and auto-created topics get the wrong partition count.
+        await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=1)
+        await self.broker.connect()
+
+    async def send(self, record: SpoolRecord) -> Awaitable[object]:
+        future: Awaitable[object] = await self.broker.publish(
+            record.value,
+            topic=record.topic,
+            key=record.key,
+            headers=record.headers,
+            no_confirm=True,
+        )
+        return future
 
     async def start(self) -> None:
         await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=3)

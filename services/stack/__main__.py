@@ -40,6 +40,9 @@ def main() -> int:
     executor_port = _port("EXECUTOR_PORT", 9101)
     sandbox_port = _port("SANDBOX_PORT", 8090)
     env["CALLBACK_TOKEN"] = token
+    env["CALLBACK_SIGNING_SECRET"] = os.environ.get(
+        "CALLBACK_SIGNING_SECRET"
+    ) or secrets.token_urlsafe(32)
     env.setdefault(
         "CALLBACK_PUBLIC_URL",
         os.environ.get("CALLBACK_PUBLIC_URL", f"http://127.0.0.1:{ingress_port}"),

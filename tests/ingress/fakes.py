@@ -60,3 +60,10 @@ class MemoryOutlet:
 
     async def stop(self) -> None:
         self.stopped += 1
+
+    @property
+    def ready(self) -> bool:
+        return self.started > 0
+
+    def status(self) -> dict[str, object]:
+        return {"kafka": "connected"}

@@ -17,6 +17,12 @@ from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings
 from tests.ingress import samples
 from tests.ingress.fakes import MemoryOutlet
+from tests.ingress.signing import (
+    PREVIOUS_SIGNING_SECRET,
+    SIGNING_SECRET,
+    signed_params,
+    signed_query,
+)
 
 with warnings.catch_warnings():
     # starlette 1.x would rather use httpx2 for its TestClient; httpx works the same here.
@@ -25,7 +31,8 @@ with warnings.catch_warnings():
 
 TOKEN = "current-token-0123456789"
 PREVIOUS = "previous-token-0123456789"
-URL = f"/exotel/callbacks/{TOKEN}"
+BASE = f"/exotel/callbacks/{TOKEN}"
+URL = f"{BASE}?{signed_query()}"
 LIMIT = 4096
 
 
@@ -35,6 +42,9 @@ def make_settings(**overrides: Any) -> IngressSettings:
         "previous_callback_token": PREVIOUS,
         "max_body_bytes": LIMIT,
         "publish_timeout_seconds": 1.0,
+        "spool_after_seconds": 0.5,
+        "callback_signing_secret": SIGNING_SECRET,
+        "previous_callback_signing_secret": PREVIOUS_SIGNING_SECRET,
     }
     return IngressSettings.model_validate(values | overrides)
 
@@ -87,7 +97,7 @@ def test_not_ready_until_the_outlet_starts() -> None:
 
 def test_v1_json_callback(client: TestClient, outlet: MemoryOutlet) -> None:
     response = client.post(
-        URL + "?command_id=cmd-1&account=default&api=v1",
+        f"{BASE}?{signed_query(command_id='cmd-1', account='default', api='v1')}",
         content=samples.raw_bytes("v1_terminal.json"),
         headers={"content-type": "application/json"},
     )
@@ -106,7 +116,7 @@ def test_v1_json_callback(client: TestClient, outlet: MemoryOutlet) -> None:
 def test_v1_multipart_callback(client: TestClient, outlet: MemoryOutlet) -> None:
     body = samples.multipart_body(samples.form_pairs())
     response = client.post(
-        URL + "?command_id=cmd-2",
+        f"{BASE}?{signed_query(command_id='cmd-2')}",
         content=body,
         headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
     )
@@ -126,14 +136,14 @@ def test_urlencoded_callback(client: TestClient, outlet: MemoryOutlet) -> None:
 def test_get_callback_uses_the_query_minus_correlation(
     client: TestClient, outlet: MemoryOutlet
 ) -> None:
-    params = [("command_id", "cmd-3"), ("api", "v3"), ("account", "acme")]
+    params = signed_params(command_id="cmd-3", api="v3", account="acme")
     params += [
         ("event_details[event_type]", "terminal"),
         ("call_details[sid]", "0ed3bd4755078e1f9f64d2de75ce16b3"),
         ("call_details[status]", "to_leg_unanswered"),
         ("call_details[start_time]", "2022-11-03 00:18:38+05:30"),
     ]
-    response = client.get(URL, params=params)
+    response = client.get(BASE, params=params)
     assert response.status_code == 200, response.text
     [event] = outlet.facts.events
     assert (event.api, event.status, event.command_id, event.account) == (
@@ -149,28 +159,31 @@ def test_get_callback_uses_the_query_minus_correlation(
 def test_unreadable_get_dead_letters_the_query_string(
     client: TestClient, outlet: MemoryOutlet
 ) -> None:
-    response = client.get(URL + "?command_id=c-9&Status=busy")
+    query = signed_query(command_id="c-9")
+    response = client.get(f"{BASE}?{query}&Status=busy")
     assert response.status_code == 400
     [letter] = outlet.dead_letters.letters
-    assert letter.body == b"command_id=c-9&Status=busy"
+    assert letter.body == f"{query}&Status=busy".encode()
     assert letter.content_type == "application/x-www-form-urlencoded"
     assert "no call sid" in letter.reason
 
 
 def test_post_with_the_payload_in_the_query(client: TestClient, outlet: MemoryOutlet) -> None:
-    response = client.post(URL + "?command_id=c-10&CallSid=q1&Status=failed")
+    response = client.post(f"{BASE}?{signed_query(command_id='c-10')}&CallSid=q1&Status=failed")
     assert response.status_code == 200
     [event] = outlet.facts.events
     assert (event.call_sid, event.status, event.command_id) == ("q1", "failed", "c-10")
 
 
 def test_head_is_not_a_callback(client: TestClient, outlet: MemoryOutlet) -> None:
-    assert client.head(URL + "?CallSid=h1&Status=busy").status_code == 405
+    assert client.head(URL + "&CallSid=h1&Status=busy").status_code == 405
     assert outlet.facts.events == []
 
 
 def test_previous_token_is_accepted(client: TestClient, outlet: MemoryOutlet) -> None:
-    response = client.post(f"/exotel/callbacks/{PREVIOUS}", json=samples.load("v3_terminal.json"))
+    response = client.post(
+        f"/exotel/callbacks/{PREVIOUS}?{signed_query()}", json=samples.load("v3_terminal.json")
+    )
     assert response.status_code == 200
     assert len(outlet.facts.events) == 1
 
@@ -256,7 +269,9 @@ def test_kafka_unavailable_is_503(client: TestClient, outlet: MemoryOutlet) -> N
 
 def test_slow_kafka_is_503_within_the_timeout(outlet: MemoryOutlet) -> None:
     outlet.facts.delay = 5.0
-    app = create_app(make_settings(publish_timeout_seconds=0.2), outlet=outlet)
+    app = create_app(
+        make_settings(publish_timeout_seconds=0.2, spool_after_seconds=0.1), outlet=outlet
+    )
     with TestClient(app) as test_client:
         wait_ready(test_client)
         started = time.monotonic()

@@ -23,6 +23,7 @@ import pytest_asyncio
 from contracts.topics import CALL_STATUS, dlq
 from services.common.embedded_broker import free_port
 from tests.ingress import samples
+from tests.ingress.signing import SIGNING_SECRET, signed_params, signed_query
 from tests.support import broker as broker_support
 from tests.support.facts import Fact, FactReader
 
@@ -50,7 +51,7 @@ class Ingress:
     stderr: Path
 
     def url(self, token: str = TOKEN, **query: str) -> str:
-        return httpx.URL(f"{self.base_url}/exotel/callbacks/{token}", params=query).__str__()
+        return f"{self.base_url}/exotel/callbacks/{token}?{signed_query(**query)}"
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
@@ -76,6 +77,8 @@ def ingress(
         **{k: v for k, v in os.environ.items() if not k.startswith(("CALLBACK_", "HTTP_"))},
         **kafka_env,
         "CALLBACK_TOKEN": TOKEN,
+        "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
+        "INGRESS_SPOOL_DIR": str(logs / "spool"),
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(port),
     }
@@ -186,7 +189,7 @@ async def test_v3_json_callback(
 async def test_get_callback(ingress: Ingress, reader: FactReader, http: httpx.AsyncClient) -> None:
     sid = new_sid()
     params: list[tuple[str, str | int | float | bool | None]] = [
-        ("command_id", "cmd-get"),
+        *signed_params(command_id="cmd-get"),
         ("CallSid", sid),
         ("EventType", "answered"),
         ("Status", "in-progress"),
@@ -204,6 +207,7 @@ async def test_get_callback(ingress: Ingress, reader: FactReader, http: httpx.As
         "cmd-get",
     )
     assert "command_id" not in fact.value["raw"]
+    assert "sig" not in fact.value["raw"]
     assert_cloudevent(fact, sid, "answered")
 
 
@@ -241,6 +245,25 @@ async def test_wrong_token_is_401_and_publishes_nothing(
     assert [f.value["exotel_status"] for f in reader.matching(CALL_STATUS, keyed(sid))] == [
         "completed"
     ]
+
+
+async def test_bad_signature_is_401_and_publishes_nothing(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    sid = new_sid()
+    refused = samples.load("v1_terminal.json") | {"CallSid": sid, "Status": "busy"}
+    good = signed_query(command_id="cmd-sig", account="default", api="v1")
+    forged = good.replace("cmd-sig", "cmd-other")
+    base = f"{ingress.base_url}/exotel/callbacks/{TOKEN}"
+    for query in (forged, "command_id=cmd-sig&account=default&api=v1", f"{good}&command_id=x"):
+        response = await http.post(f"{base}?{query}", json=refused)
+        assert response.status_code == 401, query
+    accepted = refused | {"Status": "completed"}
+    assert (await http.post(f"{base}?{good}", json=accepted)).status_code == 200
+    [fact] = await reader.wait_for(CALL_STATUS, keyed(sid), timeout=10)
+    assert (fact.value["exotel_status"], fact.value["command_id"]) == ("completed", "cmd-sig")
+    metrics = (await http.get(f"{ingress.base_url}/metrics")).text
+    assert 'voicebus_ingress_callbacks_rejected_total{reason="bad_signature"} 3.0' in metrics
 
 
 async def test_oversized_body_is_413(
@@ -293,3 +316,4 @@ def test_stops_cleanly_on_sigterm_and_never_logs_the_token(ingress: Ingress) -> 
     assert '"event": "ingress.callback"' in output
     assert "ingress.stopped" in output
     assert TOKEN not in output
+    assert SIGNING_SECRET not in output

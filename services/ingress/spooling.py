@@ -1,0 +1,302 @@
+"""The spooling outlet: Kafka when it answers in time, else the local spool, then replay.
+
+A record (a ``call.status`` fact or a dead letter) is made durable in one of two ways
+before the callback is answered 200 (or 400 for a dead letter):
+
+* **directly**: Kafka acknowledged it within ``INGRESS_SPOOL_AFTER_SECONDS``. Only while
+  Kafka is connected and the spool is empty;
+* **spooled**: otherwise it is appended to the spool (:mod:`services.ingress.spool`) and
+  fsync'd. Appends that arrive together share one fsync (group commit).
+
+A background task replays the spool to Kafka in order, in pipelined batches, advancing the
+replay position only over acknowledged records, and reconnects (re-creating the topics)
+after any failure. Spooled records left by a previous run are replayed at start.
+
+Order per call: callbacks of one call are handled one at a time (a lock per call sid), and
+a callback goes to Kafka directly only when the spool is empty. So a callback never
+overtakes an earlier one of its call that is still in the spool.
+
+Duplicates: a record whose direct publish timed out may still reach Kafka later besides its
+spooled copy, and a crash between a replayed batch's ack and the position update replays it
+again. Both copies carry the same ``event_id`` (consumers dedupe on it); nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from faststream.exceptions import FastStreamException
+
+from contracts.status import CallStatusEvent
+from services.ingress.metrics import IngressMetrics
+from services.ingress.sinks import (
+    DeadLetter,
+    DeadLetterSink,
+    FactSink,
+    RecordProducer,
+    SinkUnavailable,
+    dead_letter_record,
+    fact_record,
+)
+from services.ingress.spool import CorruptRecord, Spool, Spooled, SpoolRecord
+
+log = structlog.get_logger(__name__)
+
+REPLAY_BATCH = 500
+BACKOFF_INITIAL_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 2.0
+
+
+@dataclass
+class _Ordered:
+    lock: asyncio.Lock
+    users: int = 0
+
+
+class _Facts:
+    def __init__(self, outlet: SpoolingOutlet) -> None:
+        self._outlet = outlet
+
+    async def put(self, event: CallStatusEvent) -> None:
+        await self._outlet.put(fact_record(event), order_key=event.call_sid)
+
+
+class _DeadLetters:
+    def __init__(self, outlet: SpoolingOutlet) -> None:
+        self._outlet = outlet
+
+    async def put(self, letter: DeadLetter) -> None:
+        await self._outlet.put(dead_letter_record(letter), order_key=None)
+
+
+class SpoolingOutlet:
+    """An :class:`~services.ingress.sinks.Outlet` that never needs Kafka to answer."""
+
+    def __init__(
+        self,
+        producer: RecordProducer,
+        spool: Spool,
+        *,
+        metrics: IngressMetrics,
+        spool_after_seconds: float,
+        connect_timeout_seconds: float = 10.0,
+        ack_timeout_seconds: float = 15.0,
+        stop_timeout_seconds: float = 10.0,
+    ) -> None:
+        self._producer = producer
+        self._spool = spool
+        self._metrics = metrics
+        self._spool_after = spool_after_seconds
+        self._connect_timeout = connect_timeout_seconds
+        self._ack_timeout = ack_timeout_seconds
+        self._stop_timeout = stop_timeout_seconds
+        self._connected = False
+        self._reached = False
+        self._last_error: str | None = None
+        self._ordered: dict[str, _Ordered] = {}
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._replayer: asyncio.Task[None] | None = None
+        self._facts = _Facts(self)
+        self._dead_letters = _DeadLetters(self)
+
+    # ------------------------------------------------------------------ Outlet
+
+    @property
+    def facts(self) -> FactSink:
+        return self._facts
+
+    @property
+    def dead_letters(self) -> DeadLetterSink:
+        return self._dead_letters
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def ready(self) -> bool:
+        """Kafka was reached (and the topics made) at least once since start."""
+        return self._reached
+
+    @property
+    def depth(self) -> int:
+        return self._spool.depth
+
+    def status(self) -> dict[str, object]:
+        detail: dict[str, object] = {
+            "kafka": "connected" if self._connected else "unavailable",
+            "spool_depth": self._spool.depth,
+        }
+        if not self._connected and self._last_error:
+            detail["last_error"] = self._last_error
+        return detail
+
+    async def start(self) -> None:
+        """Open the spool (raises OSError when it cannot); Kafka is connected behind it."""
+        await asyncio.to_thread(self._spool.open)
+        self._metrics.spool_depth.set(self._spool.depth)
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.create_task(self._replay_forever(), name="spool-replay")
+        if self._spool.depth:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        if self._replayer is not None:
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+        if self._flusher is not None:
+            with contextlib.suppress(Exception):
+                await self._flusher
+        await asyncio.to_thread(self._spool.close)
+        try:
+            async with asyncio.timeout(self._stop_timeout):
+                await self._producer.stop()
+        except TimeoutError:
+            log.warning("ingress.kafka.stop_timeout", seconds=self._stop_timeout)
+        log.info("ingress.spool.closed", depth=self._spool.depth)
+
+    # ------------------------------------------------------------------ the write path
+
+    async def put(self, record: SpoolRecord, *, order_key: str | None) -> None:
+        """Return once ``record`` is acknowledged by Kafka or fsync'd to the spool."""
+        async with self._in_order(order_key):
+            if self._connected and self._spool.depth == 0:
+                try:
+                    async with asyncio.timeout(self._spool_after):
+                        ack = await self._producer.send(record)
+                        await asyncio.shield(ack)
+                except (TimeoutError, KafkaError, FastStreamException) as exc:
+                    self._kafka_failed(exc, "publish")
+                else:
+                    return
+            await self._append(record)
+
+    @contextlib.asynccontextmanager
+    async def _in_order(self, key: str | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        entry = self._ordered.get(key)
+        if entry is None:
+            entry = self._ordered[key] = _Ordered(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._ordered[key]
+
+    async def _append(self, record: SpoolRecord) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record.to_line(), done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="spool-flush")
+        try:
+            await asyncio.shield(done)
+        except OSError as exc:
+            raise SinkUnavailable(f"spool: {type(exc).__name__}") from exc
+        self._metrics.spooled.labels(record.topic).inc()
+
+    async def _flush(self) -> None:
+        """Group commit: everything queued so far in one write and one fsync."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._spool.append, [line for line, _ in batch])
+            except OSError as exc:
+                log.exception("ingress.spool.write_failed", error=repr(exc), records=len(batch))
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+            self._metrics.spool_depth.set(self._spool.depth)
+            self._wake.set()
+
+    def _kafka_failed(self, exc: BaseException, during: str) -> None:
+        if self._connected:
+            log.warning("ingress.kafka.unavailable", during=during, error=repr(exc))
+        self._connected = False
+        self._reached = False
+        self._last_error = type(exc).__name__
+        self._wake.set()
+
+    # ------------------------------------------------------------------ replay
+
+    async def _replay_forever(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if not self._connected:
+                    async with asyncio.timeout(self._connect_timeout):
+                        await self._producer.connect()
+                    self._connected, self._reached, self._last_error = True, True, None
+                    log.info("ingress.kafka.connected", spool_depth=self._spool.depth)
+                if self._spool.depth == 0:
+                    self._wake.clear()
+                    if self._spool.depth == 0 and self._connected:
+                        await self._wake.wait()
+                    continue
+                await self._replay_batch()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Kafka down, a timeout, a disk error: retry
+                failures += 1
+                self._kafka_failed(exc, "replay")
+                if failures == 1 or failures % 20 == 0:
+                    log.warning(
+                        "ingress.spool.replay_retry",
+                        attempt=failures,
+                        error=repr(exc),
+                        depth=self._spool.depth,
+                    )
+                delay = min(BACKOFF_INITIAL_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+                await asyncio.sleep(delay)
+
+    async def _replay_batch(self) -> None:
+        items = await asyncio.to_thread(self._spool.read, REPLAY_BATCH)
+        if not items:  # pragma: no cover - depth and the files disagree: look again soon
+            await asyncio.sleep(BACKOFF_INITIAL_SECONDS)
+            return
+        sent: list[tuple[Spooled, str, asyncio.Future[object]]] = []
+        acked: Spooled | None = None
+        topics: list[str] = []
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                for item in items:
+                    try:
+                        record = SpoolRecord.from_line(item.line)
+                        ack = await self._producer.send(record)
+                    except (CorruptRecord, MessageSizeTooLargeError) as exc:
+                        if sent:
+                            break  # settle what is in flight first; it is the head next time
+                        await asyncio.to_thread(self._spool.reject, item, repr(exc))
+                        self._metrics.spool_rejected.inc()
+                        self._metrics.spool_depth.set(self._spool.depth)
+                        return
+                    sent.append((item, record.topic, asyncio.ensure_future(ack)))
+                for item, topic, future in sent:
+                    await asyncio.shield(future)
+                    acked = item
+                    topics.append(topic)
+        finally:
+            if acked is not None:
+                await asyncio.to_thread(self._spool.advance, acked.end, len(topics))
+                for topic in topics:
+                    self._metrics.replayed.labels(topic).inc()
+                self._metrics.spool_depth.set(self._spool.depth)
+                if self._spool.depth == 0:
+                    log.info("ingress.spool.drained", replayed=len(topics))
