@@ -13,7 +13,8 @@ total number of HTTP attempts the command made (the active-legs read included).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -51,6 +52,7 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelTransientError,
 )
+from services.exotel.hooks import before_send
 
 log = structlog.get_logger(__name__)
 
@@ -229,14 +231,12 @@ class CommandService:
                 return await account.gateway.connect_call_v1(request.form)
             return await account.gateway.create_call_ccm(request.api, request.body)
 
-        await self._intend(
-            command,
-            account,
-            {"from": command.from_, "to": command.to or "", "api": api},
-        )
-        attempted = await with_retries(
-            place, self.retry_policy, on_retry=self._retried("call.connect")
-        )
+        with self._intent_before_send(
+            command, account, {"from": command.from_, "to": command.to or "", "api": api}
+        ):
+            attempted = await with_retries(
+                place, self.retry_policy, on_retry=self._retried("call.connect")
+            )
         if attempted.value is not None:
             return outcome.accepted(
                 command.command_id,
@@ -303,14 +303,14 @@ class CommandService:
                 outcome="failed",
             )
         form = self._monitor_form(command, account, target)
-        await self._intend(
+        with self._intent_before_send(
             command,
             account,
             {"call_sid": command.call_sid, "supervisor": command.supervisor, "target": target},
-        )
-        created = await exotel.run(
-            lambda: account.gateway.create_monitor_leg(command.call_sid, form)
-        )
+        ):
+            created = await exotel.run(
+                lambda: account.gateway.create_monitor_leg(command.call_sid, form)
+            )
         if created.error is not None:
             return outcome.from_error(
                 *ids, created.error, exotel.attempts, call_sid=command.call_sid
@@ -396,10 +396,14 @@ class CommandService:
                     attempts=exotel.attempts,
                     **fields,
                 )
-        await self._intend(command, account, {"monitor_leg_sid": leg_sid, "action": action})
-        upgraded = await exotel.run(
-            lambda: account.gateway.update_monitor_leg(command.call_sid, leg_sid, action, target)
-        )
+        with self._intent_before_send(
+            command, account, {"monitor_leg_sid": leg_sid, "action": action}
+        ):
+            upgraded = await exotel.run(
+                lambda: account.gateway.update_monitor_leg(
+                    command.call_sid, leg_sid, action, target
+                )
+            )
         if upgraded.value is not None:
             return outcome.accepted(*ids, attempts=exotel.attempts, **fields)
         assert upgraded.error is not None
@@ -443,9 +447,11 @@ class CommandService:
                 )
         hung: list[str] = []
         gone: ExotelError | None = None
-        await self._intend(command, account, {"call_sid": call_sid, "legs": ",".join(targets)})
         for sid in targets:
-            answer = await exotel.run(partial(account.gateway.hangup_leg, call_sid, sid))
+            with self._intent_before_send(
+                command, account, {"call_sid": call_sid, "legs": ",".join(targets)}
+            ):
+                answer = await exotel.run(partial(account.gateway.hangup_leg, call_sid, sid))
             if answer.value is not None:
                 hung.append(sid)
                 continue
@@ -484,17 +490,35 @@ class CommandService:
             log.info("leg.hangup_several", hung_up=len(hung), selected=len(targets), legs=hung)
         return outcome.accepted(*ids, attempts=exotel.attempts, call_sid=call_sid, leg_sid=hung[0])
 
-    async def _intend(
+    @contextlib.contextmanager
+    def _intent_before_send(
         self, command: Command, account: Account, evidence: Mapping[str, str]
-    ) -> None:
-        if self.journal is not None:
-            command_type: CommandType = _COMMAND_TYPES[type(command)]
-            await self.journal.intend(
-                command_id=command.command_id,
-                command_type=command_type,
-                account=account.name,
-                evidence=evidence,
-            )
+    ) -> Iterator[None]:
+        """Record the intent (once) when the first effectful request is about to go out:
+        after the rate limiter granted its slot, so waiting commands are not in doubt."""
+        journal = self.journal
+        if journal is None:
+            yield
+            return
+        recorded = False
+        command_type: CommandType = _COMMAND_TYPES[type(command)]
+
+        async def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                await journal.intend(
+                    command_id=command.command_id,
+                    command_type=command_type,
+                    account=account.name,
+                    evidence=evidence,
+                )
+                recorded = True
+
+        token = before_send.set(record)
+        try:
+            yield
+        finally:
+            before_send.reset(token)
 
     async def _reconcile_connect(
         self, command: CallConnect, account: Account, outcome: _Outcome, entry: InDoubt

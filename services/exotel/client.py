@@ -40,6 +40,7 @@ from services.exotel.errors import (
     is_failure_payload,
     parse_error_response,
 )
+from services.exotel.hooks import before_send
 from services.exotel.models import (
     ActiveLeg,
     CallDetails,
@@ -375,6 +376,9 @@ class ExotelClient:
         account = self._account.name
         if self._throttle is not None:
             await self._throttle.acquire(account, req.family)
+        hook = before_send.get()
+        if hook is not None:
+            await hook()
         started = time.perf_counter()
         try:
             response = await self._http.request(

@@ -15,6 +15,7 @@ from services.executor.mapping import CallbackTarget
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
 from services.exotel.errors import ExotelNotFound
+from services.exotel.hooks import before_send
 
 
 @dataclass
@@ -40,11 +41,19 @@ class FakeExotel:
     bulk_queries: list[dict[str, Any]] = field(default_factory=list)
     hangup_error: Exception | None = None
 
+    async def _sending(self) -> None:
+        """What the real client does after the rate limiter and before the request."""
+        hook = before_send.get()
+        if hook is not None:
+            await hook()
+
     async def connect_call_v1(self, form: Mapping[str, str]) -> Placed:
+        await self._sending()
         self.connects += 1
         return Placed(f"sid-{self.connects}")
 
     async def create_call_ccm(self, api: Any, body: Mapping[str, Any]) -> Placed:
+        await self._sending()
         self.connects += 1
         return Placed(f"sid-{self.connects}")
 
@@ -53,6 +62,7 @@ class FakeExotel:
         return list(self.finished_calls)
 
     async def hangup_leg(self, call_sid: str, leg_sid: str) -> Any:
+        await self._sending()
         self.hangups += 1
         if self.hangup_error:
             raise self.hangup_error
@@ -91,6 +101,18 @@ def intent(
         at=datetime.now(UTC) - age,
         evidence=evidence or {"from": "+919876543210", "to": "+919812345678", "api": "v1"},
     )
+
+
+async def test_no_intent_is_recorded_when_nothing_is_sent() -> None:
+    log = FakeLog()
+    invalid = CallConnect.model_validate(
+        {**CONNECT.model_dump(by_alias=True), "streaming": {"url": "wss://x"}}
+    )
+    result = await service(FakeExotel(), CommandLedger(log)).execute(
+        invalid, command_type="call.connect"
+    )
+    assert result.outcome == "rejected"
+    assert log.entries == []
 
 
 async def test_an_intent_is_recorded_before_the_call_is_placed() -> None:
