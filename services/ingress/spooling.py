@@ -43,7 +43,7 @@ from services.ingress.sinks import (
     dead_letter_record,
     fact_record,
 )
-from services.ingress.spool import CorruptRecord, Spool, Spooled, SpoolRecord
+from services.ingress.spool import CorruptRecord, Spool, SpoolRecord
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +229,6 @@ class SpoolingOutlet:
         if self._connected:
             log.warning("ingress.kafka.unavailable", during=during, error=repr(exc))
         self._connected = False
-        self._reached = False
         self._last_error = type(exc).__name__
         self._wake.set()
 
@@ -267,36 +266,66 @@ class SpoolingOutlet:
                 await asyncio.sleep(delay)
 
     async def _replay_batch(self) -> None:
+        """Replay up to :data:`REPLAY_BATCH` records; advance over the acknowledged prefix.
+
+        One call's records go one at a time, each after the previous one's ack; different
+        calls go concurrently. A call's later record is therefore never sent before an
+        earlier one is in Kafka, even when Kafka fails half-way through (a pipelined batch
+        could see an earlier record expire and a later one succeed). Records of other calls
+        acknowledged past the first failure are sent again next time: duplicates with the
+        same ``event_id``, never a reordering.
+        """
         items = await asyncio.to_thread(self._spool.read, REPLAY_BATCH)
         if not items:  # pragma: no cover - depth and the files disagree: look again soon
             await asyncio.sleep(BACKOFF_INITIAL_SECONDS)
             return
-        sent: list[tuple[Spooled, str, asyncio.Future[object]]] = []
-        acked: Spooled | None = None
-        topics: list[str] = []
+        records: list[SpoolRecord] = []
+        failure: Exception | None = None
+        for item in items:
+            try:
+                records.append(SpoolRecord.from_line(item.line))
+            except CorruptRecord as exc:
+                failure = exc
+                break  # replay what comes before; the corrupt line is the head next time
+        acked = [False] * len(records)
+        errors: dict[int, Exception] = {}
+        groups: dict[object, list[int]] = {}
+        for index, record in enumerate(records):
+            groups.setdefault(record.key if record.key is not None else index, []).append(index)
+
+        async def one_call(indices: list[int]) -> None:
+            for index in indices:
+                try:
+                    ack = await self._producer.send(records[index])
+                    await asyncio.shield(ack)
+                except Exception as exc:
+                    errors[index] = exc
+                    raise
+                acked[index] = True
+
         try:
             async with asyncio.timeout(self._ack_timeout):
-                for item in items:
-                    try:
-                        record = SpoolRecord.from_line(item.line)
-                        ack = await self._producer.send(record)
-                    except (CorruptRecord, MessageSizeTooLargeError) as exc:
-                        if sent:
-                            break  # settle what is in flight first; it is the head next time
-                        await asyncio.to_thread(self._spool.reject, item, repr(exc))
-                        self._metrics.spool_rejected.inc()
-                        self._metrics.spool_depth.set(self._spool.depth)
-                        return
-                    sent.append((item, record.topic, asyncio.ensure_future(ack)))
-                for item, topic, future in sent:
-                    await asyncio.shield(future)
-                    acked = item
-                    topics.append(topic)
+                results = await asyncio.gather(
+                    *(one_call(indices) for indices in groups.values()), return_exceptions=True
+                )
         finally:
-            if acked is not None:
-                await asyncio.to_thread(self._spool.advance, acked.end, len(topics))
-                for topic in topics:
-                    self._metrics.replayed.labels(topic).inc()
+            done = 0
+            while done < len(records) and acked[done]:
+                done += 1
+            if done:
+                await asyncio.to_thread(self._spool.advance, items[done - 1].end, done)
+                for record in records[:done]:
+                    self._metrics.replayed.labels(record.topic).inc()
                 self._metrics.spool_depth.set(self._spool.depth)
                 if self._spool.depth == 0:
-                    log.info("ingress.spool.drained", replayed=len(topics))
+                    log.info("ingress.spool.drained")
+        head_error = errors.get(done) if done < len(records) else failure
+        if isinstance(head_error, CorruptRecord | MessageSizeTooLargeError):
+            # Kafka will never take it: keep it aside rather than stall everything behind it.
+            await asyncio.to_thread(self._spool.reject, items[done], repr(head_error))
+            self._metrics.spool_rejected.inc()
+            self._metrics.spool_depth.set(self._spool.depth)
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
