@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +31,9 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
         request_timeout_ms=settings.request_timeout_ms,
         max_request_size=MAX_MESSAGE_BYTES,
         linger_ms=2,
+        # FastStream logs through our structured logging, per-message lines at DEBUG.
+        logger=logging.getLogger("voicebus.kafka"),
+        log_level=logging.DEBUG,
     )
 
 

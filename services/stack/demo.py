@@ -34,9 +34,19 @@ def bootstrap_servers() -> str:
     raise SystemExit("no running stack: start one with `make run` (or set KAFKA_BOOTSTRAP_SERVERS)")
 
 
+def _compact(value: Any) -> Any:
+    """Drop nulls and empties (and the raw payload) so the facts read at a glance."""
+    if isinstance(value, dict):
+        return {
+            k: _compact(v) for k, v in value.items() if k != "raw" and v not in (None, [], {})
+        }
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
 def _show(title: str, value: dict[str, Any]) -> None:
-    shown = {k: v for k, v in value.items() if k != "raw" and v not in (None, [], {})}
-    print(f"\n── {title}\n{json.dumps(shown, indent=2)}", flush=True)
+    print(f"\n── {title}\n{json.dumps(_compact(value), indent=2)}", flush=True)
 
 
 async def run(servers: str, wait_seconds: float) -> int:
