@@ -1,7 +1,12 @@
-"""``make demo``: publish a sample ``call.connect`` and print the facts it causes.
+"""``make demo``: publish sample commands and print the facts they cause.
+
+1. A call: ``call.connect`` -> its result -> ``answered`` and ``terminal`` ``call.status``.
+2. The supervisor flow of Exotel's LWB document: an agent-customer call, a supervisor
+   listens (no target given: the executor picks the agent leg), barges in, then leaves
+   (``leg.hangup leg=monitor``); finally the call is hung up (``leg=all``).
 
 Runs against a stack started by ``make run`` (it reads ``.run/stack.env``) or any broker
-named by ``KAFKA_BOOTSTRAP_SERVERS``.
+named by ``KAFKA_BOOTSTRAP_SERVERS``. ``DEMO=call`` or ``DEMO=supervisor`` runs one part.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts.commands import CallConnect
-from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
+from contracts.topics import CALL_STATUS, COMMAND_TOPICS, RESULT_TOPIC
 
 STACK_ENV = Path(".run/stack.env")
+AGENT = os.environ.get("DEMO_FROM", "+919876543210")
+CUSTOMER = os.environ.get("DEMO_TO", "+919812345678")
+LONG_CALL_CUSTOMER = "+919812345555"  # the sandbox keeps numbers ending 5555 in progress
+SUPERVISOR = "+919811122233"
+CALLER_ID = os.environ.get("DEMO_CALLER_ID", "08047112345")
 
 
 def bootstrap_servers() -> str:
@@ -37,9 +46,7 @@ def bootstrap_servers() -> str:
 def _compact(value: Any) -> Any:
     """Drop nulls and empties (and the raw payload) so the facts read at a glance."""
     if isinstance(value, dict):
-        return {
-            k: _compact(v) for k, v in value.items() if k != "raw" and v not in (None, [], {})
-        }
+        return {k: _compact(v) for k, v in value.items() if k != "raw" and v not in (None, [], {})}
     if isinstance(value, list):
         return [_compact(v) for v in value]
     return value
@@ -49,59 +56,172 @@ def _show(title: str, value: dict[str, Any]) -> None:
     print(f"\n── {title}\n{json.dumps(_compact(value), indent=2)}", flush=True)
 
 
-async def run(servers: str, wait_seconds: float) -> int:
-    command = CallConnect.model_validate(
-        {
-            "command_id": f"demo-{uuid.uuid4().hex[:12]}",
-            "from": os.environ.get("DEMO_FROM", "+919876543210"),
-            "to": os.environ.get("DEMO_TO", "+919812345678"),
-            "caller_id": os.environ.get("DEMO_CALLER_ID", "08047112345"),
-            "custom_field": "demo-order-42",
-        }
-    )
-    consumer = AIOKafkaConsumer(
-        CALL_CONNECT_RESULT,
-        CALL_STATUS,
-        bootstrap_servers=servers,
-        group_id=f"voicebus-demo-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
-    await consumer.start()
-    await producer.start()
-    try:
-        payload = command.model_dump_json(by_alias=True, exclude_none=True).encode()
-        await producer.send_and_wait(CALL_CONNECT, payload, key=command.from_.encode())
-        _show(f"published {CALL_CONNECT}", json.loads(payload))
-        call_sid: str | None = None
-        deadline = time.monotonic() + wait_seconds
+class Session:
+    """Publishes commands and reads the facts, shared by both demos."""
+
+    def __init__(self, servers: str, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        self.producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+        self.consumer = AIOKafkaConsumer(
+            *RESULT_TOPIC.values(),
+            CALL_STATUS,
+            bootstrap_servers=servers,
+            group_id=f"voicebus-demo-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+
+    async def __aenter__(self) -> Session:
+        await self.consumer.start()
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.producer.stop()
+        await self.consumer.stop()
+
+    async def send(self, topic: str, command: dict[str, Any], key: str) -> dict[str, Any]:
+        """Publish ``command`` and wait for its result."""
+        assert topic in COMMAND_TOPICS
+        await self.producer.send_and_wait(topic, json.dumps(command).encode(), key=key.encode())
+        _show(f"published {topic}", command)
+        result = await self.next_fact(
+            lambda t, v: t == RESULT_TOPIC[topic] and v.get("command_id") == command["command_id"]
+        )
+        _show(f"{RESULT_TOPIC[topic]} ({result['outcome']})", result)
+        return result
+
+    async def next_fact(self, wanted: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + self.wait_seconds
         while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
+            for index, (topic, value) in enumerate(self.pending):
+                if wanted(topic, value):
+                    del self.pending[index]
+                    return value
+            batches = await self.consumer.getmany(timeout_ms=300)
             for record in (r for records in batches.values() for r in records):
-                value = json.loads(record.value)
-                ours = value.get("command_id") == command.command_id
-                if record.topic == CALL_CONNECT_RESULT and ours:
-                    call_sid = value.get("call_sid")
-                    _show(f"{CALL_CONNECT_RESULT} ({value['outcome']})", value)
-                    if value["outcome"] != "accepted":
-                        return 1
-                elif record.topic == CALL_STATUS and (
-                    value.get("command_id") == command.command_id
-                    or (call_sid and value.get("call_sid") == call_sid)
-                ):
-                    _show(f"{CALL_STATUS} ({value['event_type']}: {value['status']})", value)
-                    if value["event_type"] == "terminal":
-                        return 0
-        print(f"\nno terminal call.status within {wait_seconds:.0f}s", file=sys.stderr)
-        return 1
-    finally:
-        await producer.stop()
-        await consumer.stop()
+                self.pending.append((record.topic, json.loads(record.value)))
+        raise TimeoutError(f"no matching fact within {self.wait_seconds:.0f}s")
+
+    async def status(self, call_sid: str, *, event_type: str, leg: bool = False) -> dict[str, Any]:
+        fact = await self.next_fact(
+            lambda t, v: (
+                t == CALL_STATUS
+                and v.get("call_sid") == call_sid
+                and v.get("event_type") == event_type
+                and (v.get("leg_sid") is not None) == leg
+            )
+        )
+        what = f"{fact['event_type']}: {fact['status']}"
+        if leg:
+            what += f", leg {fact['leg_sid']} ({fact.get('last_action') or fact.get('origin')})"
+        _show(f"{CALL_STATUS} ({what})", fact)
+        return fact
+
+
+def _id(prefix: str) -> str:
+    return f"demo-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def demo_call(session: Session) -> bool:
+    print("\n=== 1. a call: call.connect -> result -> answered and terminal facts")
+    result = await session.send(
+        "call.connect",
+        {
+            "command_id": _id("call"),
+            "from": AGENT,
+            "to": CUSTOMER,
+            "caller_id": CALLER_ID,
+            "custom_field": "demo-order-42",
+        },
+        key=AGENT,
+    )
+    if result["outcome"] != "accepted":
+        return False
+    await session.status(result["call_sid"], event_type="answered")
+    await session.status(result["call_sid"], event_type="terminal")
+    return True
+
+
+async def demo_supervisor(session: Session) -> bool:
+    print("\n=== 2. supervisor: listen (agent leg picked), barge, leave; then hang up")
+    placed = await session.send(
+        "call.connect",
+        {
+            "command_id": _id("sup-call"),
+            "from": AGENT,
+            "to": LONG_CALL_CUSTOMER,
+            "caller_id": CALLER_ID,
+        },
+        key=AGENT,
+    )
+    if placed["outcome"] != "accepted":
+        return False
+    call_sid = placed["call_sid"]
+    await session.status(call_sid, event_type="answered")
+    await session.status(call_sid, event_type="answered")
+    listen = await session.send(
+        "lwb.action",
+        {
+            "command_id": _id("listen"),
+            "call_sid": call_sid,
+            "action": "listen",
+            "supervisor": SUPERVISOR,
+            "custom_field": "coaching",
+        },
+        key=call_sid,
+    )
+    if listen["outcome"] != "accepted":
+        return False
+    await asyncio.sleep(1.0)  # the supervisor's phone rings and is answered (sandbox)
+    barge = await session.send(
+        "lwb.action",
+        {
+            "command_id": _id("barge"),
+            "call_sid": call_sid,
+            "action": "barge",
+            "supervisor": SUPERVISOR,
+            "monitor_leg_sid": listen["leg_sid"],
+        },
+        key=call_sid,
+    )
+    leave = await session.send(
+        "leg.hangup",
+        {"command_id": _id("leave"), "call_sid": call_sid, "leg": "monitor"},
+        key=call_sid,
+    )
+    await session.status(call_sid, event_type="terminal", leg=True)
+    end = await session.send(
+        "leg.hangup", {"command_id": _id("end"), "call_sid": call_sid, "leg": "all"}, key=call_sid
+    )
+    await session.status(call_sid, event_type="terminal")
+    return all(r["outcome"] == "accepted" for r in (barge, leave, end))
+
+
+async def run(servers: str, wait_seconds: float, which: str) -> int:
+    async with Session(servers, wait_seconds) as session:
+        ok = True
+        if which in ("all", "call"):
+            ok = await demo_call(session) and ok
+        if which in ("all", "supervisor"):
+            ok = await demo_supervisor(session) and ok
+    print("\ndemo finished" + ("" if ok else " with a command that was not accepted"))
+    return 0 if ok else 1
 
 
 def main() -> int:
-    return asyncio.run(run(bootstrap_servers(), float(os.environ.get("DEMO_TIMEOUT", "60"))))
+    try:
+        return asyncio.run(
+            run(
+                bootstrap_servers(),
+                float(os.environ.get("DEMO_TIMEOUT", "60")),
+                os.environ.get("DEMO", "all"),
+            )
+        )
+    except TimeoutError as exc:
+        print(f"\ndemo: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
