@@ -106,7 +106,7 @@ def readyz(ingress: ServiceProcess) -> dict[str, Any]:
 
 def metric(ingress: ServiceProcess, name: str) -> float:
     text = httpx.get(f"{ingress.url}/metrics", timeout=5).text
-    values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
+    values = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)
     return sum(float(v) for v in values)
 
 
