@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from contracts.status import CallStatusEvent, LegStatus, NormalisedStatus
+from services.common.call_status import normalise_status as normalise_status  # noqa: PLC0414 - re-export
 
 # --------------------------------------------------------------------------- exceptions
 
@@ -72,38 +73,8 @@ _SID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_SID_CHARS)  # noqa: UP031 - a regex
 
 # --------------------------------------------------------------------------- status
 
-_V1_STATUSES: Final[frozenset[str]] = frozenset(
-    {"queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
-)
-# v2/v3 CCM terminal statuses (v3-ccm-calls.txt, "status") and common spelling variants.
-_CCM_STATUSES: Final[Mapping[str, NormalisedStatus]] = {
-    "from_leg_unanswered": "no-answer",
-    "to_leg_unanswered": "no-answer",
-    "from_leg_cancelled": "canceled",
-    "to_leg_cancelled": "canceled",
-    "from_leg_no_dial": "failed",
-    "to_leg_no_dial": "failed",
-    "cancelled": "canceled",
-    "answered": "in-progress",
-}
-
-
-def normalise_status(raw: str | None) -> NormalisedStatus | None:
-    """Exotel's status value (any API) -> the contract's status; ``None`` when empty.
-
-    Unknown values become ``"unknown"`` (the raw value travels as ``exotel_status``).
-    """
-    if raw is None:
-        return None
-    value = raw.strip().lower()
-    if not value:
-        return None
-    if value in _CCM_STATUSES:
-        return _CCM_STATUSES[value]
-    dashed = value.replace(" ", "-").replace("_", "-")
-    if dashed in _V1_STATUSES:
-        return cast("NormalisedStatus", dashed)
-    return _CCM_STATUSES.get(dashed.replace("-", "_"), "unknown")
+# normalise_status lives in services.common.call_status (shared with the executor's call
+# watch); it is re-exported here for the ingress's callers.
 
 
 def _call_status(raw: str | None, event_type: EventType) -> NormalisedStatus:
