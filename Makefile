@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint unit integration schemas schemas-check demo bench clean
+.PHONY: install run test lint unit schemas asyncapi demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,12 +31,16 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy services contracts tests bench
 	$(PY) -m contracts.export --check
+	$(PY) -m services.cli.asyncapi --check
 
 unit: install
 	$(PY) -m pytest -m "not integration and not reliability"
 
 schemas: install
 	$(PY) -m contracts.export
+
+asyncapi: install
+	$(PY) -m services.cli.asyncapi
 
 bench: install
 	$(PY) -m bench
