@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
+from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from contracts.topics import ALL_TOPICS
 from services.common.http import probe_routes
 from services.common.kafka import ensure_topics, make_broker
+from services.executor.call_watch import CallWatch, WatchPolicy
+from services.executor.call_watch_kafka import (
+    CallWatchRunner,
+    PrometheusWatchMetrics,
+    WatchAccount,
+)
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.handlers import OffsetCommitter, register_handlers
 from services.executor.ledger import CommandLedger
@@ -64,13 +71,13 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             metrics.rate_share.set(limiter.share)
 
         async with make_http_client(settings.exotel) as http:
-            accounts = {
-                name: Account(
-                    name=name,
-                    default_api=account.api,
-                    gateway=ExotelClient(account, http, throttle=limiter, observer=metrics),
-                )
+            clients = {
+                name: ExotelClient(account, http, throttle=limiter, observer=metrics)
                 for name, account in exotel_accounts.items()
+            }
+            accounts = {
+                name: Account(name=name, default_api=client.account.api, gateway=client)
+                for name, client in clients.items()
             }
             service = CommandService(
                 accounts=accounts,
@@ -108,6 +115,9 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             await ledger_log.start()
             await broker.start()
             committer.start()
+            call_watch = _call_watch(settings, broker, clients, metrics)
+            if call_watch is not None:
+                await call_watch.start()
             readiness.ready, readiness.reason = True, "consuming"
             log.info(
                 "executor.started", accounts=sorted(accounts), max_in_flight=settings.max_in_flight
@@ -116,6 +126,8 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 yield
             finally:
                 readiness.ready, readiness.reason = False, "stopping"
+                if call_watch is not None:
+                    await call_watch.stop()
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await committer.commit(positions)
@@ -127,3 +139,37 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         return readiness.ready, {"reason": readiness.reason, "accounts": sorted(exotel_accounts)}
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _call_watch(
+    settings: ExecutorSettings,
+    broker: KafkaBroker,
+    clients: Mapping[str, ExotelClient],
+    metrics: ExecutorMetrics,
+) -> CallWatchRunner | None:
+    """Missing-callback recovery (services/executor/README.md): polls through the same
+    ExotelClient per account, so the shared rate limiter applies."""
+    if not settings.call_watch_enabled:
+        return None
+
+    async def publish(value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
+        await broker.publish(value, topic=topic, key=key, headers=headers)
+
+    return CallWatchRunner(
+        settings.kafka,
+        group_id=settings.call_watch_group_id,
+        watch=CallWatch(
+            WatchPolicy(
+                after_seconds=settings.call_watch_after_seconds,
+                horizon_seconds=settings.call_watch_horizon_hours * 3600,
+            )
+        ),
+        accounts={
+            name: WatchAccount(gateway=client, default_api=client.account.api)
+            for name, client in clients.items()
+        },
+        publish=publish,
+        metrics=PrometheusWatchMetrics(metrics),
+        sweep_seconds=settings.call_watch_sweep_seconds,
+        concurrency=settings.call_watch_concurrency,
+    )

@@ -79,6 +79,23 @@ class ExecutorMetrics:
             registry=registry,
         )
         self.rate_share.set(1.0)
+        self.call_watch_polls = Counter(
+            "voicebus_executor_call_watch_polls",
+            "Call-details polls of calls missing a terminal callback, by outcome "
+            "(terminal, active, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.call_watch_recovered = Counter(
+            "voicebus_executor_call_watch_recovered",
+            "Terminal call.status facts published from polls (the callback never came).",
+            registry=registry,
+        )
+        self.call_watch_watched = Gauge(
+            "voicebus_executor_call_watch_watched_calls",
+            "Accepted calls of this replica's partitions awaiting a terminal status.",
+            registry=registry,
+        )
 
     def limiter_waited(self, account: str, family: str, seconds: float) -> None:
         self.limiter_wait.labels(account, family).observe(seconds)

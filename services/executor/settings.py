@@ -51,6 +51,23 @@ class ExecutorSettings(BaseSettings):
     retry_initial_seconds: float = Field(default=0.5, gt=0)
     retry_max_backoff_seconds: float = Field(default=20.0, gt=0)
     retry_deadline_seconds: float = Field(default=120.0, gt=0)
+    # Missing-callback recovery (services/executor/call_watch.py).
+    call_watch_enabled: bool = Field(default=True, description="Poll calls missing a terminal.")
+    call_watch_group_id: str = Field(default="voicebus-call-watch", min_length=1)
+    call_watch_after_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=14_400,
+        description="Poll an accepted call's details when no terminal callback arrived "
+        "this long after acceptance (then again, with backoff, while it is active).",
+    )
+    call_watch_sweep_seconds: float = Field(default=5.0, gt=0, le=600)
+    call_watch_horizon_hours: float = Field(
+        default=24.0, gt=0, le=24 * 30, description="How far back the watch's state is rebuilt."
+    )
+    call_watch_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Call-details polls in flight at once."
+    )
 
     callback_public_url: str = Field(
         default="http://127.0.0.1:8080", validation_alias="CALLBACK_PUBLIC_URL"
