@@ -25,9 +25,10 @@ class MetricsSettings(BaseSettings):
         description="The executor's consumer group, whose lag on the command topics is watched.",
     )
     lag_groups: str = Field(
-        default="",
+        default="voicebus-call-watch",
         description="More consumer groups to watch, comma-separated (their topics are the "
-        "voicebus topics they have committed offsets on).",
+        "voicebus topics they have committed offsets on). Default: the executor's "
+        "missing-callback poller.",
     )
     lag_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -15,7 +15,7 @@ def test_defaults(monkeypatch):
     assert settings.http_port == 9100
     assert settings.group_id == "voicebus-metrics"
     assert settings.executor_group_id == "voicebus-executor"
-    assert settings.extra_lag_groups() == []
+    assert settings.extra_lag_groups() == ["voicebus-call-watch"]
 
 
 def test_environment(monkeypatch):
