@@ -39,6 +39,7 @@ def main() -> int:
     ingress_port = _port("INGRESS_PORT", 8080)
     executor_port = _port("EXECUTOR_PORT", 9101)
     sandbox_port = _port("SANDBOX_PORT", 8090)
+    metrics_port = _port("METRICS_PORT", 9100)
     env["CALLBACK_TOKEN"] = token
     env["CALLBACK_SIGNING_SECRET"] = os.environ.get(
         "CALLBACK_SIGNING_SECRET"
@@ -78,6 +79,12 @@ def main() -> int:
             {**env, "HTTP_PORT": str(executor_port)},
             f"http://127.0.0.1:{executor_port}/readyz",
         ),
+        Child(
+            "metrics",
+            "services.metrics",
+            {**env, "HTTP_PORT": str(metrics_port)},
+            f"http://127.0.0.1:{metrics_port}/readyz",
+        ),
     ]
     stopping = False
 
@@ -97,7 +104,12 @@ def main() -> int:
             bootstrap=bootstrap,
             embedded=embedded is not None,
             sandbox=use_sandbox,
-            ports={"sandbox": sandbox_port, "ingress": ingress_port, "executor": executor_port},
+            ports={
+                "sandbox": sandbox_port,
+                "ingress": ingress_port,
+                "executor": executor_port,
+                "metrics": metrics_port,
+            },
             token=token,
         )
         while not stopping:
@@ -135,6 +147,7 @@ voicebus is running (Ctrl-C stops everything)
   Exotel      {exotel}
   ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>
   executor    http://127.0.0.1:{executor_port}/metrics  /readyz
+  metrics     http://127.0.0.1:{ports["metrics"]}/metrics (business and SRE metrics from the facts)
   CALLBACK_TOKEN={token}
 
 Send a first command and watch its facts, from another terminal:
