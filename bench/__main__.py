@@ -1,0 +1,54 @@
+"""``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
+
+Names: overhead, latency, rate, scaleout. Each starts its own embedded broker, sandbox and
+executor process(es). With every benchmark run (and without ``--no-write``) the figures and
+the machine are written to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bench.harness import machine
+from bench.rate import rate_precision, scale_out
+from bench.results import write_results
+from bench.throughput import Figure, latency_hiding, overhead
+
+BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
+    "overhead": overhead,
+    "latency": latency_hiding,
+    "rate": rate_precision,
+    "scaleout": scale_out,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="name", help=", ".join(BENCHMARKS))
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(
+            f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
+    names = args.names or list(BENCHMARKS)
+    figures: list[Figure] = []
+    for name in names:
+        started = time.monotonic()
+        figure: Figure = asyncio.run(BENCHMARKS[name]())
+        figures.append(figure)
+        print(f"{figure.line}  [{time.monotonic() - started:.0f} s]", flush=True)
+    if not args.no_write and set(names) == set(BENCHMARKS):
+        path = write_results(figures, machine())
+        print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Benchmarks a and b: commands/s of the executor against a baseline from the same run.
+
+a. overhead: sandbox at zero latency, no limits; the executor vs the hand-written
+   consume -> HTTP -> produce loop of :mod:`bench.baseline`, both with the same bound.
+b. latency hiding: the sandbox adds 200 ms to every request; the executor vs the ideal
+   ``bound / 0.2 s`` (every slot always busy waiting on Exotel).
+
+Each contender runs as its own process against the same broker and sandbox: N commands
+are published first, then the process starts, and throughput is taken from the result
+records' timestamps (the first 5 % left out as start-up, the same for everyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from dataclasses import dataclass
+
+from bench.harness import (
+    PARTITIONS,
+    Bench,
+    Process,
+    ResultReader,
+    bench_stack,
+    commands,
+    cpu_seconds,
+    create_topics,
+    publish,
+)
+from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
+
+BASELINE_COMMANDS = "bench.baseline.commands"
+BASELINE_RESULTS = "bench.baseline.results"
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    ratio: float
+    line: str
+    details: dict[str, float | int | str]
+
+
+@dataclass(frozen=True)
+class Run:
+    per_second: float
+    #: CPU milliseconds per command of the contender, and of the sandbox, between the
+    #: first and the last result
+    cpu_ms: float
+    sandbox_cpu_ms: float
+
+
+async def _measure(
+    bench: Bench,
+    process: Process,
+    *,
+    command_topic: str,
+    result_topic: str,
+    count: int,
+    timeout: float,
+) -> Run:
+    run = f"b{uuid.uuid4().hex[:6]}"
+    await publish(bench.bootstrap, commands(run, count), topic=command_topic)
+    reader = await ResultReader(bench.bootstrap, result_topic, prefix=run + "-").start()
+    sandbox_pid = bench.sandbox_pid()
+    try:
+        await asyncio.to_thread(process.start, ready_path=None)
+        try:
+            await reader.wait_for(1, timeout, [process])
+            first = len(reader.seen)
+            cpu0, sandbox0 = process.cpu_seconds(), cpu_seconds(sandbox_pid)
+            await reader.wait_for(count, timeout, [process])
+            cpu1, sandbox1 = process.cpu_seconds(), cpu_seconds(sandbox_pid)
+        finally:
+            await asyncio.to_thread(process.stop)
+        done = max(1, count - first)
+        return Run(
+            per_second=reader.throughput(),
+            cpu_ms=1000 * ((cpu1 or 0.0) - (cpu0 or 0.0)) / done,
+            sandbox_cpu_ms=1000 * ((sandbox1 or 0.0) - (sandbox0 or 0.0)) / done,
+        )
+    finally:
+        await reader.stop()
+
+
+def executor_process(bench: Bench, group: str, bound: int) -> Process:
+    return bench.executor(EXECUTOR_GROUP_ID=group, EXECUTOR_MAX_IN_FLIGHT=str(bound))
+
+
+def baseline_process(bench: Bench, group: str, bound: int) -> Process:
+    env = bench.executor_env(
+        BASELINE_GROUP_ID=group,
+        BASELINE_MAX_IN_FLIGHT=str(bound),
+        BASELINE_COMMAND_TOPIC=BASELINE_COMMANDS,
+        BASELINE_RESULT_TOPIC=BASELINE_RESULTS,
+    )
+    return Process("bench.baseline", env)
+
+
+def _median(runs: list[Run], attribute: str) -> float:
+    return float(statistics.median(getattr(run, attribute) for run in runs))
+
+
+def _listed(runs: list[Run]) -> str:
+    return ", ".join(f"{run.per_second:.0f}" for run in runs)
+
+
+async def overhead(count: int = 2000, bound: int = 64, rounds: int = 3) -> Figure:
+    async with bench_stack(SANDBOX_RATE_LIMITS_ENABLED="false") as bench:
+        await create_topics(bench.bootstrap, [BASELINE_COMMANDS, BASELINE_RESULTS])
+        executor_group = f"bench-executor-{uuid.uuid4().hex[:6]}"
+        baseline_group = f"bench-baseline-{uuid.uuid4().hex[:6]}"
+        executor_runs: list[Run] = []
+        baseline_runs: list[Run] = []
+        for _ in range(rounds):  # alternate, so drift on the machine hits both alike
+            baseline_runs.append(
+                await _measure(
+                    bench,
+                    baseline_process(bench, baseline_group, bound),
+                    command_topic=BASELINE_COMMANDS,
+                    result_topic=BASELINE_RESULTS,
+                    count=count,
+                    timeout=60,
+                )
+            )
+            executor_runs.append(
+                await _measure(
+                    bench,
+                    executor_process(bench, executor_group, bound),
+                    command_topic=CALL_CONNECT,
+                    result_topic=CALL_CONNECT_RESULT,
+                    count=count,
+                    timeout=60,
+                )
+            )
+    executor = _median(executor_runs, "per_second")
+    baseline = _median(baseline_runs, "per_second")
+    ratio = executor / baseline
+    return Figure(
+        "overhead",
+        ratio,
+        f"overhead: executor/baseline = {ratio:.2f} "
+        f"({executor:.0f} vs {baseline:.0f} commands/s, bound {bound}, "
+        f"{count} commands x {rounds} rounds, medians; target >= 0.8)",
+        {
+            "executor_per_s": round(executor, 1),
+            "baseline_per_s": round(baseline, 1),
+            "executor_rounds": _listed(executor_runs),
+            "baseline_rounds": _listed(baseline_runs),
+            "executor_cpu_ms_per_command": round(_median(executor_runs, "cpu_ms"), 2),
+            "baseline_cpu_ms_per_command": round(_median(baseline_runs, "cpu_ms"), 2),
+            "sandbox_cpu_ms_per_command": round(
+                _median(executor_runs + baseline_runs, "sandbox_cpu_ms"), 2
+            ),
+            "bound": bound,
+            "commands": count,
+            "partitions": PARTITIONS,
+        },
+    )
+
+
+async def latency_hiding(
+    count: int = 1200, bound: int = 32, latency: float = 0.2, rounds: int = 2
+) -> Figure:
+    async with bench_stack(SANDBOX_RATE_LIMITS_ENABLED="false") as bench:
+        bench.sandbox_admin("POST", "latency", {"seconds": latency})
+        group = f"bench-executor-{uuid.uuid4().hex[:6]}"
+        runs = [
+            await _measure(
+                bench,
+                executor_process(bench, group, bound),
+                command_topic=CALL_CONNECT,
+                result_topic=CALL_CONNECT_RESULT,
+                count=count,
+                timeout=90,
+            )
+            for _ in range(rounds)
+        ]
+    achieved = _median(runs, "per_second")
+    ideal = bound / latency
+    ratio = achieved / ideal
+    return Figure(
+        "latency",
+        ratio,
+        f"latency hiding: executor/(bound/{latency}s) = {ratio:.2f} "
+        f"({achieved:.0f} vs {ideal:.0f} commands/s, bound {bound}, "
+        f"{count} commands x {rounds} rounds, median; target >= 0.8)",
+        {
+            "executor_per_s": round(achieved, 1),
+            "ideal_per_s": round(ideal, 1),
+            "rounds": _listed(runs),
+            "executor_cpu_ms_per_command": round(_median(runs, "cpu_ms"), 2),
+            "bound": bound,
+            "latency_s": latency,
+            "commands": count,
+        },
+    )
