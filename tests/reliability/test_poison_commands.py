@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, dlq
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import CALLBACK_TOKEN, SIGNING_SECRET, Stack, running_stack
 from tests.support.facts import FactReader, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(180)]
@@ -116,6 +116,14 @@ async def test_garbage_never_stalls_the_partition(kafka_env: dict[str, str], sta
         assert missing == []
         letters = reader.matching(dlq(CALL_CONNECT), lambda f: f.raw in expected)
         assert all(f.headers.get("error") for f in letters)
+
+        # No secret in any fact, DLQ header or log line of the services.
+        secrets = [stack.sandbox.api_token, stack.sandbox.api_key, CALLBACK_TOKEN, SIGNING_SECRET]
+        for fact in reader.seen:
+            exposed = json.dumps([fact.value, fact.headers])
+            assert not [s for s in secrets if s in exposed], fact
+        for output in (stack.executor.output, stack.ingress.output):
+            assert not [s for s in secrets if s in output]
     finally:
         await producer.stop()
         await reader.stop()
