@@ -5,12 +5,14 @@ decode it (JSON, multipart/form-data, x-www-form-urlencoded, or the GET query), 
 :class:`CallbackService` and map its verdict to a status code:
 
 =====  =========================================================================
-200    the ``call.status`` fact is durable (Kafka acknowledged it)
-400    unreadable: the raw bytes are on ``call.status.dlq``
-401    unknown token (nothing is published, the token is never logged)
+200    the ``call.status`` fact is durable (Kafka acknowledged it, or it is fsync'd
+       to the local spool and will be replayed)
+400    unreadable: the raw bytes are on ``call.status.dlq`` (or spooled for it)
+401    unknown token, or a ``sig`` that does not match the correlation parameters
+       (nothing is published, neither is logged)
 413    body larger than ``INGRESS_MAX_BODY_BYTES``
-503    not ready, or Kafka did not take it within ``INGRESS_PUBLISH_TIMEOUT_SECONDS``:
-       Exotel retries
+503    not accepting yet (the spool is not open), or nothing durable within
+       ``INGRESS_PUBLISH_TIMEOUT_SECONDS``: Exotel retries
 =====  =========================================================================
 """
 
