@@ -192,3 +192,20 @@ async def test_a_call_whose_terminal_callback_arrived_is_not_polled(
 
     assert stack.details_requests(sid) == []
     assert not facts.matching(CALL_STATUS, terminal_of(sid, "poll"))
+
+
+async def test_a_restarted_executor_rebuilds_the_watch_from_kafka(
+    kafka_settings: Any, stack: WatchStack, facts: FactReader
+) -> None:
+    """Nothing is kept outside Kafka: a new process finds the call still missing its
+    terminal by re-reading call.connect.result and call.status, and recovers it."""
+    _, sid = await place_call(kafka_settings, facts, api="v3", to="+919812345555")  # long
+    await wait_until(lambda: len(stack.details_requests(sid)) >= 1, timeout=15, what="a poll")
+    assert stack.executor.stop() == 0
+    httpx.post(f"{stack.sandbox.base_url}/_sandbox/calls/{sid}/end", timeout=5).raise_for_status()
+    assert not facts.matching(CALL_STATUS, terminal_of(sid, "poll"))
+
+    stack.executor.start()
+    (fact,) = await facts.wait_for(CALL_STATUS, terminal_of(sid, "poll"), timeout=30)
+    assert fact.value["status"] == "completed"
+    assert fact.value["api"] == "v3"
