@@ -50,6 +50,8 @@ def decode_command(topic: str, value: bytes | None) -> Command | InvalidCommand:
         raise UnreadableCommand(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
     except ValueError as exc:
         raise UnreadableCommand(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UnreadableCommand("not JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise UnreadableCommand(f"JSON {type(data).__name__} where an object was expected")
     command_id = data.get("command_id")

@@ -124,6 +124,12 @@ class _LazyConsumer:
         return consumer.partitions_for_topic(topic) if consumer is not None else None
 
 
+async def _raw_body(message: Any) -> Any:
+    """Leave the body undecoded: ``decode_command`` alone decides what is readable (a body
+    FastStream's JSON decoder chokes on must still reach the DLQ, not be dropped)."""
+    return message.body
+
+
 def register_handlers(
     broker: KafkaBroker,
     settings: ExecutorSettings,
@@ -155,6 +161,7 @@ def register_handlers(
         session_timeout_ms=settings.kafka.session_timeout_ms,
         heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
         max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
+        decoder=_raw_body,
         title="executor-commands",
         description="Commands executed against Exotel; each gets one result fact.",
     )

@@ -163,12 +163,6 @@ def test_unknown_topic_is_unreadable() -> None:
         decode_command("call.connect.result", json.dumps(VALID["call.connect"]).encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="decode_command lets json's RecursionError escape on deeply nested input; fix: "
-    "catch RecursionError next to ValueError in services/executor/decoding.py",
-)
 @pytest.mark.parametrize(
     "value",
     [

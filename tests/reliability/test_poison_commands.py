@@ -129,13 +129,6 @@ async def test_garbage_never_stalls_the_partition(kafka_env: dict[str, str], sta
         await reader.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FastStream json-decodes the body before the executor's handler sees it; "
-    "ValueError (int digit limit) / RecursionError there drop the message: no DLQ entry, "
-    "no result. Fix in services/executor/handlers.py: take the raw message (no FastStream "
-    "decoding) so decode_command always decides; and catch RecursionError in decoding.py.",
-)
 async def test_messages_json_loads_chokes_on_still_reach_the_dlq(
     kafka_env: dict[str, str], stack: Stack
 ) -> None:
