@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -23,6 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -80,6 +82,10 @@ class Scenario:
     #: connect requests the sandbox received, by command id
     requests: Counter[str] = field(default_factory=Counter)
     first_log: str = ""
+    #: the second executor's counters: commands it found in doubt (intent, no outcome) and
+    #: commands it found already done
+    in_doubt: int = 0
+    duplicates: int = 0
 
 
 def connect(command_id: str, n: int) -> dict[str, Any]:
@@ -219,6 +225,7 @@ async def run_scenario(
             what="a result for every command",
         )
         await asyncio.sleep(1.0)  # duplicates, if any, would arrive now
+        metrics = (await asyncio.to_thread(httpx.get, second.url + "/metrics", timeout=5)).text
         await asyncio.to_thread(second.stop)
         requests = Counter(
             str(e["command_id"])
@@ -238,7 +245,16 @@ async def run_scenario(
             results_after=result_ids(facts, run),
             requests=requests,
             first_log=first_log,
+            in_doubt=counter(metrics, "voicebus_executor_in_doubt_commands_total"),
+            duplicates=counter(metrics, "voicebus_executor_duplicate_commands_total"),
         )
+
+
+def counter(metrics: str, name: str) -> int:
+    """A counter's call.connect sample in Prometheus text (0 when absent)."""
+    pattern = rf'^{re.escape(name)}{{command_type="call.connect"}} ([0-9.eE+-]+)$'
+    match = re.search(pattern, metrics, re.MULTILINE)
+    return int(float(match.group(1))) if match else 0
 
 
 # ---------------------------------------------------------------- enough grace
@@ -274,6 +290,8 @@ def test_nothing_without_a_result_is_committed(finished: Scenario) -> None:
 
 def test_the_next_executor_gives_every_command_its_result(finished: Scenario) -> None:
     assert {c.command_id for c in finished.commands} <= set(finished.results_after)
+    # nothing was left half-done: no intent without an outcome for the next one to untangle
+    assert finished.in_doubt == 0
 
 
 def test_after_sigterm_each_command_has_exactly_one_result_and_one_request(
@@ -306,6 +324,8 @@ def test_work_cut_short_is_left_uncommitted(cut_short: Scenario) -> None:
 
 def test_work_cut_short_is_redelivered_and_none_is_lost(cut_short: Scenario) -> None:
     assert {c.command_id for c in cut_short.commands} <= set(cut_short.results_after)
+    # the next executor knew they had been started (intent recorded) and reconciled them
+    assert cut_short.in_doubt == len(cut_short.commands)
 
 
 def test_work_cut_short_ends_with_exactly_one_result_each(cut_short: Scenario) -> None:
