@@ -70,7 +70,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             limiter.set_share(partition_share(owned, total))
             metrics.rate_share.set(limiter.share)
 
-        async with make_http_client(settings.exotel) as http:
+        async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
             clients = {
                 name: ExotelClient(account, http, throttle=limiter, observer=metrics)
                 for name, account in exotel_accounts.items()

@@ -20,6 +20,7 @@ def make_http_client(
     settings: ExotelSettings,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    concurrency: int | None = None,
 ) -> httpx.AsyncClient:
     """An ``AsyncClient`` for Exotel: TLS verified (unless EXOTEL_VERIFY_TLS=false),
     bounded timeouts and pool, no redirects (they could carry credentials elsewhere).
@@ -34,7 +35,11 @@ def make_http_client(
     )
     limits = httpx.Limits(
         max_connections=MAX_CONNECTIONS,
-        max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+        # Keep as many connections alive as requests can be in flight, so a busy executor
+        # does not close and reopen connections between requests.
+        max_keepalive_connections=max(
+            MAX_KEEPALIVE_CONNECTIONS, min(concurrency or 0, MAX_CONNECTIONS)
+        ),
         keepalive_expiry=30.0,
     )
     return httpx.AsyncClient(
