@@ -12,13 +12,11 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +27,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import ALL_TOPICS, CALL_CONNECT
-from services.common.embedded_broker import EmbeddedBroker, free_port
+from services.common.embedded_broker import EmbeddedBroker
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
 from services.sandbox.testing import SandboxServer
+from services.stack.processes import ServiceProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 12
@@ -58,85 +57,13 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
     }
 
 
-class Process:
-    """``python -m <module>`` with ``env``, output kept in a temporary log file."""
-
-    def __init__(self, module: str, env: Mapping[str, str], *, port: int | None = None) -> None:
-        self.module = module
-        self.port = port or free_port()
-        self.env = {
-            **os.environ,
-            **env,
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_PORT": str(self.port),
-            "PYTHONUNBUFFERED": "1",
-        }
-        handle, name = tempfile.mkstemp(prefix=f"bench-{module.rsplit('.', 1)[-1]}-", suffix=".log")
-        os.close(handle)
-        self.log = Path(name)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+class Process(ServiceProcess):
+    """A service (or the baseline) as a child process, its CPU time readable, its log kept
+    only when something went wrong."""
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the process has used so far (Linux /proc)."""
-        if self.process is None:
-            return None
-        return cpu_seconds(self.process.pid)
-
-    def start(self, *, ready_path: str | None = "/readyz", timeout: float = 60.0) -> Process:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                env=self.env,
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if ready_path is None:
-            return self
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.module} exited early:\n{self.output()[-3000:]}")
-                try:
-                    if client.get(self.url + ready_path).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"{self.module} not ready in {timeout}s:\n{self.output()[-3000:]}")
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        return process.returncode
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def cleanup(self) -> None:
-        self.log.unlink(missing_ok=True)
-
-    def __enter__(self) -> Process:
-        return self.start()
+        return cpu_seconds(self.pid) if self.pid is not None else None
 
     def __exit__(
         self,
@@ -358,7 +285,7 @@ class ResultReader:
                 if process.process is not None and process.process.poll() is not None:
                     raise RuntimeError(
                         f"{process.module} exited ({process.process.returncode}):\n"
-                        + process.output()[-3000:]
+                        + process.output[-3000:]
                     )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self.seen)} of {count} results after {timeout}s")

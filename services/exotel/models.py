@@ -273,17 +273,9 @@ class CallDetails(_Model):
             direction=_text(ci_get(data, "direction")),
             from_number=_text(ci_get(agent, "contact_uri")),
             to_number=_text(ci_get(customer, "contact_uri")),
-            caller_id=_text(ci_get(data, "virtual_number")),
-            created_time=parse_datetime(ci_get(data, "created_time"), tz),
-            updated_time=parse_datetime(ci_get(data, "updated_time"), tz),
-            start_time=parse_datetime(ci_get(data, "start_time"), tz),
-            end_time=parse_datetime(ci_get(data, "end_time"), tz),
-            duration=_int(ci_get(data, "total_duration")),
-            conversation_duration=_int(ci_get(data, "total_talk_time")),
-            recording_url=_first_recording(ci_get(data, "recordings")),
-            custom_field=_text(ci_get(data, "custom_field")),
             legs=legs,
             raw=raw,
+            **_ccm_fields(data, tz),
         )
 
     @classmethod
@@ -294,17 +286,24 @@ class CallDetails(_Model):
             status=_text(ci_get(cd, "status")),
             state=_text(ci_get(cd, "state")),
             direction=_text(ci_get(cd, "direction")),
-            caller_id=_text(ci_get(cd, "virtual_number")),
-            created_time=parse_datetime(ci_get(cd, "created_time"), tz),
-            updated_time=parse_datetime(ci_get(cd, "updated_time"), tz),
-            start_time=parse_datetime(ci_get(cd, "start_time"), tz),
-            end_time=parse_datetime(ci_get(cd, "end_time"), tz),
-            duration=_int(ci_get(cd, "total_duration")),
-            conversation_duration=_int(ci_get(cd, "total_talk_time")),
-            recording_url=_first_recording(ci_get(cd, "recordings")),
-            custom_field=_text(ci_get(cd, "custom_field")),
             raw=raw,
+            **_ccm_fields(cd, tz),
         )
+
+
+def _ccm_fields(block: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """The fields v2 ``data`` and v3 ``call_details`` share, under the same names."""
+    return {
+        "caller_id": _text(ci_get(block, "virtual_number")),
+        "created_time": parse_datetime(ci_get(block, "created_time"), tz),
+        "updated_time": parse_datetime(ci_get(block, "updated_time"), tz),
+        "start_time": parse_datetime(ci_get(block, "start_time"), tz),
+        "end_time": parse_datetime(ci_get(block, "end_time"), tz),
+        "duration": _int(ci_get(block, "total_duration")),
+        "conversation_duration": _int(ci_get(block, "total_talk_time")),
+        "recording_url": _first_recording(ci_get(block, "recordings")),
+        "custom_field": _text(ci_get(block, "custom_field")),
+    }
 
 
 def _v1_legs(details: Mapping[str, Any]) -> list[LegDetail]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from services.common.embedded_broker import EmbeddedBroker, port_is_free
-from services.stack.processes import Child
+from services.stack.processes import ServiceProcess
 
 RUN_DIR = Path(".run")
 STACK_ENV = RUN_DIR / "stack.env"
@@ -28,7 +28,7 @@ def _port(name: str, default: int) -> int:
 def main() -> int:
     env: dict[str, str] = {}
     embedded: EmbeddedBroker | None = None
-    children: list[Child] = []
+    children: list[tuple[ServiceProcess, str]] = []
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         wanted = _port("EMBEDDED_BROKER_PORT", 19092)
         embedded = EmbeddedBroker(port=wanted if port_is_free(wanted) else None).start()
@@ -59,32 +59,15 @@ def main() -> int:
             "EXOTEL_CCM_BASE_URL": sandbox_url,
         }
         children.append(
-            Child(
-                "sandbox",
-                "services.sandbox",
-                {"SANDBOX_PORT": str(sandbox_port), "HTTP_PORT": str(sandbox_port)},
-                f"{sandbox_url}/_sandbox/health",
+            (
+                ServiceProcess("services.sandbox", {}, port=sandbox_port, keep_log=False),
+                "/_sandbox/health",
             )
         )
     children += [
-        Child(
-            "ingress",
-            "services.ingress",
-            {**env, "HTTP_PORT": str(ingress_port)},
-            f"http://127.0.0.1:{ingress_port}/readyz",
-        ),
-        Child(
-            "executor",
-            "services.executor",
-            {**env, "HTTP_PORT": str(executor_port)},
-            f"http://127.0.0.1:{executor_port}/readyz",
-        ),
-        Child(
-            "metrics",
-            "services.metrics",
-            {**env, "HTTP_PORT": str(metrics_port)},
-            f"http://127.0.0.1:{metrics_port}/readyz",
-        ),
+        (ServiceProcess("services.ingress", env, port=ingress_port, keep_log=False), "/readyz"),
+        (ServiceProcess("services.executor", env, port=executor_port, keep_log=False), "/readyz"),
+        (ServiceProcess("services.metrics", env, port=metrics_port, keep_log=False), "/readyz"),
     ]
     stopping = False
 
@@ -95,9 +78,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        for child in children:
-            child.start()
-            child.wait_ready(60)
+        for child, ready_path in children:
+            child.start(ready_path=ready_path, timeout=60)
         RUN_DIR.mkdir(exist_ok=True)
         STACK_ENV.write_text(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
         _print_summary(
@@ -113,7 +95,7 @@ def main() -> int:
             token=token,
         )
         while not stopping:
-            for child in children:
+            for child, _ in children:
                 if child.process is not None and child.process.poll() is not None:
                     print(f"voicebus: {child.name} exited ({child.process.returncode}); stopping")
                     stopping = True
@@ -122,7 +104,7 @@ def main() -> int:
         print(f"voicebus: {exc}", file=sys.stderr)
         return 1
     finally:
-        for child in reversed(children):
+        for child, _ in reversed(children):
             child.stop()
         if embedded is not None:
             embedded.stop()
