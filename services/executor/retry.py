@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
     wait_random_exponential,
@@ -72,8 +72,13 @@ async def with_retries(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[ExotelError, int, float], None] | None = None,
+    unless: Callable[[ExotelError], bool] | None = None,
 ) -> Attempted[T]:
-    """Run ``call`` until it succeeds, fails permanently, or the budget is spent."""
+    """Run ``call`` until it succeeds, fails permanently, or the budget is spent.
+
+    ``unless``: a transient error for which it returns True is not retried either (e.g. a
+    timeout after a call may already have been placed: that is reconciled, not resent).
+    """
     attempts = 0
 
     def before_sleep(state: RetryCallState) -> None:
@@ -84,7 +89,9 @@ async def with_retries(
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.deadline_seconds),
         wait=_ExotelWait(policy),
-        retry=retry_if_exception_type(ExotelTransientError),
+        retry=retry_if_exception(
+            lambda e: isinstance(e, ExotelTransientError) and not (unless and unless(e))
+        ),
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -231,11 +231,15 @@ class CommandService:
                 return await account.gateway.connect_call_v1(request.form)
             return await account.gateway.create_call_ccm(request.api, request.body)
 
+        started = self.clock()
         with self._intent_before_send(
             command, account, {"from": command.from_, "to": command.to or "", "api": api}
         ):
             attempted = await with_retries(
-                place, self.retry_policy, on_retry=self._retried("call.connect")
+                place,
+                self.retry_policy,
+                on_retry=self._retried("call.connect"),
+                unless=_may_have_placed,
             )
         if attempted.value is not None:
             return outcome.accepted(
@@ -246,6 +250,15 @@ class CommandService:
                 api=api,
             )
         assert attempted.error is not None
+        if _may_have_placed(attempted.error):
+            # No answer, but the request reached Exotel: the call may be ringing. Look for
+            # it instead of placing it again (as after a crash).
+            log.warning("connect.answer_lost", error=attempted.error.message)
+            sent = _Intent(at=started, evidence={"api": api})
+            reconciled = await self._reconcile_connect(command, account, outcome, sent)
+            return reconciled.model_copy(
+                update={"attempts": reconciled.attempts + attempted.attempts}
+            )
         return outcome.from_error(
             command.command_id, account.name, attempted.error, attempted.attempts, api=api
         )
@@ -619,6 +632,19 @@ class _Exchange:
         )
         self.attempts += attempted.attempts
         return _Answer(attempted.value, attempted.error, maybe_sent)
+
+
+def _may_have_placed(error: ExotelError) -> bool:
+    """A timeout after the request was sent: Exotel may have placed the call."""
+    return isinstance(error, ExotelTimeout) and error.maybe_sent
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """An in-doubt request of this very run (its answer was lost)."""
+
+    at: datetime
+    evidence: dict[str, str]
 
 
 def _in_doubt(message: str) -> CommandError:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -68,7 +69,7 @@ class ServiceProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self, *, ready_path: str | None = "/readyz", timeout: float = 60.0) -> ServiceProcess:
+    def start(self, *, ready_path: str | None = "/readyz", timeout: float = 60.0) -> Self:
         command = [sys.executable, "-m", self.module]
         if self.log is None:
             self.process = subprocess.Popen(command, env=self.env, cwd=REPO_ROOT)
@@ -124,7 +125,7 @@ class ServiceProcess:
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
-    def __enter__(self) -> ServiceProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -14,7 +14,7 @@ from services.executor.ledger import CommandLedger, LedgerEntry
 from services.executor.mapping import CallbackTarget
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
-from services.exotel.errors import ExotelNotFound
+from services.exotel.errors import ExotelNotFound, ExotelTimeout
 from services.exotel.hooks import before_send
 
 
@@ -198,3 +198,42 @@ def test_idempotency_keys_are_scoped_by_command_type() -> None:
     ledger.apply(intent())
     assert ledger.lookup("call.connect", "c-1") is not None
     assert ledger.lookup("leg.hangup", "c-1") is None
+
+
+async def test_a_lost_answer_is_reconciled_not_resent() -> None:
+    """ReadTimeout after the request went out: the call may be ringing, so the executor
+    looks for it in Exotel's call details instead of placing it again."""
+
+    class AnswerLost(FakeExotel):
+        async def connect_call_v1(self, form: Mapping[str, str]) -> Placed:
+            await super().connect_call_v1(form)
+            self.finished_calls.append(Placed("placed-despite-timeout"))
+            raise ExotelTimeout("read timeout", maybe_sent=True)
+
+    exotel = AnswerLost()
+    result = await service(exotel, CommandLedger(FakeLog()), window=1.0).execute(
+        CONNECT, command_type="call.connect"
+    )
+    assert result.outcome == "accepted"
+    assert result.call_sid == "placed-despite-timeout"
+    assert exotel.connects == 1
+    assert result.attempts == 2, "one connect, one bulk call-details lookup"
+
+
+async def test_a_timeout_before_sending_is_retried() -> None:
+    class ConnectFailsOnce(FakeExotel):
+        failed = False
+
+        async def connect_call_v1(self, form: Mapping[str, str]) -> Placed:
+            if not self.failed:
+                self.failed = True
+                raise ExotelTimeout("connect timeout", maybe_sent=False)
+            return await super().connect_call_v1(form)
+
+    exotel = ConnectFailsOnce()
+    result = await service(exotel, CommandLedger(FakeLog())).execute(
+        CONNECT, command_type="call.connect"
+    )
+    assert result.outcome == "accepted"
+    assert result.attempts == 2
+    assert exotel.bulk_queries == []
