@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from contracts.status import CallStatusEvent
 from services.common.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -120,3 +121,14 @@ def cloudevent_headers(
     if extra:
         headers.update(extra)
     return headers
+
+
+def status_fact_headers(event: CallStatusEvent, *, source: str) -> dict[str, str]:
+    """CloudEvents binary-mode headers of a ``call.status`` fact (ingress and call watch)."""
+    return cloudevent_headers(
+        ce_type=f"voicebus.call.status.{event.event_type}",
+        source=source,
+        event_id=event.event_id,
+        subject=event.call_sid,
+        time=event.received_at,
+    )

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_CONNECT_RESULT, CALL_STATUS
-from services.common.kafka import cloudevent_headers
+from services.common.kafka import status_fact_headers
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import CallWatch, PollOutcome, WatchedCall, poll_event
 from services.executor.metrics import ExecutorMetrics
@@ -96,13 +96,8 @@ class WatchAccount:
 
 
 def fact_headers(event: CallStatusEvent) -> dict[str, str]:
-    return cloudevent_headers(
-        ce_type=f"voicebus.call.status.{event.event_type}",
-        source=CE_SOURCE,
-        event_id=event.event_id,
-        subject=event.call_sid,
-        time=event.received_at,
-    )
+    """CloudEvents binary-mode headers of a ``call.status`` fact from here."""
+    return status_fact_headers(event, source=CE_SOURCE)
 
 
 def _utc(timestamp_ms: int) -> datetime:

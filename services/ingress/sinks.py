@@ -19,7 +19,11 @@ from faststream.exceptions import FastStreamException
 
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_STATUS, dlq
-from services.common.kafka import cloudevent_headers, ensure_topics, make_broker
+from services.common.kafka import (
+    ensure_topics,
+    make_broker,
+    status_fact_headers,
+)
 from services.common.logging import redact
 from services.common.settings import KafkaSettings
 from services.ingress.spool import SpoolRecord
@@ -80,14 +84,8 @@ class Outlet(Protocol):
 
 
 def fact_headers(event: CallStatusEvent) -> dict[str, str]:
-    """CloudEvents binary-mode headers of a ``call.status`` fact."""
-    return cloudevent_headers(
-        ce_type=f"voicebus.call.status.{event.event_type}",
-        source=CE_SOURCE,
-        event_id=event.event_id,
-        subject=event.call_sid,
-        time=event.received_at,
-    )
+    """CloudEvents binary-mode headers of a ``call.status`` fact from here."""
+    return status_fact_headers(event, source=CE_SOURCE)
 
 
 def dead_letter_headers(letter: DeadLetter) -> dict[str, str]:
