@@ -350,6 +350,21 @@ def bulk_page(payload: Any, tz: tzinfo) -> tuple[list[CallDetails], str | None]:
 # ------------------------------------------------------------------ legs (LWB, Legs API)
 
 
+def _leg_fields(leg: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """The fields every v1 leg object has (active legs, monitor-leg answers, Legs API)."""
+    return {
+        "sid": _require_sid(ci_get(leg, "Sid"), "leg Sid"),
+        "call_sid": _text(ci_get(leg, "CallSid")),
+        # The documented monitor leg carries "endusernumber" instead of "phonenumber".
+        "phone_number": _text(first_of(leg, "PhoneNumber", "EndUserNumber")),
+        "status": _text(ci_get(leg, "Status")),
+        "origin": _text(ci_get(leg, "Origin")),
+        "last_action": _text(ci_get(leg, "LastAction")),
+        "date_created": parse_datetime(ci_get(leg, "DateCreated"), tz),
+        "date_updated": parse_datetime(ci_get(leg, "DateUpdated"), tz),
+    }
+
+
 class ActiveLeg(_Model):
     """One leg of an ongoing call (``GET .../Calls/{sid}/activelegs``)."""
 
@@ -373,16 +388,8 @@ class ActiveLeg(_Model):
     def from_item(cls, item: Any, tz: tzinfo) -> ActiveLeg:
         leg = _mapping(item, "a leg object")
         return cls(
-            sid=_require_sid(ci_get(leg, "Sid"), "leg Sid"),
-            call_sid=_text(ci_get(leg, "CallSid")),
-            # The documented monitor leg carries "endusernumber" instead of "phonenumber".
-            phone_number=_text(first_of(leg, "PhoneNumber", "EndUserNumber")),
-            status=_text(ci_get(leg, "Status")),
-            origin=_text(ci_get(leg, "Origin")),
-            last_action=_text(ci_get(leg, "LastAction")),
-            date_created=parse_datetime(ci_get(leg, "DateCreated"), tz),
-            date_updated=parse_datetime(ci_get(leg, "DateUpdated"), tz),
             raw=_raw(leg),
+            **_leg_fields(leg, tz),
         )
 
 
@@ -410,16 +417,9 @@ class Leg(_Model):
             raise PayloadError("expected a Leg object in Exotel's answer")
         leg = items[0]
         return cls(
-            sid=_require_sid(ci_get(leg, "Sid"), "Leg.Sid"),
-            call_sid=_text(ci_get(leg, "CallSid")),
             account_sid=_text(ci_get(leg, "AccountSid")),
-            phone_number=_text(first_of(leg, "PhoneNumber", "EndUserNumber")),
-            status=_text(ci_get(leg, "Status")),
-            origin=_text(ci_get(leg, "Origin")),
-            last_action=_text(ci_get(leg, "LastAction")),
-            date_created=parse_datetime(ci_get(leg, "DateCreated"), tz),
-            date_updated=parse_datetime(ci_get(leg, "DateUpdated"), tz),
             start_time=parse_datetime(ci_get(leg, "StartTime"), tz),
+            **_leg_fields(leg, tz),
             exophone=_text(ci_get(leg, "ExoPhone")),
             raw=_raw(payload),
         )
@@ -449,19 +449,12 @@ class CompletedCallLeg(_Model):
             leg = _mapping(item, "a leg object")
             out.append(
                 cls(
-                    sid=_require_sid(ci_get(leg, "Sid"), "leg Sid"),
-                    call_sid=_text(ci_get(leg, "CallSid")),
-                    phone_number=_text(first_of(leg, "PhoneNumber", "EndUserNumber")),
-                    status=_text(ci_get(leg, "Status")),
-                    origin=_text(ci_get(leg, "Origin")),
-                    last_action=_text(ci_get(leg, "LastAction")),
-                    date_created=parse_datetime(ci_get(leg, "DateCreated"), tz),
-                    date_updated=parse_datetime(ci_get(leg, "DateUpdated"), tz),
                     start_time=parse_datetime(ci_get(leg, "StartTime"), tz),
                     end_time=parse_datetime(ci_get(leg, "EndTime"), tz),
                     on_call_duration=_int(ci_get(leg, "OnCallDuration")),
                     exophone=_text(ci_get(leg, "ExoPhone")),
                     raw=_raw(leg),
+                    **_leg_fields(leg, tz),
                 )
             )
         return out
