@@ -271,15 +271,9 @@ class CommandService:
         """Create a monitor leg (POST legs), on the agent leg unless a target is given."""
         exotel = _Exchange(self, "lwb.action")
         ids = (command.command_id, account.name)
-        target = command.target_leg_sid
-        legs_seen: Sequence[LegLike] = ()
         if outcome.in_doubt is not None:
-            listed = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
-            if listed.error is not None:
-                return outcome.from_error(
-                    *ids, listed.error, exotel.attempts, call_sid=command.call_sid
-                )
-            legs_seen = listed.value or ()
+            return await self._reconcile_monitor(command, account, outcome, exotel)
+        target = command.target_leg_sid
         if target is None:
             legs = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
             if legs.error is not None:
@@ -298,23 +292,6 @@ class CommandService:
                 )
             target = agent.sid
             log.info("lwb.agent_leg_picked", target_leg_sid=target, origin=origin_of(agent))
-        if outcome.in_doubt is not None:
-            found = _monitor_leg_of(legs_seen, command.supervisor)
-            if found is not None:
-                log.info("lwb.monitor_reconciled", monitor_leg_sid=found)
-                return outcome.accepted(
-                    *ids, attempts=exotel.attempts, call_sid=command.call_sid, leg_sid=found
-                )
-            return outcome.rejected(
-                *ids,
-                _in_doubt(
-                    "a monitor leg for the supervisor may have been created before a "
-                    "restart and none is listed among the active legs"
-                ),
-                attempts=exotel.attempts,
-                call_sid=command.call_sid,
-                outcome="failed",
-            )
         form = self._monitor_form(command, account, target)
         with self._intent_before_send(
             command,
@@ -331,6 +308,34 @@ class CommandService:
         assert created.value is not None
         return outcome.accepted(
             *ids, attempts=exotel.attempts, call_sid=command.call_sid, leg_sid=created.value.sid
+        )
+
+    async def _reconcile_monitor(
+        self, command: LwbAction, account: Account, outcome: _Outcome, exotel: _Exchange
+    ) -> CommandResult:
+        """An interrupted run may have created the monitor leg: look for the supervisor's
+        leg among the active legs; never create a second one."""
+        ids = (command.command_id, account.name)
+        listed = await exotel.run(lambda: account.gateway.active_legs(command.call_sid))
+        if listed.error is not None:
+            return outcome.from_error(
+                *ids, listed.error, exotel.attempts, call_sid=command.call_sid
+            )
+        found = _monitor_leg_of(listed.value or (), command.supervisor)
+        if found is not None:
+            log.info("lwb.monitor_reconciled", monitor_leg_sid=found)
+            return outcome.accepted(
+                *ids, attempts=exotel.attempts, call_sid=command.call_sid, leg_sid=found
+            )
+        return outcome.rejected(
+            *ids,
+            _in_doubt(
+                "a monitor leg for the supervisor may have been created before a "
+                "restart and none is listed among the active legs"
+            ),
+            attempts=exotel.attempts,
+            call_sid=command.call_sid,
+            outcome="failed",
         )
 
     def _monitor_form(self, command: LwbAction, account: Account, target: str) -> dict[str, str]:
