@@ -56,11 +56,6 @@ from services.exotel.hooks import before_send
 
 log = structlog.get_logger(__name__)
 
-_COMMAND_TYPES: dict[type, CommandType] = {
-    CallConnect: "call.connect",
-    LwbAction: "lwb.action",
-    LegHangup: "leg.hangup",
-}
 T = TypeVar("T")
 
 #: The one status-callback event Exotel offers for monitor legs.
@@ -233,7 +228,7 @@ class CommandService:
 
         started = self.clock()
         with self._intent_before_send(
-            command, account, {"from": command.from_, "to": command.to or "", "api": api}
+            outcome, command, account, {"from": command.from_, "to": command.to or "", "api": api}
         ):
             attempted = await with_retries(
                 place,
@@ -294,6 +289,7 @@ class CommandService:
             log.info("lwb.agent_leg_picked", target_leg_sid=target, origin=origin_of(agent))
         form = self._monitor_form(command, account, target)
         with self._intent_before_send(
+            outcome,
             command,
             account,
             {"call_sid": command.call_sid, "supervisor": command.supervisor, "target": target},
@@ -415,7 +411,7 @@ class CommandService:
                     **fields,
                 )
         with self._intent_before_send(
-            command, account, {"monitor_leg_sid": leg_sid, "action": action}
+            outcome, command, account, {"monitor_leg_sid": leg_sid, "action": action}
         ):
             upgraded = await exotel.run(
                 lambda: account.gateway.update_monitor_leg(
@@ -467,7 +463,7 @@ class CommandService:
         gone: ExotelError | None = None
         for sid in targets:
             with self._intent_before_send(
-                command, account, {"call_sid": call_sid, "legs": ",".join(targets)}
+                outcome, command, account, {"call_sid": call_sid, "legs": ",".join(targets)}
             ):
                 answer = await exotel.run(partial(account.gateway.hangup_leg, call_sid, sid))
             if answer.value is not None:
@@ -510,7 +506,11 @@ class CommandService:
 
     @contextlib.contextmanager
     def _intent_before_send(
-        self, command: Command, account: Account, evidence: Mapping[str, str]
+        self,
+        outcome: _Outcome,
+        command: Command,
+        account: Account,
+        evidence: Mapping[str, str],
     ) -> Iterator[None]:
         """Record the intent (once) when the first effectful request is about to go out:
         after the rate limiter granted its slot, so waiting commands are not in doubt."""
@@ -519,7 +519,7 @@ class CommandService:
             yield
             return
         recorded = False
-        command_type: CommandType = _COMMAND_TYPES[type(command)]
+        command_type = outcome.command_type
 
         async def record() -> None:
             nonlocal recorded
