@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
 import structlog
@@ -15,6 +16,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Readiness:
+    """Whether a service is ready, and why not (shown by ``/readyz``)."""
+
+    ready: bool = False
+    reason: str = "starting"
 
 
 def probe_routes(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import structlog
 from faststream.kafka import KafkaBroker
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from contracts.topics import ALL_TOPICS
-from services.common.http import probe_routes
+from services.common.http import Readiness, probe_routes
 from services.common.kafka import ensure_topics, make_broker
 from services.executor.call_watch import CallWatch, WatchPolicy
 from services.executor.call_watch_kafka import (
@@ -35,12 +34,6 @@ from services.exotel.http import make_http_client
 from services.exotel.limiter import RateLimiter, partition_share
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Readiness:
-    ready: bool = False
-    reason: str = "starting"
 
 
 def create_app(settings: ExecutorSettings) -> Starlette:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import structlog
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from contracts.topics import ALL_TOPICS
-from services.common.http import probe_routes
+from services.common.http import Readiness, probe_routes
 from services.common.kafka import ensure_topics, make_broker
 from services.metrics.handlers import METRICS_TOPICS, PositionCommitter, register_handlers
 from services.metrics.lag import LagMonitor, watched_groups
@@ -20,12 +19,6 @@ from services.metrics.recorder import FactRecorder
 from services.metrics.settings import MetricsSettings
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Readiness:
-    ready: bool = False
-    reason: str = "starting"
 
 
 def create_app(settings: MetricsSettings) -> Starlette:
