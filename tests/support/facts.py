@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -70,7 +71,7 @@ class FactReader:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with __import__("contextlib").suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         if self._consumer:
             await self._consumer.stop()
