@@ -138,14 +138,14 @@ async def test_send_from_a_file_on_stdin(env: dict[str, str | None]) -> None:
 
 
 async def test_no_result_in_time_exits_3(env: dict[str, str | None], stack: Stack) -> None:
-    stack.inject_fault(match="connect", method="POST", delay_seconds=4, count=1)
+    stack.sandbox.control.add_fault(match="connect", method="POST", delay_seconds=4, count=1)
     try:
         result = await ainvoke(
             ["send", "call.connect", *connect_fields(), "--timeout", "1"], env=env
         )
     finally:
         await asyncio.sleep(4)  # let the delayed request finish before clearing
-        stack.clear_faults()
+        stack.sandbox.control.clear_faults()
     assert result.exit_code == Exit.TIMEOUT, result.output
     assert "no result for command" in result.stderr
     assert "voicebus tail --command-id" in result.stderr

@@ -115,7 +115,7 @@ async def test_results_iterates_by_command_id(client: VoicebusClient) -> None:
 async def test_no_result_in_time_raises_result_timeout(
     client: VoicebusClient, stack: Stack
 ) -> None:
-    stack.inject_fault(match="connect", method="POST", delay_seconds=3, count=1)
+    stack.sandbox.control.add_fault(match="connect", method="POST", delay_seconds=3, count=1)
     command = connect()
     try:
         with pytest.raises(ResultTimeout) as caught:
@@ -125,4 +125,4 @@ async def test_no_result_in_time_raises_result_timeout(
         late = await client.send(command, timeout=45)
         assert late.outcome == "accepted"
     finally:
-        stack.clear_faults()
+        stack.sandbox.control.clear_faults()

@@ -10,7 +10,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.sandbox.testing import SandboxServer
@@ -25,20 +24,6 @@ class Stack:
     sandbox: SandboxServer
     ingress: ServiceProcess
     executor: ServiceProcess
-
-    def sandbox_requests(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.sandbox.base_url}/_sandbox/requests", timeout=5)
-        response.raise_for_status()
-        body = response.json()
-        return list(body["requests"] if isinstance(body, dict) else body)
-
-    def inject_fault(self, **fault: Any) -> None:
-        httpx.post(
-            f"{self.sandbox.base_url}/_sandbox/faults", json=fault, timeout=5
-        ).raise_for_status()
-
-    def clear_faults(self) -> None:
-        httpx.delete(f"{self.sandbox.base_url}/_sandbox/faults", timeout=5).raise_for_status()
 
 
 def executor_env(

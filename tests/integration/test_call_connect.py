@@ -123,13 +123,13 @@ async def test_busy_agent_is_rejected_with_exotel_code(
 async def test_two_server_errors_then_success_is_accepted_after_three_attempts(
     kafka_settings: Any, stack: Stack, facts: FactReader
 ) -> None:
-    stack.inject_fault(match="connect", method="POST", status=503, count=2)
+    stack.sandbox.control.add_fault(match="connect", method="POST", status=503, count=2)
     try:
         command = connect_command()
         await send(kafka_settings, command)
         result = await result_of(facts, command["command_id"])
     finally:
-        stack.clear_faults()
+        stack.sandbox.control.clear_faults()
     assert result.value["outcome"] == "accepted"
     assert result.value["attempts"] == 3
     assert result.value["error"] is None
@@ -138,13 +138,13 @@ async def test_two_server_errors_then_success_is_accepted_after_three_attempts(
 async def test_server_errors_beyond_the_budget_fail_the_command(
     kafka_settings: Any, stack: Stack, facts: FactReader
 ) -> None:
-    stack.inject_fault(match="connect", method="POST", status=503, count=10)
+    stack.sandbox.control.add_fault(match="connect", method="POST", status=503, count=10)
     try:
         command = connect_command()
         await send(kafka_settings, command)
         result = await result_of(facts, command["command_id"])
     finally:
-        stack.clear_faults()
+        stack.sandbox.control.clear_faults()
     assert result.value["outcome"] == "failed"
     assert result.value["attempts"] == 4
     assert result.value["error"]["code"] == "exotel_unavailable"
@@ -177,7 +177,7 @@ async def test_invalid_command_is_rejected_naming_the_field(
     assert result.value["error"]["code"] == "invalid_command"
     assert result.value["error"]["field"] == "recording_channels"
     assert "recording_channels" in result.value["error"]["message"]
-    requests = stack.sandbox_requests()
+    requests = stack.sandbox.control.requests()
     assert all(r.get("command_id") != command["command_id"] for r in requests)
 
 

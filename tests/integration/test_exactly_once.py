@@ -52,7 +52,7 @@ async def test_a_duplicate_publish_re_emits_the_result_without_a_second_call(
     assert first["call_sid"] == second["call_sid"]
     connects = [
         r
-        for r in stack.sandbox_requests()
+        for r in stack.sandbox.control.requests()
         if r.get("command_id") == command["command_id"] and r["method"] == "POST"
     ]
     assert len(connects) == 1
@@ -82,7 +82,7 @@ async def test_a_duplicate_of_a_rejected_command_is_rejected_again_the_same_way(
     assert [r.value["error"]["exotel_code"] for r in results] == ["10706", "10706"]
     posts = [
         r
-        for r in stack.sandbox_requests()
+        for r in stack.sandbox.control.requests()
         if r.get("command_id") == command["command_id"] and r["method"] == "POST"
     ]
     assert len(posts) == 1
