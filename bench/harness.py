@@ -27,7 +27,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import ALL_TOPICS, CALL_CONNECT
-from services.common.embedded_broker import EmbeddedBroker
+from services.brokers.tansu import EmbeddedBroker
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
 from services.sandbox.testing import SandboxServer

@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.settings import KafkaSettings
-from tests.support.broker import TestBroker, test_broker
+from tests.support.broker import TestBroker, chosen_broker, test_broker
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The one line that says which broker the suite runs on, and why."""
+    return chosen_broker().describe()
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,8 @@ async def ensure_topics(
             if missing:
                 await _create(admin, settings, missing, configs or {})
                 log.info("kafka.topics.created", topics=missing)
-        except KafkaError as exc:
+            await _until_led(admin, wanted, within=settings.request_timeout_ms / 1000)
+        except (KafkaError, TimeoutError) as exc:
             if attempt == attempts:
                 raise
             log.warning("kafka.topics.retry", attempt=attempt, error=repr(exc))
@@ -71,6 +72,22 @@ async def ensure_topics(
             return
         finally:
             await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], *, within: float) -> None:
+    """Until the metadata shows every partition of ``topics`` with a leader: Kafka creates
+    topics asynchronously, and a consumer started before then would not see them."""
+    async with asyncio.timeout(within):
+        while True:
+            described = await admin.describe_topics(topics)
+            if all(
+                t["error_code"] == 0
+                and t["partitions"]
+                and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ) and {t["topic"] for t in described} >= set(topics):
+                return
+            await asyncio.sleep(0.1)
 
 
 async def _create(
@@ -96,6 +113,32 @@ async def _create(
         name, code = error[0], error[1]
         if code not in (0, TOPIC_ALREADY_EXISTS):
             raise KafkaError(f"cannot create topic {name}: error code {code}")
+
+
+async def topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
+    """The partition ids of ``topic``, from a metadata request naming it.
+
+    A consumer without a subscription knows no topic's partitions until it is assigned
+    some (Apache Kafka answers its bootstrap metadata request with no topics), so ask."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    try:
+        await admin.start()
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [
+        p["partition"]
+        for t in described
+        if t["topic"] == topic and t["error_code"] == 0
+        for p in t["partitions"]
+    ]
+    if not partitions:
+        raise KafkaError(f"topic {topic} has no partitions in the metadata (was it created?)")
+    return sorted(partitions)
 
 
 def cloudevent_headers(

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
+from services.common.kafka import topic_partitions
 from services.common.settings import KafkaSettings
 from services.executor.ledger import CommandLedger, LedgerEntry
 
@@ -51,10 +52,7 @@ class KafkaLedgerLog:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = sorted(consumer.partitions_for_topic(LEDGER_TOPIC) or ())
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = sorted(consumer.partitions_for_topic(LEDGER_TOPIC) or ())
+        partitions = await topic_partitions(self._settings, LEDGER_TOPIC)
         tps = [TopicPartition(LEDGER_TOPIC, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

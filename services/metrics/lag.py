@@ -112,11 +112,13 @@ class LagMonitor:
     async def check(self) -> dict[tuple[str, str], int]:
         """One check: the lag of every watched (group, topic), also set on the gauges."""
         admin, consumer = await self._clients()
-        existing = await consumer.topics()
+        # Partitions from a metadata request naming the topics: an unassigned consumer's
+        # own metadata knows none on Apache Kafka.
+        described = await admin.describe_topics(list(self._topics()))
         partitions = {
-            topic: sorted(consumer.partitions_for_topic(topic) or ())
-            for topic in self._topics()
-            if topic in existing
+            t["topic"]: sorted(p["partition"] for p in t["partitions"])
+            for t in described
+            if t["error_code"] == 0 and t["partitions"]
         }
         tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
         if not tps:

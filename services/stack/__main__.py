@@ -1,20 +1,26 @@
 """``make run``: the whole voicebus stack on this machine.
 
-Starts the embedded Kafka-protocol broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), the
-Exotel sandbox (unless ``EXOTEL_ACCOUNT_SID`` is set), the ingress and the executor, waits
-until each is ready, prints where everything is, and stops it all on Ctrl-C / SIGTERM.
+Starts a Kafka broker chosen by services/brokers/choice.py (none when
+``KAFKA_BOOTSTRAP_SERVERS`` is set; else Apache Kafka from its jars where Java is, else the
+embedded Tansu broker), the Exotel sandbox (unless ``EXOTEL_ACCOUNT_SID`` is set), the
+ingress, the executor and the metrics service, waits until each is ready, prints where
+everything is, and stops it all on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
-from services.common.embedded_broker import EmbeddedBroker, port_is_free
+from services.brokers import choice as broker_choice
+from services.brokers.apache_kafka import ApacheKafkaError
+from services.brokers.tansu import EmbeddedBrokerError
 from services.stack.processes import ServiceProcess
 
 RUN_DIR = Path(".run")
@@ -26,15 +32,31 @@ def _port(name: str, default: int) -> int:
 
 
 def main() -> int:
-    env: dict[str, str] = {}
-    embedded: EmbeddedBroker | None = None
+    try:
+        chosen = broker_choice.choose()
+    except broker_choice.BrokerChoiceError as exc:
+        print(f"voicebus: {exc}", file=sys.stderr)
+        return 2
+    print(chosen.describe(), flush=True)
+    data = RUN_DIR / "kafka"
+    shutil.rmtree(data, ignore_errors=True)  # a fresh local broker each run, like Tansu's
+    with contextlib.ExitStack() as stack:
+        try:
+            broker = stack.enter_context(
+                broker_choice.run(chosen, port=_port("LOCAL_KAFKA_PORT", 19092), directory=data)
+            )
+        except (ApacheKafkaError, EmbeddedBrokerError) as exc:
+            print(f"voicebus: the broker did not start: {exc}", file=sys.stderr)
+            return 1
+        return _run_stack(broker)
+
+
+def _run_stack(broker: broker_choice.RunningBroker) -> int:
     children: list[tuple[ServiceProcess, str]] = []
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        wanted = _port("EMBEDDED_BROKER_PORT", 19092)
-        embedded = EmbeddedBroker(port=wanted if port_is_free(wanted) else None).start()
-        env["KAFKA_BOOTSTRAP_SERVERS"] = embedded.bootstrap_servers
-        env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"
-    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    bootstrap = broker.bootstrap_servers
+    env: dict[str, str] = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    if broker.kind != "external":
+        env["KAFKA_ENABLE_IDEMPOTENCE"] = str(broker.transactions).lower()
     token = os.environ.get("CALLBACK_TOKEN") or secrets.token_urlsafe(24)
     ingress_port = _port("INGRESS_PORT", 8080)
     executor_port = _port("EXECUTOR_PORT", 9101)
@@ -81,10 +103,14 @@ def main() -> int:
         for child, ready_path in children:
             child.start(ready_path=ready_path, timeout=60)
         RUN_DIR.mkdir(exist_ok=True)
-        STACK_ENV.write_text(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n")
+        STACK_ENV.write_text(
+            f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
+            f"KAFKA_ENABLE_IDEMPOTENCE={env.get('KAFKA_ENABLE_IDEMPOTENCE', 'true')}\n"
+            f"VOICEBUS_BROKER_KIND={broker.kind}\n"
+        )
         _print_summary(
             bootstrap=bootstrap,
-            embedded=embedded is not None,
+            broker=broker,
             sandbox=use_sandbox,
             ports={
                 "sandbox": sandbox_port,
@@ -106,26 +132,36 @@ def main() -> int:
     finally:
         for child, _ in reversed(children):
             child.stop()
-        if embedded is not None:
-            embedded.stop()
         STACK_ENV.unlink(missing_ok=True)
     return 0
 
 
 def _print_summary(
-    *, bootstrap: str, embedded: bool, sandbox: bool, ports: dict[str, int], token: str
+    *,
+    bootstrap: str,
+    broker: broker_choice.RunningBroker,
+    sandbox: bool,
+    ports: dict[str, int],
+    token: str,
 ) -> None:
     sandbox_port, ingress_port, executor_port = (
         ports["sandbox"],
         ports["ingress"],
         ports["executor"],
     )
-    broker = f"{bootstrap} ({'embedded Tansu' if embedded else 'KAFKA_BOOTSTRAP_SERVERS'})"
+    kafka = f"{bootstrap} ({broker.choice.label})"
+    librdkafka = (
+        "\n  note        Tansu cannot serve librdkafka clients (kcat, confluent-kafka, Go, Node):"
+        "\n              install Java 17+ and Maven for a real Apache Kafka, or set"
+        " KAFKA_BOOTSTRAP_SERVERS"
+        if broker.kind == "tansu"
+        else ""
+    )
     exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
     print(
         f"""
 voicebus is running (Ctrl-C stops everything)
-  Kafka       {broker}
+  Kafka       {kafka}{librdkafka}
   Exotel      {exotel}
   ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>
   executor    http://127.0.0.1:{executor_port}/metrics  /readyz

@@ -19,7 +19,7 @@ from typing import Self
 
 import httpx
 
-from services.common.embedded_broker import free_port
+from services.common.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import pytest
 from services.cli.app import apply_fields, parse_since, parse_value
 from services.cli.config import ConfigError, kafka_settings
 from services.cli.exits import Exit
-from services.common.embedded_broker import free_port
+from services.common.processes import free_port
 from tests.cli.helpers import invoke
 
 CONNECT = {"from": "+919876543210", "to": "+919812345678", "caller_id": "08047112345"}

@@ -13,7 +13,7 @@ from services.client import (
     command_type,
     encode_command,
 )
-from services.common.embedded_broker import free_port
+from services.common.processes import free_port
 from services.common.settings import KafkaSettings
 
 

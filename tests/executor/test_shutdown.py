@@ -30,10 +30,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
-from services.common.embedded_broker import EmbeddedBroker
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import executor_env
 from tests.support import broker as test_broker
+from tests.support.broker import own_broker
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -46,10 +46,11 @@ NO_INGRESS = "http://127.0.0.1:9"
 def own_kafka_env(
     broker: test_broker.TestBroker, kafka_env: dict[str, str]
 ) -> Iterator[dict[str, str]]:
-    if broker.kind != "embedded":
+    """The suite's broker, or one of this module's own on Tansu (whose memory grows)."""
+    if broker.kind != "tansu":
         yield kafka_env
         return
-    with EmbeddedBroker() as own:
+    with own_broker() as own:
         yield {
             **kafka_env,
             "KAFKA_BOOTSTRAP_SERVERS": own.bootstrap_servers,

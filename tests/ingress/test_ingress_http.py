@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from contracts.topics import CALL_STATUS, dlq
-from services.common.embedded_broker import free_port
+from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_params, signed_query
 from tests.support import broker as broker_support

@@ -18,7 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import CALL_STATUS
-from services.common.embedded_broker import EmbeddedBroker, free_port
+from services.brokers.tansu import EmbeddedBroker
+from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query
 

@@ -25,10 +25,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
-from services.common.embedded_broker import EmbeddedBroker
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import executor_env
 from tests.support import broker as test_broker
+from tests.support.broker import own_broker
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -45,16 +45,13 @@ SHARE = "voicebus_executor_rate_limit_share"
 def scale_kafka_env(
     broker: test_broker.TestBroker, kafka_env: dict[str, str]
 ) -> Iterator[dict[str, str]]:
-    """A broker of this module's own when the suite runs on the embedded one (12
-    partitions per topic, short group timeouts); the suite's broker otherwise."""
-    if broker.kind != "embedded":
-        yield kafka_env
-        return
-    with EmbeddedBroker() as own:
+    """A broker of this module's own, of the suite's kind: its topics get 12 partitions
+    (the suite's were created with fewer)."""
+    with own_broker() as own:
         yield {
             **kafka_env,
             "KAFKA_BOOTSTRAP_SERVERS": own.bootstrap_servers,
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "KAFKA_ENABLE_IDEMPOTENCE": str(own.supports_transactions).lower(),
             "KAFKA_TOPIC_PARTITIONS": "12",
         }
 

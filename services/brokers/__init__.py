@@ -1,0 +1,1 @@
+"""Kafka brokers voicebus can start on this machine: Apache Kafka from its jars, or Tansu."""
