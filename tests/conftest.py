@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.settings import KafkaSettings
-from tests.support.broker import TestBroker, chosen_broker, test_broker
+from tests.support.broker import SuiteBroker, chosen_broker, test_broker
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -16,13 +16,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[TestBroker]:
+def broker() -> Iterator[SuiteBroker]:
     with test_broker() as running:
         yield running
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(broker: TestBroker) -> KafkaSettings:
+def kafka_settings(broker: SuiteBroker) -> KafkaSettings:
     """Settings for services under test: short group timeouts, a few partitions."""
     return KafkaSettings(
         bootstrap_servers=broker.bootstrap_servers,

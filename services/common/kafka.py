@@ -90,6 +90,14 @@ async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], *, within: f
             await asyncio.sleep(0.1)
 
 
+def _topic_config(settings: KafkaSettings, config: Mapping[str, str]) -> dict[str, str]:
+    """A topic's own settings, with ``KAFKA_MIN_INSYNC_REPLICAS`` when set."""
+    base = {}
+    if settings.min_insync_replicas is not None:
+        base["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return base | dict(config)
+
+
 async def _create(
     admin: AIOKafkaAdminClient,
     settings: KafkaSettings,
@@ -101,7 +109,7 @@ async def _create(
             name=t,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.replication_factor,
-            topic_configs=dict(configs.get(t, {})),
+            topic_configs=_topic_config(settings, configs.get(t, {})),
         )
         for t in topics
     ]

@@ -20,7 +20,16 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     topic_partitions: int = Field(default=12, ge=1, le=1_000)
-    replication_factor: int = Field(default=1, ge=1, le=7)
+    replication_factor: int = Field(
+        default=1, ge=1, le=7, description="Replication factor of the topics voicebus creates."
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=7,
+        description="min.insync.replicas of the topics voicebus creates (unset: the broker's "
+        "default). With acks=all, a write is refused while fewer replicas are in sync.",
+    )
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     client_id: str = Field(default="voicebus")
 
@@ -29,6 +38,17 @@ class KafkaSettings(BaseSettings):
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError(
                 "KAFKA_HEARTBEAT_INTERVAL_MS must be at most a third of KAFKA_SESSION_TIMEOUT_MS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _min_isr_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                "KAFKA_MIN_INSYNC_REPLICAS must not exceed KAFKA_REPLICATION_FACTOR "
+                "(no write could ever be acknowledged)"
             )
         return self
 

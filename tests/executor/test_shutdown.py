@@ -44,7 +44,7 @@ NO_INGRESS = "http://127.0.0.1:9"
 
 @pytest.fixture(scope="module")
 def own_kafka_env(
-    broker: test_broker.TestBroker, kafka_env: dict[str, str]
+    broker: test_broker.SuiteBroker, kafka_env: dict[str, str]
 ) -> Iterator[dict[str, str]]:
     """The suite's broker, or one of this module's own on Tansu (whose memory grows)."""
     if broker.kind != "tansu":

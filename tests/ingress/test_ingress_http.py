@@ -110,7 +110,7 @@ def ingress(
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def reader(broker: broker_support.TestBroker, ingress: Ingress) -> AsyncIterator[FactReader]:
+async def reader(broker: broker_support.SuiteBroker, ingress: Ingress) -> AsyncIterator[FactReader]:
     # Depends on `ingress`: its topics exist before the reader subscribes.
     facts = await FactReader(broker.bootstrap_servers, [CALL_STATUS, CALL_STATUS_DLQ]).start()
     try:

