@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint unit schemas asyncapi demo bench clean
+.PHONY: install run test test-tansu lint unit schemas asyncapi demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ demo: install
 	$(PY) -m services.stack.demo
 
 ## make test: lint, types, schema drift, then the whole suite on a real broker
+## (KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else Apache Kafka from its jars, else Tansu)
 test: install lint
 	$(PY) -m pytest
+
+## make test-tansu: the tests that use a broker, again on the embedded Tansu broker
+## (what machines without Java get from `make run`)
+test-tansu: install
+	VOICEBUS_BROKER=tansu VOICEBUS_BROKER_TESTS_ONLY=1 $(PY) -m pytest
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,10 +10,25 @@ import pytest
 from services.common.settings import KafkaSettings
 from tests.support.broker import SuiteBroker, chosen_broker, test_broker
 
+BROKER_FIXTURES = {"broker", "kafka_settings", "kafka_env"}
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     """The one line that says which broker the suite runs on, and why."""
     return chosen_broker().describe()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu): only the tests that
+    use a broker; the rest do not depend on which one runs."""
+    if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        uses = BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
     """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all)."""
     return KafkaBroker(
-        settings.bootstrap_servers,
+        # A list: FastStream would take a comma-separated string for one host name.
+        [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()],
         client_id=f"{settings.client_id}-{client_id}",
         acks="all",
         enable_idempotence=settings.enable_idempotence,

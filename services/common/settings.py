@@ -32,6 +32,20 @@ class KafkaSettings(BaseSettings):
     )
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     client_id: str = Field(default="voicebus")
+    health_probe_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How often each service writes a probe record to every partition of "
+        "voicebus.health (acks=all) to tell /readyz whether Kafka takes writes; 0: never.",
+    )
+    health_probe_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How long a probe waits for its acknowledgements before Kafka counts "
+        "as not writable.",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:

@@ -13,6 +13,13 @@ from starlette.applications import Starlette
 from contracts.topics import ALL_TOPICS
 from services.common.http import Readiness, probe_routes
 from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka_health import (
+    HEALTH_TOPIC,
+    HEALTH_TOPIC_CONFIG,
+    KafkaHealth,
+    publish_with,
+    start_write_probe,
+)
 from services.executor.call_watch import CallWatch, WatchPolicy
 from services.executor.call_watch_kafka import (
     CallWatchRunner,
@@ -42,14 +49,15 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     metrics = ExecutorMetrics(registry)
     metrics.max_in_flight.set(settings.max_in_flight)
     readiness = Readiness()
+    kafka_health = KafkaHealth()
     exotel_accounts = settings.exotel.accounts()
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka,
-            (*ALL_TOPICS, LEDGER_TOPIC),
-            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG},
+            (*ALL_TOPICS, LEDGER_TOPIC, HEALTH_TOPIC),
+            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG, HEALTH_TOPIC: HEALTH_TOPIC_CONFIG},
         )
         broker = make_broker(settings.kafka, client_id="executor")
         ledger = CommandLedger()
@@ -92,6 +100,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 metrics,
                 stopping=lambda: dispatcher.closing,
                 ledger=ledger,
+                kafka_health=kafka_health,
             )
             register_handlers(
                 broker,
@@ -107,6 +116,9 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             readiness.reason = "reading the command ledger"
             await ledger_log.start()
             await broker.start()
+            probe = await start_write_probe(
+                settings.kafka, publish_with(broker), kafka_health, service="executor"
+            )
             committer.start()
             call_watch = _call_watch(settings, broker, clients, metrics)
             if call_watch is not None:
@@ -121,6 +133,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 readiness.ready, readiness.reason = False, "stopping"
                 if call_watch is not None:
                     await call_watch.stop()
+                await probe.stop()
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await committer.commit(positions)
@@ -129,7 +142,16 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 log.info("executor.stopped", committed_partitions=len(positions))
 
     def ready() -> tuple[bool, dict[str, object]]:
-        return readiness.ready, {"reason": readiness.reason, "accounts": sorted(exotel_accounts)}
+        """Consuming, and Kafka takes writes (results, ledger entries, the probe's)."""
+        ok = readiness.ready and kafka_health.writable
+        reason = readiness.reason
+        if readiness.ready and not kafka_health.writable:
+            reason = "kafka does not take writes: results wait (commands stay uncommitted)"
+        return ok, {
+            "reason": reason,
+            "accounts": sorted(exotel_accounts),
+            **kafka_health.status(),
+        }
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
 

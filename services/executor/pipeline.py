@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from contracts.commands import CommandType
+from services.common.kafka_health import KafkaHealth
 from services.executor.decoding import UnreadableCommand, decode_command
 from services.executor.incoming import IncomingCommand
 from services.executor.ledger import CommandLedger
@@ -37,6 +38,7 @@ class CommandPipeline:
     metrics: ExecutorMetrics
     stopping: Callable[[], bool]
     ledger: CommandLedger
+    kafka_health: KafkaHealth | None = None
     publish_backoff_seconds: float = 0.5
 
     async def process(self, command: IncomingCommand) -> None:
@@ -87,9 +89,13 @@ class CommandPipeline:
             try:
                 await publish()
             except Exception as exc:
+                if self.kafka_health is not None:
+                    self.kafka_health.failed(f"{type(exc).__name__}: {exc}"[:300])
                 if self.stopping():
                     raise ShuttingDown("outcome not acknowledged before shutdown") from exc
                 log.warning("kafka.publish_retry", attempt=attempt, error=repr(exc))
                 await asyncio.sleep(min(self.publish_backoff_seconds * attempt, 5.0))
             else:
+                if self.kafka_health is not None:
+                    self.kafka_health.succeeded()
                 return

@@ -41,6 +41,7 @@ from starlette.types import Message
 
 from services.common.callback_signature import SIGNATURE_PARAM
 from services.common.http import probe_routes
+from services.common.kafka_health import KafkaHealth
 from services.ingress.metrics import IngressMetrics
 from services.ingress.parsing import (
     CORRELATION_PARAMS,
@@ -375,11 +376,13 @@ async def connect_until_ready(
 
 def spooling_outlet(settings: IngressSettings, metrics: IngressMetrics) -> SpoolingOutlet:
     """Kafka, with the local spool behind it (the outlet the service runs with)."""
+    health = KafkaHealth()
     return SpoolingOutlet(
-        KafkaOutlet(settings.kafka),
+        KafkaOutlet(settings.kafka, health),
         Spool(settings.spool_dir, segment_bytes=settings.spool_segment_bytes),
         metrics=metrics,
         spool_after_seconds=settings.spool_after_seconds,
+        health=health,
     )
 
 
