@@ -23,7 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     use a broker; the rest do not depend on which one runs."""
     if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         uses = BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))
         (keep if uses else drop).append(item)
