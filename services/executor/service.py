@@ -23,8 +23,8 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import structlog
 
 from contracts.commands import ApiVersion, CallConnect, Command, CommandType, LegHangup, LwbAction
+from contracts.decoding import InvalidCommand
 from contracts.results import CommandError, CommandResult, ErrorCode, Outcome
-from services.executor.decoding import InvalidCommand
 from services.executor.mapping import (
     CallbackContentType,
     CallbackTarget,
