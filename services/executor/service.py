@@ -43,15 +43,7 @@ from services.executor.supervision import (
     pick_agent_leg,
     resolve_selector,
 )
-from services.exotel.errors import (
-    ExotelAuthError,
-    ExotelError,
-    ExotelNotFound,
-    ExotelRateLimited,
-    ExotelRejected,
-    ExotelTimeout,
-    ExotelTransientError,
-)
+from services.exotel.errors import ExotelError, ExotelNotFound, ExotelRejected, ExotelTimeout
 from services.exotel.hooks import before_send
 
 log = structlog.get_logger(__name__)
@@ -698,21 +690,8 @@ def _error(
 
 def error_from_exotel(error: ExotelError) -> CommandError:
     """A result's ``error`` from Exotel's own answer."""
-    code: ErrorCode
-    if isinstance(error, ExotelRateLimited):
-        code = "rate_limited"
-    elif isinstance(error, ExotelTimeout):
-        code = "exotel_timeout"
-    elif isinstance(error, ExotelTransientError):
-        code = "exotel_unavailable"
-    elif isinstance(error, ExotelAuthError):
-        code = "exotel_auth"
-    elif isinstance(error, ExotelNotFound):
-        code = "exotel_not_found"
-    else:
-        code = "exotel_rejected"
     return _error(
-        code,
+        error.code,
         error.message,
         http_status=error.http_status,
         exotel_code=error.exotel_code,

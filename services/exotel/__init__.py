@@ -29,7 +29,6 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelTransientError,
     ExotelUnavailable,
-    parse_error_response,
 )
 from services.exotel.http import make_http_client
 from services.exotel.models import (
@@ -74,5 +73,4 @@ __all__ = [
     "V3Leg",
     "load_accounts_file",
     "make_http_client",
-    "parse_error_response",
 ]

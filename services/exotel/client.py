@@ -31,14 +31,12 @@ from pydantic import ValidationError
 
 from services.exotel._payload import PayloadError, load_payload
 from services.exotel.accounts import ApiFamily, ApiVersion, ExotelAccount
+from services.exotel.error_answers import is_failure_payload, parse_error_response
 from services.exotel.errors import (
     ExotelError,
     ExotelInvalidResponse,
     ExotelRateLimited,
     ExotelRejected,
-    from_transport_error,
-    is_failure_payload,
-    parse_error_response,
 )
 from services.exotel.hooks import before_send
 from services.exotel.models import (
@@ -50,6 +48,7 @@ from services.exotel.models import (
     V3CallLegs,
     bulk_page,
 )
+from services.exotel.transport_errors import from_transport_error
 
 __all__ = [
     "LEG_ACTION_FIELD",
@@ -457,7 +456,7 @@ class ExotelClient:
             method=req.method,
             status=status,
             elapsed_ms=round(elapsed * 1000, 1),
-            error=error.kind,
+            error=error.code,
             exotel_code=error.exotel_code,
             retryable=error.retryable,
             maybe_sent=error.maybe_sent,
