@@ -1,55 +1,28 @@
 """Map a ``CallConnect`` onto the Exotel API it runs on (v1 form, v2 or v3 JSON).
 
-Field names on the right are Exotel's own, from ../shared/exotel-api/. Options an API does
-not offer are refused with the field named, rather than silently dropped.
+Field names on the right are Exotel's own (Exotel's v1 Calls/connect and v2/v3 CCM call
+documents). Options an API does not offer are refused with the field named, rather than
+silently dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlencode
+from typing import Any, ClassVar
 
 from contracts.commands import ApiVersion, CallConnect
-from services.common.callback_signature import CallbackSigner
-
-CallbackContentType = Literal["multipart/form-data", "application/json"]
+from contracts.results import ErrorCode
+from services.executor.mapping.callbacks import CallbackContentType
+from services.exotel.requests import CcmCallRequest, ConnectRequest, V1ConnectRequest
 
 
 class UnsupportedOption(ValueError):
     """The command asks for something the chosen Exotel API does not offer."""
 
+    code: ClassVar[ErrorCode] = "invalid_command"
+
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
         self.field = field_name
-
-
-@dataclass(frozen=True)
-class ConnectRequest:
-    """What to send to Exotel to place the call."""
-
-    api: ApiVersion
-    form: dict[str, str] = field(default_factory=dict)  # v1
-    body: dict[str, Any] = field(default_factory=dict)  # v2 / v3
-
-
-@dataclass(frozen=True)
-class CallbackTarget:
-    """Where Exotel sends status callbacks for a command.
-
-    With a ``signer`` the correlation parameters carry their HMAC (``sig``): the ingress
-    refuses callbacks whose parameters were not set by an executor holding the secret.
-    """
-
-    public_url: str
-    token: str
-    signer: CallbackSigner | None = field(default=None, repr=False)
-
-    def url(self, **correlation: str) -> str:
-        base = f"{self.public_url.rstrip('/')}/exotel/callbacks/{self.token}"
-        if self.signer is not None:
-            correlation = self.signer.signed(correlation)
-        return f"{base}?{urlencode(correlation)}" if correlation else base
 
 
 _V1_ONLY = ("call_type", "flow_url")
@@ -69,13 +42,13 @@ def build_connect_request(
         if getattr(command, name) is not None and api != offered_by:
             raise UnsupportedOption(name, f"'{name}' is only offered by api {offered_by}")
     if api == "v1":
-        return ConnectRequest(api, form=_v1_form(command, callback_url, callback_content_type))
+        return V1ConnectRequest(_v1_form(command, callback_url, callback_content_type))
     if api == "v2":
         for name in ("recording_format", "start_playback_to", "start_playback_value"):
             if getattr(command, name) is not None:
                 raise UnsupportedOption(name, f"'{name}' is not offered by api v2")
-        return ConnectRequest(api, body=_v2_body(command, callback_url))
-    return ConnectRequest(api, body=_v3_body(command, callback_url))
+        return CcmCallRequest("v2", _v2_body(command, callback_url))
+    return CcmCallRequest("v3", _v3_body(command, callback_url))
 
 
 def _v1_form(
@@ -89,11 +62,11 @@ def _v1_form(
         "CustomField": command.custom_field,
         "StatusCallback": callback_url,
     }
-    if command.flow_url is not None:
-        # Connect to a call flow: Exotel sends only the four basic callback parameters.
+    if command.to is None:
+        # Connect to a call flow (the contract requires `to` or `flow_url`): Exotel sends
+        # only the four basic callback parameters.
         form["Url"] = str(command.flow_url)
     else:
-        assert command.to is not None
         form["To"] = command.to
         optional |= {
             "WaitUrl": command.wait_url and str(command.wait_url),
