@@ -4,7 +4,7 @@ one exception tree. Only the executor and the status poller talk to Exotel, thro
     settings = ExotelSettings()                      # EXOTEL_* environment variables
     async with make_http_client(settings) as http:
         client = ExotelClient(settings.accounts()["default"], http, throttle=..., observer=...)
-        placed = await client.place_call(V1ConnectRequest({"From": ..., "To": ..., "CallerId": ...}))
+        placed = await client.place_call(V1ConnectRequest({"From": ..., "To": ..., ...}))
 """
 
 from services.exotel.accounts import (

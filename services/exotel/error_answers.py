@@ -4,7 +4,7 @@
 
 * v1 XML ``<TwilioResponse><RestException><Status/><Code/><Message/></RestException>``
   (any tag case),
-* v1 JSON ``{"RestException": {"Status"|"Code", "Message", "Description"}}`` (any key case),
+* v1 JSON ``{V1.REST_EXCEPTION: {"Status"|"Code", "Message", "Description"}}`` (any key case),
 * v2/v3 JSON ``{"http_code": .., "response": {"code": .., "status": "failure",
   "error_data": {"code": .., "description": .., "message": ..}}}``,
 * anything else (HTML, empty): the message comes from the HTTP status line.
@@ -30,6 +30,7 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelUnavailable,
 )
+from services.exotel.fields import V1, Ccm
 
 __all__ = ["is_failure_payload", "parse_error_response", "parse_retry_after", "scrub"]
 
@@ -106,13 +107,13 @@ def _extract(payload: Any) -> tuple[str | None, str | None, str | None, int | No
     if not isinstance(payload, Mapping):
         return None, None, None, None
 
-    rest = ci_get(payload, "RestException")
+    rest = ci_get(payload, V1.REST_EXCEPTION)
     if rest is None:
-        twilio = ci_get(payload, "TwilioResponse")
-        rest = ci_get(twilio, "RestException")
+        twilio = ci_get(payload, V1.TWILIO_RESPONSE)
+        rest = ci_get(twilio, V1.REST_EXCEPTION)
     if isinstance(rest, Mapping):
-        raw_status = ci_get(rest, "Status")
-        raw_code = first_of(rest, "Code")
+        raw_status = ci_get(rest, V1.STATUS)
+        raw_code = first_of(rest, V1.CODE)
         code = _as_code(raw_code if raw_code is not None else raw_status)
         body_status = _as_int(raw_status)
         numeric_code = _as_int(raw_code)
@@ -120,22 +121,22 @@ def _extract(payload: Any) -> tuple[str | None, str | None, str | None, int | No
             body_status = numeric_code
         return (
             code,
-            _as_text(ci_get(rest, "Message")),
-            _as_text(ci_get(rest, "Description")),
+            _as_text(ci_get(rest, V1.MESSAGE)),
+            _as_text(ci_get(rest, V1.DESCRIPTION)),
             body_status,
         )
 
-    response = ci_get(payload, "response")
+    response = ci_get(payload, Ccm.RESPONSE)
     if isinstance(response, Mapping):
-        error_data = ci_get(response, "error_data")
-        body_status = _as_int(ci_get(payload, "http_code"))
+        error_data = ci_get(response, Ccm.ERROR_DATA)
+        body_status = _as_int(ci_get(payload, Ccm.HTTP_CODE))
         if body_status is None:
-            body_status = _as_int(ci_get(response, "code"))
+            body_status = _as_int(ci_get(response, Ccm.CODE))
         if isinstance(error_data, Mapping):
             return (
-                _as_code(ci_get(error_data, "code")),
-                _as_text(first_of(error_data, "message", "description")),
-                _as_text(ci_get(error_data, "description")),
+                _as_code(ci_get(error_data, Ccm.CODE)),
+                _as_text(first_of(error_data, Ccm.MESSAGE, Ccm.DESCRIPTION)),
+                _as_text(ci_get(error_data, Ccm.DESCRIPTION)),
                 body_status,
             )
         return None, None, None, body_status
@@ -146,19 +147,19 @@ def is_failure_payload(payload: Any) -> bool:
     """True when a decoded 2xx body is really an error (RestException, v2/v3 failure)."""
     if not isinstance(payload, Mapping):
         return False
-    if ci_get(payload, "RestException") is not None:
+    if ci_get(payload, V1.REST_EXCEPTION) is not None:
         return True
-    twilio = ci_get(payload, "TwilioResponse")
-    if ci_get(twilio, "RestException") is not None:
+    twilio = ci_get(payload, V1.TWILIO_RESPONSE)
+    if ci_get(twilio, V1.REST_EXCEPTION) is not None:
         return True
-    response = ci_get(payload, "response")
+    response = ci_get(payload, Ccm.RESPONSE)
     if isinstance(response, Mapping):
-        status = ci_get(response, "status")
+        status = ci_get(response, Ccm.STATUS)
         if isinstance(status, str) and status.lower() == "failure":
             return True
-        if ci_get(response, "error_data") is not None:
+        if ci_get(response, Ccm.ERROR_DATA) is not None:
             return True
-    http_code = _as_int(ci_get(payload, "http_code"))
+    http_code = _as_int(ci_get(payload, Ccm.HTTP_CODE))
     return http_code is not None and http_code >= 400
 
 

@@ -1,8 +1,9 @@
 """Map ``lwb.action`` and ``leg.hangup`` onto Exotel's LWB legs API (form-encoded, v1).
 
-The fields are the LWB document's ("create the monitor leg", "upgrade", "hang up"):
-``action`` in lower case as in its samples, and ``TargetLegSid`` (the document's capture
-lost its case; this matches the Twilio-style v1 names of the rest of the form).
+The fields are the LWB document's ("create the monitor leg", "upgrade", "hang up"), named
+in :class:`services.exotel.fields.Lwb`: ``action`` in lower case as in its samples, and
+``TargetLegSid`` (the document's capture lost its case; this matches the Twilio-style v1
+names of the rest of the form).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 
 from contracts.commands import LwbAction
 from services.executor.mapping.callbacks import CallbackContentType
+from services.exotel.fields import Lwb, indexed
 from services.exotel.requests import HangupRequest, MonitorLegRequest, MonitorUpgradeRequest
 
 #: The one status-callback event Exotel offers for monitor legs.
@@ -26,16 +28,16 @@ def monitor_leg(
 ) -> MonitorLegRequest:
     """Create the supervisor's monitor leg on ``target_leg_sid`` (POST legs)."""
     form = {
-        "action": command.action,
-        "PhoneNumber": command.supervisor,
-        "TargetLegSid": target_leg_sid,
-        "StatusCallback": callback_url,
-        "StatusCallbackContentType": callback_content_type,
+        Lwb.ACTION: command.action,
+        Lwb.PHONE_NUMBER: command.supervisor,
+        Lwb.TARGET_LEG_SID: target_leg_sid,
+        Lwb.STATUS_CALLBACK: callback_url,
+        Lwb.STATUS_CALLBACK_CONTENT_TYPE: callback_content_type,
     }
     for index, event in enumerate(MONITOR_LEG_EVENTS):
-        form[f"StatusCallbackEvents[{index}]"] = event
+        form[indexed(Lwb.STATUS_CALLBACK_EVENTS, index)] = event
     if command.custom_field is not None:
-        form["CustomField"] = command.custom_field
+        form[Lwb.CUSTOM_FIELD] = command.custom_field
     return MonitorLegRequest(command.call_sid, form)
 
 
@@ -47,12 +49,12 @@ def monitor_upgrade(
     target_leg_sid: str | None = None,
 ) -> MonitorUpgradeRequest:
     """Move a monitor leg to ``action`` (PUT legs/{sid}); whisper names the leg it talks to."""
-    form: dict[str, str] = {"action": action}
+    form: dict[str, str] = {Lwb.ACTION: action}
     if target_leg_sid:
-        form["TargetLegSid"] = target_leg_sid
+        form[Lwb.TARGET_LEG_SID] = target_leg_sid
     return MonitorUpgradeRequest(call_sid, monitor_leg_sid, form)
 
 
 def hangup(call_sid: str, leg_sid: str) -> HangupRequest:
     """Hang ``leg_sid`` up (PUT legs/{sid} ``action=hangup``)."""
-    return HangupRequest(call_sid, leg_sid, {"action": "hangup"})
+    return HangupRequest(call_sid, leg_sid, {Lwb.ACTION: Lwb.HANGUP})
