@@ -140,26 +140,36 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
         path = _form_path(key)
         if len(path) > MAX_DEPTH:
             raise UnreadableCallback(f"form field {_short(key)!r} is nested too deeply")
-        node: dict[Any, Any] = root
-        for depth, segment in enumerate(path):
-            last = depth == len(path) - 1
-            slot: Any = segment
-            if depth > 0 and segment == "":
-                slot = len(node)  # "[]": append
-            elif depth > 0 and segment.isdigit() and segment.isascii():
-                slot = int(segment)
-                if slot >= MAX_LEGS * 4:
-                    raise UnreadableCallback(f"form field {_short(key)!r} has an absurd index")
-            if last:
-                if isinstance(node.get(slot), dict):
-                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
-                node[slot] = value
-            else:
-                child = node.setdefault(slot, {})
-                if not isinstance(child, dict):
-                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
-                node = child
+        _put(root, key, path, value)
     return cast("dict[str, Any]", _listify(root))
+
+
+def _put(root: dict[Any, Any], key: str, path: list[str], value: str) -> None:
+    """Set ``value`` at ``path`` (the segments of form field ``key``) inside ``root``."""
+    node = root
+    for depth, segment in enumerate(path):
+        slot = _slot(node, key, depth, segment)
+        if depth == len(path) - 1:
+            if isinstance(node.get(slot), dict):
+                raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+            node[slot] = value
+            return
+        child = node.setdefault(slot, {})
+        if not isinstance(child, dict):
+            raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+        node = child
+
+
+def _slot(node: dict[Any, Any], key: str, depth: int, segment: str) -> Any:
+    """A segment's key in its container: ``[]`` appends, ``[3]`` is list index 3."""
+    if depth > 0 and segment == "":
+        return len(node)
+    if depth > 0 and segment.isdigit() and segment.isascii():
+        index = int(segment)
+        if index >= MAX_LEGS * 4:
+            raise UnreadableCallback(f"form field {_short(key)!r} has an absurd index")
+        return index
+    return segment
 
 
 def _listify(node: Any) -> Any:
@@ -191,28 +201,37 @@ def check_limits(payload: Mapping[Any, Any]) -> None:
             raise UnreadableCallback(f"payload is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict) or (depth == 0 and isinstance(value, Mapping)):
             for key, item in value.items():
-                if not isinstance(key, str):
-                    raise UnreadableCallback("payload keys must be strings")
-                if len(key) > MAX_KEY_CHARS:
-                    raise UnreadableCallback(f"a key is longer than {MAX_KEY_CHARS} characters")
-                _check_text(key)
+                _check_key(key)
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            if len(value) > MAX_VALUE_CHARS:
-                raise UnreadableCallback(f"a value is longer than {MAX_VALUE_CHARS} characters")
-            _check_text(value)
-        elif isinstance(value, bool) or value is None:
-            continue
-        elif isinstance(value, int):
-            if abs(value) > _MAX_INT:
-                raise UnreadableCallback("a number is out of range")
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise UnreadableCallback("a number is not finite")
         else:
-            raise UnreadableCallback(f"a value of type {type(value).__name__} is not JSON")
+            _check_scalar(value)
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise UnreadableCallback("payload keys must be strings")
+    if len(key) > MAX_KEY_CHARS:
+        raise UnreadableCallback(f"a key is longer than {MAX_KEY_CHARS} characters")
+    _check_text(key)
+
+
+def _check_scalar(value: Any) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            raise UnreadableCallback(f"a value is longer than {MAX_VALUE_CHARS} characters")
+        _check_text(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > _MAX_INT:
+            raise UnreadableCallback("a number is out of range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnreadableCallback("a number is not finite")
+    else:
+        raise UnreadableCallback(f"a value of type {type(value).__name__} is not JSON")
 
 
 def _check_text(text: str) -> None:

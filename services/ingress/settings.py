@@ -94,9 +94,8 @@ class IngressSettings(BaseSettings):
     @field_validator("callback_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        checked = _check_token(value)
-        assert checked is not None
-        return checked
+        _check_token(value)
+        return value
 
     @field_validator("previous_callback_token", mode="before")
     @classmethod

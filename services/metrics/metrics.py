@@ -8,6 +8,7 @@ call sid, a command id or a phone number.
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -163,23 +164,19 @@ class FactMetrics:
             self.facts_consumed.labels(topic)
         for topic in DLQ_TOPICS:
             self.dlq_messages.labels(topic)
-        for api in STATUS_APIS:
-            for event_type in EVENT_TYPES:
-                for source in SOURCES:
-                    self.status_events.labels(api, event_type, source)
-        for api in CALL_APIS:
-            for status in sorted(TERMINAL_STATUSES):
-                self.call_outcomes.labels(api, status)
+        outcomes = get_args(Outcome)
+        for api, event_type, source in product(STATUS_APIS, EVENT_TYPES, SOURCES):
+            self.status_events.labels(api, event_type, source)
+        for api, status in product(CALL_APIS, sorted(TERMINAL_STATUSES)):
+            self.call_outcomes.labels(api, status)
         for source in SOURCES:
             self.result_to_terminal.labels(source)
-        for command_type in get_args(CommandType):
-            for outcome in get_args(Outcome):
-                self.command_duration.labels(command_type, outcome)
+        for command_type, outcome in product(get_args(CommandType), outcomes):
+            self.command_duration.labels(command_type, outcome)
         for spec in COMMANDS:
-            if spec.result_label is not None:
-                for label in spec.result_label.values:
-                    for outcome in get_args(Outcome):
-                        self.labelled[spec.name].labels(label, outcome)
+            labels = spec.result_label.values if spec.result_label is not None else ()
+            for label, outcome in product(labels, outcomes):
+                self.labelled[spec.name].labels(label, outcome)
 
 
 class LagMetrics:
