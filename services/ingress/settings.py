@@ -1,4 +1,4 @@
-"""The ingress's configuration: environment variables only (DESIGN.md, "Configuration")."""
+"""The ingress's configuration: environment variables only (README, "Configuration")."""
 
 from __future__ import annotations
 
