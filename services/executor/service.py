@@ -10,7 +10,7 @@ an unknown account) and hands the rest to the command's handler
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from contracts.commands import Command, CommandType
@@ -53,26 +53,27 @@ class CommandService:
         rebalance); the request may have reached Exotel, so the command is reconciled
         against Exotel instead of being sent again blindly.
         """
-        results = Outcomes(
+        refused = Outcomes(
             command_type, command.command_id, command.account, requested_at, self.clock
         )
         if isinstance(command, InvalidCommand):
-            return results.rejected(outcomes.invalid_command(command.message, command.field))
+            return refused.rejected(outcomes.invalid_command(command.message, command.field))
         account = self.accounts.get(command.account)
         if account is None:
-            return results.rejected(outcomes.unknown_account(command.account))
+            return refused.rejected(outcomes.unknown_account(command.account))
+        exotel = Exchange(
+            account.gateway,
+            self.retry_policy,
+            command_id=command.command_id,
+            command_type=command_type,
+            account=account.name,
+            journal=self.journal,
+            observer=self.observer,
+        )
         run = CommandRun(
             account=account,
-            exotel=Exchange(
-                account.gateway,
-                self.retry_policy,
-                command_id=command.command_id,
-                command_type=command_type,
-                account=account.name,
-                journal=self.journal,
-                observer=self.observer,
-            ),
-            results=results,
+            exotel=exotel,
+            result=replace(refused, attempts=lambda: exotel.attempts),
             callbacks=self.callbacks,
             callback_content_type=self.callback_content_type,
             reconcile_window_seconds=self.reconcile_window_seconds,

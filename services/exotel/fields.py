@@ -142,6 +142,12 @@ class Ccm:
     URL: Final = "url"
 
     # -- the call (answers and callbacks)
+    #: v2's call sid; v3's in leg_details (its call_details say "sid")
+    CALL_SID: Final = "call_sid"
+    #: a party's number: v2 agent / customer details, v3 "from", "to" and legs
+    CONTACT_URI: Final = "contact_uri"
+    GROUP_ID: Final = "group_id"
+    GROUP_NAME: Final = "group_name"
     DIRECTION: Final = "direction"
     CREATED_TIME: Final = "created_time"
     UPDATED_TIME: Final = "updated_time"
@@ -169,26 +175,21 @@ class V2(Ccm):
     USER_CONTACT_URI: Final = "user_contact_uri"
     CUSTOMER_CONTACT_URI: Final = "customer_contact_uri"
     RECORDING_CHANNELS: Final = "recording_channels"
-    CALL_SID: Final = "call_sid"
     CALL_STATE: Final = "call_state"
     CALL_STATUS: Final = "call_status"
     #: {"user_id", "user_name", "contact_uri", "group_id", "group_name", "status"}
     AGENT_DETAILS: Final = "assigned_agent_details"
     #: {"contact_name", "contact_uri", "status"}
     CUSTOMER_DETAILS: Final = "customer_details"
-    CONTACT_URI: Final = "contact_uri"
     USER_ID: Final = "user_id"
     USER_NAME: Final = "user_name"
     CONTACT_NAME: Final = "contact_name"
-    GROUP_ID: Final = "group_id"
-    GROUP_NAME: Final = "group_name"
 
 
 class V3(Ccm):
     """The v3 CCM call API (``response.call_details``, ``response.leg_details``)."""
 
-    #: inside "from" and "to" of the request and the legs of leg_details
-    CONTACT_URI: Final = "contact_uri"
+    #: inside "from" of the request
     STATE_MANAGEMENT: Final = "state_management"
     #: inside "recording": {"record", "channels", "format"}
     RECORD: Final = "record"
@@ -206,13 +207,10 @@ class V3(Ccm):
     LEGS: Final = "legs"
     #: GET .../calls/{sid}/legs: {"call_sid", "account_sid", "from": [...], "to": [...]}
     LEG_DETAILS: Final = "leg_details"
-    CALL_SID: Final = "call_sid"
     ACCOUNT_SID: Final = "account_sid"
     NAME: Final = "name"
     DATE_CREATED: Final = "date_created"
     DATE_UPDATED: Final = "date_updated"
-    GROUP_ID: Final = "group_id"
-    GROUP_NAME: Final = "group_name"
 
 
 class Lwb:

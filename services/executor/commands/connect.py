@@ -43,7 +43,7 @@ async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
             callback_content_type=run.callback_content_type,
         )
     except UnsupportedOption as exc:
-        return run.rejected(outcomes.unsupported(exc), api=api)
+        return run.result.rejected(outcomes.unsupported(exc), api=api)
 
     started = run.clock()
     placed = await run.exotel.effect(
@@ -52,13 +52,13 @@ async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
         retry_lost_answers=False,
     )
     if not isinstance(placed, Failed):
-        return run.accepted(call_sid=placed.call_sid, api=api)
+        return run.result.accepted(call_sid=placed.call_sid, api=api)
     if answer_lost(placed.error):
         # No answer, but the request reached Exotel: the call may be ringing. Look for it
         # instead of placing it again (as after a crash).
         log.warning("connect.answer_lost", error=placed.error.message)
         return await reconcile(command, run, _Sent(at=started, evidence={"api": api}))
-    return run.exotel_refused(placed.error, api=api)
+    return run.result.exotel_refused(placed.error, api=api)
 
 
 async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> CommandResult:
@@ -81,12 +81,12 @@ async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> C
         if not isinstance(found, Failed) and found:
             call_sid = found[0].call_sid
             log.info("connect.reconciled", call_sid=call_sid)
-            return run.accepted(call_sid=call_sid, api=api)
+            return run.result.accepted(call_sid=call_sid, api=api)
         if loop.time() >= give_up:
             break
         await asyncio.sleep(run.reconcile_poll_seconds)
     lookup = f" (lookup failed: {found.error.message})" if isinstance(found, Failed) else ""
-    return run.failed(
+    return run.result.failed(
         outcomes.in_doubt(
             "the request may have reached Exotel before a restart; Exotel's bulk call "
             f"details show no call from {command.from_} since {since.isoformat()}{lookup}; "

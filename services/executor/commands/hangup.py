@@ -32,11 +32,11 @@ async def handle(command: LegHangup, run: CommandRun) -> CommandResult:
         elif command.leg is not None:
             legs = await run.exotel.read(lambda: run.gateway.active_legs(call_sid))
             if isinstance(legs, Failed):
-                return run.exotel_refused(legs.error, call_sid=call_sid)
+                return run.result.exotel_refused(legs.error, call_sid=call_sid)
             try:
                 targets = [leg.sid for leg in resolve_selector(legs, command.leg)]
             except NoTargetLeg as exc:
-                return run.rejected(
+                return run.result.rejected(
                     outcomes.no_target(exc, f"leg={command.leg}", "leg"), call_sid=call_sid
                 )
 
@@ -63,17 +63,17 @@ async def handle(command: LegHangup, run: CommandRun) -> CommandResult:
                 if hung
                 else None
             )
-            return run.exotel_refused(
+            return run.result.exotel_refused(
                 answer.error, note=note, call_sid=call_sid, leg_sid=hung[0] if hung else sid
             )
 
         if hung:
             if len(targets) > 1:
                 log.info("leg.hangup_several", hung_up=len(hung), selected=len(targets), legs=hung)
-            return run.accepted(call_sid=call_sid, leg_sid=hung[0])
+            return run.result.accepted(call_sid=call_sid, leg_sid=hung[0])
         if gone is not None:
-            return run.exotel_refused(gone, call_sid=call_sid, leg_sid=targets[0])
-        return run.rejected(
+            return run.result.exotel_refused(gone, call_sid=call_sid, leg_sid=targets[0])
+        return run.result.rejected(
             outcomes.no_target(NoTargetLeg("none", "nothing to hang up"), "leg.hangup", "leg"),
             call_sid=call_sid,
         )

@@ -51,11 +51,11 @@ async def monitor(command: LwbAction, run: CommandRun) -> CommandResult:
     if target is None:
         legs = await run.exotel.read(lambda: run.gateway.active_legs(call_sid))
         if isinstance(legs, Failed):
-            return run.exotel_refused(legs.error, call_sid=call_sid)
+            return run.result.exotel_refused(legs.error, call_sid=call_sid)
         try:
             agent = pick_agent_leg(legs)
         except NoTargetLeg as exc:
-            return run.rejected(
+            return run.result.rejected(
                 outcomes.no_target(exc, command.action, "target_leg_sid"), call_sid=call_sid
             )
         target = agent.sid
@@ -71,8 +71,8 @@ async def monitor(command: LwbAction, run: CommandRun) -> CommandResult:
         evidence={"call_sid": call_sid, "supervisor": command.supervisor, "target": target},
     )
     if isinstance(created, Failed):
-        return run.exotel_refused(created.error, call_sid=call_sid)
-    return run.accepted(call_sid=call_sid, leg_sid=created.sid)
+        return run.result.exotel_refused(created.error, call_sid=call_sid)
+    return run.result.accepted(call_sid=call_sid, leg_sid=created.sid)
 
 
 async def reconcile_monitor(command: LwbAction, run: CommandRun) -> CommandResult:
@@ -81,12 +81,12 @@ async def reconcile_monitor(command: LwbAction, run: CommandRun) -> CommandResul
     call_sid = command.call_sid
     listed = await run.exotel.read(lambda: run.gateway.active_legs(call_sid))
     if isinstance(listed, Failed):
-        return run.exotel_refused(listed.error, call_sid=call_sid)
+        return run.result.exotel_refused(listed.error, call_sid=call_sid)
     found = _monitor_leg_of(listed, command.supervisor)
     if found is not None:
         log.info("lwb.monitor_reconciled", monitor_leg_sid=found)
-        return run.accepted(call_sid=call_sid, leg_sid=found)
-    return run.failed(
+        return run.result.accepted(call_sid=call_sid, leg_sid=found)
+    return run.result.failed(
         outcomes.in_doubt(
             "a monitor leg for the supervisor may have been created before a "
             "restart and none is listed among the active legs"
@@ -105,13 +105,13 @@ async def upgrade(
     call_sid = command.call_sid
     legs = await run.exotel.read(lambda: run.gateway.active_legs(call_sid))
     if isinstance(legs, Failed):
-        return run.exotel_refused(legs.error, call_sid=call_sid, leg_sid=leg_sid)
+        return run.result.exotel_refused(legs.error, call_sid=call_sid, leg_sid=leg_sid)
     monitor = find_leg(legs, leg_sid)
     if run.in_doubt is not None and _in_mode(monitor, action):
         log.info("lwb.upgrade_reconciled", monitor_leg_sid=leg_sid, action=action)
-        return run.accepted(call_sid=call_sid, leg_sid=leg_sid)
+        return run.result.accepted(call_sid=call_sid, leg_sid=leg_sid)
     if monitor is not None and not is_monitor(monitor):
-        return run.rejected(
+        return run.result.rejected(
             outcomes.not_a_monitor_leg(leg_sid, origin_of(monitor)),
             call_sid=call_sid,
             leg_sid=leg_sid,
@@ -119,7 +119,9 @@ async def upgrade(
     try:
         check = check_upgrade(monitor, action)
     except IllegalTransition as exc:
-        return run.rejected(outcomes.illegal_transition(exc), call_sid=call_sid, leg_sid=leg_sid)
+        return run.result.rejected(
+            outcomes.illegal_transition(exc), call_sid=call_sid, leg_sid=leg_sid
+        )
     if not check.known:
         log.info("lwb.upgrade_mode_unknown", monitor_leg_sid=leg_sid, listed=monitor is not None)
     target = command.target_leg_sid
@@ -127,7 +129,7 @@ async def upgrade(
         try:
             target = pick_agent_leg(legs).sid
         except NoTargetLeg as exc:
-            return run.rejected(
+            return run.result.rejected(
                 outcomes.no_target(exc, action, "target_leg_sid"),
                 call_sid=call_sid,
                 leg_sid=leg_sid,
@@ -139,14 +141,14 @@ async def upgrade(
         evidence={"monitor_leg_sid": leg_sid, "action": action},
     )
     if not isinstance(upgraded, Failed):
-        return run.accepted(call_sid=call_sid, leg_sid=leg_sid)
+        return run.result.accepted(call_sid=call_sid, leg_sid=leg_sid)
     if upgraded.maybe_sent and isinstance(upgraded.error, ExotelRejected):
         # An earlier attempt may have upgraded the leg already: look before rejecting.
         again = await run.exotel.read(lambda: run.gateway.active_legs(call_sid))
         if not isinstance(again, Failed) and _in_mode(find_leg(again, leg_sid), action):
             log.info("lwb.upgrade_reconciled", monitor_leg_sid=leg_sid, action=action)
-            return run.accepted(call_sid=call_sid, leg_sid=leg_sid)
-    return run.exotel_refused(upgraded.error, call_sid=call_sid, leg_sid=leg_sid)
+            return run.result.accepted(call_sid=call_sid, leg_sid=leg_sid)
+    return run.result.exotel_refused(upgraded.error, call_sid=call_sid, leg_sid=leg_sid)
 
 
 def _in_mode(leg: LegLike | None, action: str) -> bool:

@@ -20,56 +20,56 @@ from services.executor.supervision import IllegalTransition, NoTargetLeg
 from services.exotel.errors import ExotelError
 
 
+def _none_yet() -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class Outcomes:
-    """Builds the result of one command (``attempts``: HTTP attempts made to Exotel)."""
+    """Builds the result of one command. ``attempts`` says how many HTTP attempts the
+    command has made to Exotel so far (its :class:`~.exchange.Exchange` counts them)."""
 
     command_type: CommandType
     command_id: str
     account: str
     requested_at: datetime | None
     clock: Callable[[], datetime]
+    attempts: Callable[[], int] = _none_yet
 
     def accepted(
         self,
-        attempts: int,
         *,
         call_sid: str | None = None,
         leg_sid: str | None = None,
         api: ApiVersion | None = None,
     ) -> CommandResult:
-        return self._result("accepted", attempts, None, call_sid=call_sid, leg_sid=leg_sid, api=api)
+        return self._result("accepted", None, call_sid=call_sid, leg_sid=leg_sid, api=api)
 
     def rejected(
         self,
         error: CommandError,
-        attempts: int = 0,
         *,
         call_sid: str | None = None,
         leg_sid: str | None = None,
         api: ApiVersion | None = None,
     ) -> CommandResult:
         """Refused: it never will succeed as it stands."""
-        return self._result(
-            "rejected", attempts, error, call_sid=call_sid, leg_sid=leg_sid, api=api
-        )
+        return self._result("rejected", error, call_sid=call_sid, leg_sid=leg_sid, api=api)
 
     def failed(
         self,
         error: CommandError,
-        attempts: int,
         *,
         call_sid: str | None = None,
         leg_sid: str | None = None,
         api: ApiVersion | None = None,
     ) -> CommandResult:
         """Not done: retries exhausted, or in doubt and deliberately not sent again."""
-        return self._result("failed", attempts, error, call_sid=call_sid, leg_sid=leg_sid, api=api)
+        return self._result("failed", error, call_sid=call_sid, leg_sid=leg_sid, api=api)
 
     def exotel_refused(
         self,
         error: ExotelError,
-        attempts: int,
         *,
         note: str | None = None,
         call_sid: str | None = None,
@@ -79,14 +79,11 @@ class Outcomes:
         """Exotel's final answer: failed when retrying could succeed, else rejected."""
         outcome: Outcome = "failed" if error.retryable else "rejected"
         described = from_exotel(error, note)
-        return self._result(
-            outcome, attempts, described, call_sid=call_sid, leg_sid=leg_sid, api=api
-        )
+        return self._result(outcome, described, call_sid=call_sid, leg_sid=leg_sid, api=api)
 
     def _result(
         self,
         outcome: Outcome,
-        attempts: int,
         error: CommandError | None,
         *,
         call_sid: str | None,
@@ -101,7 +98,7 @@ class Outcomes:
             call_sid=call_sid,
             leg_sid=leg_sid,
             api=api,
-            attempts=attempts,
+            attempts=self.attempts(),
             error=error,
             requested_at=self.requested_at,
             completed_at=self.clock(),
