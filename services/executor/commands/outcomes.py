@@ -12,12 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from contracts.commands import ApiVersion, CommandType
 from contracts.results import CommandError, CommandResult, ErrorCode, Outcome
 from services.executor.mapping.connect import UnsupportedOption
 from services.executor.supervision import IllegalTransition, NoTargetLeg
 from services.exotel.errors import ExotelError
+
+
+class Where(TypedDict, total=False):
+    """What a result says the command acted on."""
+
+    call_sid: str
+    leg_sid: str
+    api: ApiVersion
 
 
 def _none_yet() -> int:
@@ -36,68 +45,33 @@ class Outcomes:
     clock: Callable[[], datetime]
     attempts: Callable[[], int] = _none_yet
 
-    def accepted(
-        self,
-        *,
-        call_sid: str | None = None,
-        leg_sid: str | None = None,
-        api: ApiVersion | None = None,
-    ) -> CommandResult:
-        return self._result("accepted", None, call_sid=call_sid, leg_sid=leg_sid, api=api)
+    def accepted(self, **where: Unpack[Where]) -> CommandResult:
+        return self._result("accepted", None, where)
 
-    def rejected(
-        self,
-        error: CommandError,
-        *,
-        call_sid: str | None = None,
-        leg_sid: str | None = None,
-        api: ApiVersion | None = None,
-    ) -> CommandResult:
+    def rejected(self, error: CommandError, **where: Unpack[Where]) -> CommandResult:
         """Refused: it never will succeed as it stands."""
-        return self._result("rejected", error, call_sid=call_sid, leg_sid=leg_sid, api=api)
+        return self._result("rejected", error, where)
 
-    def failed(
-        self,
-        error: CommandError,
-        *,
-        call_sid: str | None = None,
-        leg_sid: str | None = None,
-        api: ApiVersion | None = None,
-    ) -> CommandResult:
+    def failed(self, error: CommandError, **where: Unpack[Where]) -> CommandResult:
         """Not done: retries exhausted, or in doubt and deliberately not sent again."""
-        return self._result("failed", error, call_sid=call_sid, leg_sid=leg_sid, api=api)
+        return self._result("failed", error, where)
 
     def exotel_refused(
-        self,
-        error: ExotelError,
-        *,
-        note: str | None = None,
-        call_sid: str | None = None,
-        leg_sid: str | None = None,
-        api: ApiVersion | None = None,
+        self, error: ExotelError, *, note: str | None = None, **where: Unpack[Where]
     ) -> CommandResult:
         """Exotel's final answer: failed when retrying could succeed, else rejected."""
         outcome: Outcome = "failed" if error.retryable else "rejected"
-        described = from_exotel(error, note)
-        return self._result(outcome, described, call_sid=call_sid, leg_sid=leg_sid, api=api)
+        return self._result(outcome, from_exotel(error, note), where)
 
-    def _result(
-        self,
-        outcome: Outcome,
-        error: CommandError | None,
-        *,
-        call_sid: str | None,
-        leg_sid: str | None,
-        api: ApiVersion | None,
-    ) -> CommandResult:
+    def _result(self, outcome: Outcome, error: CommandError | None, where: Where) -> CommandResult:
         return CommandResult(
             command_id=self.command_id,
             command_type=self.command_type,
             outcome=outcome,
             account=self.account,
-            call_sid=call_sid,
-            leg_sid=leg_sid,
-            api=api,
+            call_sid=where.get("call_sid"),
+            leg_sid=where.get("leg_sid"),
+            api=where.get("api"),
             attempts=self.attempts(),
             error=error,
             requested_at=self.requested_at,
