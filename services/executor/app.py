@@ -76,26 +76,8 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 name: ExotelClient(account, http, throttle=limiter, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
-            accounts = {
-                name: Account(name=name, default_api=client.account.api, gateway=client)
-                for name, client in clients.items()
-            }
-            service = CommandService(
-                accounts=accounts,
-                callbacks=CallbackTarget(
-                    settings.callback_public_url,
-                    settings.callback_token.get_secret_value(),
-                    settings.callback_signer(),
-                ),
-                retry_policy=settings.retry_policy(),
-                callback_content_type=settings.callback_content_type,
-                observer=metrics,
-                journal=ledger,
-                reconcile_window_seconds=settings.reconcile_window_seconds,
-                reconcile_poll_seconds=settings.reconcile_poll_seconds,
-            )
             pipeline = CommandPipeline(
-                service,
+                _command_service(settings, clients, ledger, metrics),
                 FactPublisher(broker),
                 metrics,
                 stopping=lambda: dispatcher.closing,
@@ -125,7 +107,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 await call_watch.start()
             readiness.ready, readiness.reason = True, "consuming"
             log.info(
-                "executor.started", accounts=sorted(accounts), max_in_flight=settings.max_in_flight
+                "executor.started", accounts=sorted(clients), max_in_flight=settings.max_in_flight
             )
             try:
                 yield
@@ -142,18 +124,45 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 log.info("executor.stopped", committed_partitions=len(positions))
 
     def ready() -> tuple[bool, dict[str, object]]:
-        """Consuming, and Kafka takes writes (results, ledger entries, the probe's)."""
-        ok = readiness.ready and kafka_health.writable
-        reason = readiness.reason
-        if readiness.ready and not kafka_health.writable:
-            reason = "kafka does not take writes: results wait (commands stay uncommitted)"
-        return ok, {
-            "reason": reason,
-            "accounts": sorted(exotel_accounts),
-            **kafka_health.status(),
-        }
+        return _ready(readiness, kafka_health, sorted(exotel_accounts))
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _ready(
+    readiness: Readiness, kafka_health: KafkaHealth, accounts: list[str]
+) -> tuple[bool, dict[str, object]]:
+    """Consuming, and Kafka takes writes (results, ledger entries, the probe's)."""
+    reason = readiness.reason
+    if readiness.ready and not kafka_health.writable:
+        reason = "kafka does not take writes: results wait (commands stay uncommitted)"
+    detail: dict[str, object] = {"reason": reason, "accounts": accounts}
+    return readiness.ready and kafka_health.writable, detail | kafka_health.status()
+
+
+def _command_service(
+    settings: ExecutorSettings,
+    clients: Mapping[str, ExotelClient],
+    ledger: CommandLedger,
+    metrics: ExecutorMetrics,
+) -> CommandService:
+    return CommandService(
+        accounts={
+            name: Account(name=name, default_api=client.account.api, gateway=client)
+            for name, client in clients.items()
+        },
+        callbacks=CallbackTarget(
+            settings.callback_public_url,
+            settings.callback_token.get_secret_value(),
+            settings.callback_signer(),
+        ),
+        retry_policy=settings.retry_policy(),
+        callback_content_type=settings.callback_content_type,
+        observer=metrics,
+        journal=ledger,
+        reconcile_window_seconds=settings.reconcile_window_seconds,
+        reconcile_poll_seconds=settings.reconcile_poll_seconds,
+    )
 
 
 def _call_watch(

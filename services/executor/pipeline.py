@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from contracts.commands import CommandType
+from contracts.decoding import UnreadableCommand, command_type_of, decode_command
 from services.common.kafka_health import KafkaHealth
-from services.executor.decoding import UnreadableCommand, decode_command
 from services.executor.incoming import IncomingCommand
 from services.executor.ledger import CommandLedger
 from services.executor.metrics import ExecutorMetrics
@@ -53,7 +52,7 @@ class CommandPipeline:
                 self.metrics.dead_letters.labels(command.topic).inc()
                 log.warning("command.dead_lettered", reason=reason)
                 return
-            command_type: CommandType = command.topic  # type: ignore[assignment]
+            command_type = command_type_of(decoded)
             with structlog.contextvars.bound_contextvars(command_id=decoded.command_id):
                 entry = self.ledger.lookup(command_type, decoded.command_id)
                 if entry is not None and entry.state == "done" and entry.result is not None:

@@ -334,8 +334,7 @@ class CallbackEndpoint:
 
     @staticmethod
     def _respond(outcome: Outcome) -> Response:
-        if outcome.verdict is Verdict.ACCEPTED:
-            assert outcome.event is not None
+        if outcome.verdict is Verdict.ACCEPTED and outcome.event is not None:
             return JSONResponse({"status": "accepted", "event_id": outcome.event.event_id})
         if outcome.verdict is Verdict.UNREADABLE:
             return JSONResponse({"error": "unreadable", "reason": outcome.reason}, status_code=400)
