@@ -30,8 +30,8 @@ from contracts.catalog import COMMANDS, spec_for
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_STATUS, DLQ_TOPICS, RESULT_TOPIC
+from services.common.bounded import Clock, RecentIds, TtlLru
 from services.metrics.metrics import FactMetrics
-from services.metrics.state import Clock, RecentIds, TtlLru
 
 log = structlog.get_logger(__name__)
 

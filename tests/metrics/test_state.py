@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.metrics.state import RecentIds, TtlLru
+from services.common.bounded import RecentIds, TtlLru
 
 
 class Clock:
