@@ -22,7 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from contracts.commands import CallConnect, Command, CommandType, LegHangup, LwbAction
+from contracts.commands import (
+    CallConnect,
+    Command,
+    CommandType,
+    LegHangup,
+    LwbAction,
+    NumberLookup,
+)
 
 Ordering = Literal["topic", "call"]
 
@@ -56,7 +63,7 @@ class CommandSpec:
     """One command type: its topic, model, key, ordering and how it is counted."""
 
     name: CommandType
-    model: type[CallConnect] | type[LwbAction] | type[LegHangup]
+    model: type[CallConnect] | type[LwbAction] | type[LegHangup] | type[NumberLookup]
     summary: str
     #: the recommended message key: the model attribute and how it is described
     key_attribute: str
@@ -133,6 +140,18 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
             values=("agent", "customer", "monitor", "all"),
             sid_field="leg_sid",
         ),
+    ),
+    CommandSpec(
+        name="number.lookup",
+        model=NumberLookup,
+        summary="Look a number up (Exotel's Number metadata): circle, type, operator, DND; "
+        "cached per account and number.",
+        key_attribute="number",
+        key_description="`number`: lookups of one number run in order (and hit one "
+        "replica's cache).",
+        ordering="topic",
+        hold=False,
+        places_call=False,
     ),
 )
 

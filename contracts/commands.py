@@ -1,4 +1,5 @@
-"""Commands other services publish: ``call.connect``, ``lwb.action``, ``leg.hangup``.
+"""Commands other services publish: ``call.connect``, ``lwb.action``, ``leg.hangup``,
+``number.lookup``.
 
 Field names are snake_case; the executor maps them onto each Exotel API's own names.
 Unknown fields are refused (``extra="forbid"``) so that a producer's typo becomes a
@@ -11,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-CommandType = Literal["call.connect", "lwb.action", "leg.hangup"]
+CommandType = Literal["call.connect", "lwb.action", "leg.hangup", "number.lookup"]
 ApiVersion = Literal["v1", "v2", "v3"]
 StatusEvent = Literal["answered", "terminal"]
 
@@ -39,6 +40,16 @@ Sid = Annotated[
         max_length=64,
         pattern=r"^[A-Za-z0-9_-]+$",
         description="An Exotel sid (call or leg identifier).",
+    ),
+]
+LookupNumber = Annotated[
+    str,
+    Field(
+        min_length=6,
+        max_length=16,
+        pattern=r"^\+?[0-9]{6,15}$",
+        description="A phone number: E.164 (`+919876543210`, preferred) or a local number with "
+        "its STD code or leading 0 (`09876543210`); digits only.",
     ),
 ]
 AccountName = Annotated[
@@ -198,4 +209,11 @@ class LegHangup(_Command):
         return self
 
 
-Command = CallConnect | LwbAction | LegHangup
+class NumberLookup(_Command):
+    """Look a phone number up in Exotel's Number metadata: telecom circle, number type,
+    operator and DND (India's Do-Not-Disturb registry)."""
+
+    number: LookupNumber = Field(description="The number to look up (the message key).")
+
+
+Command = CallConnect | LwbAction | LegHangup | NumberLookup

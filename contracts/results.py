@@ -1,4 +1,6 @@
-"""``CommandResult``: exactly one per readable command, on ``<command topic>.result``."""
+"""``CommandResult``: exactly one per readable command, on ``<command topic>.result``,
+with a typed block for the commands that answer with data (``number`` for
+``number.lookup``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.commands import CommandType
 
 Outcome = Literal["accepted", "rejected", "failed"]
+Dnd = Literal["yes", "no", "unavailable"]
 
 ErrorCode = Literal[
     "invalid_command",
@@ -23,6 +26,7 @@ ErrorCode = Literal[
     "illegal_transition",
     "no_target_leg",
     "in_doubt",
+    "dnd_blocked",
 ]
 
 
@@ -43,6 +47,35 @@ class CommandError(BaseModel):
         description="For `invalid_command`: the dotted path of the first invalid field "
         "(an addition to the design contract's error fields).",
     )
+
+
+class NumberInfo(BaseModel):
+    """What Exotel's Number metadata says about a number (``number.lookup``; and the `to`
+    number of a ``call.connect`` whose DND was checked)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: str = Field(description="The number as it was asked about.")
+    phone_number: str | None = Field(
+        default=None, description="Exotel's reformatted number (e.g. `09876543210`)."
+    )
+    circle: str | None = Field(
+        default=None, description="Telecom circle code (`GJ`, `MU`, `DL`, ...), as Exotel gives it."
+    )
+    circle_name: str | None = Field(default=None, description="The circle's name.")
+    type: str | None = Field(default=None, description="`Mobile` or `Landline`, as Exotel says.")
+    operator: str | None = Field(
+        default=None, description="Operator code (`A` Airtel, `V` Vodafone, `R` Reliance, ...)."
+    )
+    operator_name: str | None = Field(default=None, description="The operator's name.")
+    dnd: Dnd = Field(
+        description="Registered on India's Do-Not-Disturb list: yes, no, or unavailable "
+        "(Exotel could not tell)."
+    )
+    cached: bool = Field(
+        description="Served from the executor's cache (no request to Exotel for this command)."
+    )
+    looked_up_at: AwareDatetime = Field(description="When Exotel gave this answer.")
 
 
 class CommandResult(BaseModel):
@@ -69,3 +102,8 @@ class CommandResult(BaseModel):
         default=None, description="When the command was published (Kafka timestamp)."
     )
     completed_at: datetime = Field(description="When the outcome was decided.")
+    number: NumberInfo | None = Field(
+        default=None,
+        description="number.lookup: the number's metadata; call.connect: the `to` number's, "
+        "when its DND was checked.",
+    )

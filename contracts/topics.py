@@ -7,11 +7,13 @@ from contracts.catalog import COMMANDS
 CALL_CONNECT: Final = "call.connect"
 LWB_ACTION: Final = "lwb.action"
 LEG_HANGUP: Final = "leg.hangup"
+NUMBER_LOOKUP: Final = "number.lookup"
 COMMAND_TOPICS: Final = tuple(spec.topic for spec in COMMANDS)
 
 CALL_CONNECT_RESULT: Final = "call.connect.result"
 LWB_ACTION_RESULT: Final = "lwb.action.result"
 LEG_HANGUP_RESULT: Final = "leg.hangup.result"
+NUMBER_LOOKUP_RESULT: Final = "number.lookup.result"
 CALL_STATUS: Final = "call.status"
 
 #: command topic -> its result topic

@@ -32,6 +32,7 @@ from services.executor.ledger import CommandLedger
 from services.executor.ledger_kafka import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KafkaLedgerLog
 from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
+from services.executor.numbers import NumberCache
 from services.executor.pipeline import CommandPipeline
 from services.executor.publishing import FactPublisher
 from services.executor.service import Account, CommandService
@@ -162,6 +163,7 @@ def _command_service(
         journal=ledger,
         reconcile_window_seconds=settings.reconcile_window_seconds,
         reconcile_poll_seconds=settings.reconcile_poll_seconds,
+        numbers=NumberCache(settings.number_cache_hours * 3600, settings.number_cache_max),
     )
 
 

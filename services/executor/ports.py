@@ -18,6 +18,7 @@ from services.executor.supervision import LegLike
 from services.exotel.accounts import ApiFamily
 from services.exotel.client import Slot
 from services.exotel.errors import ExotelError
+from services.exotel.models import NumberMetadata
 from services.exotel.requests import (
     ConnectRequest,
     HangupRequest,
@@ -64,6 +65,8 @@ class ExotelGateway(Protocol):
     async def hangup_leg(
         self, request: HangupRequest, *, slot: Slot | None = None
     ) -> LegAnswer: ...
+
+    async def number_metadata(self, number: str) -> NumberMetadata: ...
 
     async def bulk_call_details(
         self,

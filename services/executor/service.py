@@ -10,7 +10,7 @@ an unknown account) and hands the rest to the command's handler
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from contracts.commands import Command, CommandType
@@ -21,6 +21,7 @@ from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.commands.run import CommandRun
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
+from services.executor.numbers import NumberCache
 from services.executor.ports import Account, EffectJournal, ExecutorObserver, InDoubt
 from services.executor.retry import RetryPolicy
 
@@ -38,6 +39,7 @@ class CommandService:
     journal: EffectJournal | None = None
     reconcile_window_seconds: float = 120.0
     reconcile_poll_seconds: float = 2.0
+    numbers: NumberCache = field(default_factory=NumberCache)
 
     async def execute(
         self,
@@ -80,5 +82,6 @@ class CommandService:
             reconcile_poll_seconds=self.reconcile_poll_seconds,
             clock=self.clock,
             in_doubt=in_doubt,
+            numbers=self.numbers,
         )
         return await HANDLERS[command_type](command, run)

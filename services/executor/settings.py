@@ -69,6 +69,17 @@ class ExecutorSettings(BaseSettings):
         default=4, ge=1, le=64, description="Call-details polls in flight at once."
     )
 
+    number_cache_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 90,
+        description="How long a number's metadata (circle, operator, DND) is reused without "
+        "asking Exotel again (number.lookup and the DND check); 0: never cached.",
+    )
+    number_cache_max: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="Numbers cached at most."
+    )
+
     callback_public_url: str = Field(
         default="http://127.0.0.1:8080", validation_alias="CALLBACK_PUBLIC_URL"
     )

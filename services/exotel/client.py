@@ -45,6 +45,7 @@ from services.exotel.models import (
     CallDetails,
     CompletedCallLeg,
     Leg,
+    NumberMetadata,
     PlacedCall,
     V3CallLegs,
     bulk_page,
@@ -70,6 +71,8 @@ T = TypeVar("T")
 
 #: Exotel call and leg sids are opaque alphanumerics; anything else never reaches a URL.
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: A number in a URL path: digits, with a leading + (sent as %2B).
+_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 MAX_FILTER_NUMBERS = 5
 DEFAULT_MAX_PAGES = 100
 
@@ -287,6 +290,19 @@ class ExotelClient:
         if start is not None and end is not None and start > end:
             raise ValueError("created_from must not be after created_to")
         return ";".join(parts) or None
+
+    # ------------------------------------------------------------------ numbers
+
+    async def number_metadata(self, number: str) -> NumberMetadata:
+        """``GET /v1/Accounts/{sid}/Numbers/{number}.json``: circle, type, operator, DND
+        (a GET-family request; the number is never logged)."""
+        if not isinstance(number, str) or not _NUMBER.match(number):
+            raise ExotelRejected("invalid number: expected digits with an optional leading +")
+        segment = number.replace("+", "%2B")
+        payload = await self._send(
+            _Request("v1.numbers.get", "get", "GET", self._v1("Numbers", f"{segment}.json"))
+        )
+        return self._parse("v1.numbers.get", lambda: NumberMetadata.from_response(payload))
 
     # ------------------------------------------------------------------ LWB legs
 

@@ -13,14 +13,15 @@ refuses what it cannot read, the sandbox matches request parameters case-insensi
   envelope and fields;
 * :class:`Lwb`: the LWB legs API: the monitor-leg form (CamelCase like v1) and the legs it
   answers and calls back with (all lower case, as the LWB document shows them);
-* :class:`Legs`: the completed-call Legs API (CamelCase).
+* :class:`Legs`: the completed-call Legs API (CamelCase);
+* :class:`Numbers`: the v1 Number metadata API (CamelCase).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["V1", "V2", "V3", "Ccm", "Legs", "Lwb", "indexed"]
+__all__ = ["V1", "V2", "V3", "Ccm", "Legs", "Lwb", "Numbers", "indexed"]
 
 
 def indexed(name: str, index: int) -> str:
@@ -277,3 +278,20 @@ class Legs:
     ON_CALL_DURATION: Final = "OnCallDuration"
     EXOPHONE: Final = "ExoPhone"
     URI: Final = "Uri"
+
+
+class Numbers:
+    """The v1 Number metadata API (``GET .../Numbers/{number}``), CamelCase:
+    ``{"Numbers": {"PhoneNumber", "Circle", "CircleName", "Type", "Operator",
+    "OperatorName", "DND"}}``."""
+
+    NUMBERS: Final = "Numbers"
+    PHONE_NUMBER: Final = "PhoneNumber"
+    CIRCLE: Final = "Circle"
+    CIRCLE_NAME: Final = "CircleName"
+    #: ``Mobile`` or ``Landline``
+    TYPE: Final = "Type"
+    OPERATOR: Final = "Operator"
+    OPERATOR_NAME: Final = "OperatorName"
+    #: ``Yes``, ``No`` or ``Unavailable``
+    DND: Final = "DND"

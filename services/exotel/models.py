@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.exotel._payload import PayloadError, ci_get, first_of, items_of
 from services.exotel.accounts import ApiVersion
-from services.exotel.fields import V1, V2, V3, Ccm, Legs, Lwb
+from services.exotel.fields import V1, V2, V3, Ccm, Legs, Lwb, Numbers
 
 __all__ = [
     "TERMINAL_V1_STATUSES",
@@ -33,6 +33,7 @@ __all__ = [
     "CompletedCallLeg",
     "Leg",
     "LegDetail",
+    "NumberMetadata",
     "PlacedCall",
     "V3CallLegs",
     "V3Leg",
@@ -517,3 +518,35 @@ def _v3_legs(items: Any, side: Literal["from", "to"], tz: tzinfo) -> list[V3Leg]
         for item in items
         if isinstance(item, Mapping)
     ]
+
+
+# ------------------------------------------------------------------ number metadata
+
+
+class NumberMetadata(_Model):
+    """Exotel's Number metadata (``GET /v1/Accounts/{sid}/Numbers/{number}``): the
+    number's telecom circle, type, operator and DND registration, as Exotel spells them
+    (``dnd`` is ``Yes``, ``No`` or ``Unavailable``)."""
+
+    phone_number: str | None = None
+    circle: str | None = None
+    circle_name: str | None = None
+    number_type: str | None = None
+    operator: str | None = None
+    operator_name: str | None = None
+    dnd: str | None = None
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_response(cls, payload: Any) -> NumberMetadata:
+        numbers = _mapping(ci_get(payload, Numbers.NUMBERS), "a Numbers object")
+        return cls(
+            phone_number=_text(ci_get(numbers, Numbers.PHONE_NUMBER)),
+            circle=_text(ci_get(numbers, Numbers.CIRCLE)),
+            circle_name=_text(ci_get(numbers, Numbers.CIRCLE_NAME)),
+            number_type=_text(ci_get(numbers, Numbers.TYPE)),
+            operator=_text(ci_get(numbers, Numbers.OPERATOR)),
+            operator_name=_text(ci_get(numbers, Numbers.OPERATOR_NAME)),
+            dnd=_text(ci_get(numbers, Numbers.DND)),
+            raw=_raw(payload),
+        )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from starlette.responses import Response
 
-from services.sandbox import handlers_ccm, handlers_lwb, handlers_v1
+from services.sandbox import handlers_ccm, handlers_lwb, handlers_numbers, handlers_v1
 from services.sandbox.apirequest import ApiRequest
 from services.sandbox.context import Sandbox
 from services.sandbox.ratelimit import Family
@@ -74,6 +74,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         _V1 + _CALL + "/legs/(?P<leg>[^/.]+)" + _JSON,
         "voice",
         handlers_lwb.update_leg,
+    ),
+    _ep(
+        "v1.numbers",
+        "v1",
+        "GET",
+        r"^/v1/accounts/(?P<account>[^/]+)/numbers/(?P<number>[^/]+?)" + _JSON,
+        "get",
+        handlers_numbers.number_metadata,
     ),
     _ep(
         "v2.create",

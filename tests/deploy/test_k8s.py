@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from contracts.topics import COMMAND_TOPICS
 from tests.deploy.support import K8S, ROOT, load_yaml, load_yaml_all
 
 SERVICES = {"executor": 9101, "ingress": 8080, "metrics": 9100}
@@ -113,11 +114,7 @@ def test_executor_scales_on_its_consumer_lag(documents, config):
     assert "replicas" not in executor["spec"], "KEDA owns the executor's replica count"
     triggers = scaled["spec"]["triggers"]
     assert all(t["type"] == "kafka" for t in triggers)
-    assert {t["metadata"]["topic"] for t in triggers} == {
-        "call.connect",
-        "lwb.action",
-        "leg.hangup",
-    }
+    assert {t["metadata"]["topic"] for t in triggers} == set(COMMAND_TOPICS)
     for trigger in triggers:
         meta = trigger["metadata"]
         assert meta["consumerGroup"] == "voicebus-executor" == config["EXECUTOR_GROUP_ID"]

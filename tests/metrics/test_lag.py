@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
+from contracts.topics import COMMAND_TOPICS
 from services.metrics.lag import WatchedGroup, compute_lag, watched_groups
 
 PARTITIONS = {"call.connect": [0, 1], "lwb.action": [0, 1], "call.status": [0]}
@@ -45,5 +46,5 @@ def test_watched_groups():
         extra=["crm", "voicebus-metrics"],
     )
     assert [g.group for g in groups] == ["voicebus-executor", "voicebus-metrics", "crm"]
-    assert groups[0].topics == ("call.connect", "lwb.action", "leg.hangup")
+    assert groups[0].topics == COMMAND_TOPICS
     assert groups[2].topics is None

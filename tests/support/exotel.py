@@ -22,6 +22,7 @@ from typing import Any
 from contracts.commands import ApiVersion, CommandType
 from services.executor.ledger import CommandLedger, LedgerEntry
 from services.executor.mapping import CallbackTarget
+from services.executor.numbers import NumberCache
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
 from services.exotel.accounts import ApiFamily
@@ -34,6 +35,7 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelUnavailable,
 )
+from services.exotel.models import NumberMetadata
 from services.exotel.requests import (
     ConnectRequest,
     HangupRequest,
@@ -61,6 +63,20 @@ class FakeLeg:
     last_action: str | None = None
     status: str | None = "in-progress"
     phone_number: str | None = None
+
+
+def metadata(dnd: str = "No", *, phone_number: str = "09876543210") -> NumberMetadata:
+    """Exotel's Number metadata of a Gujarat mobile number (as in Exotel's sample)."""
+    return NumberMetadata(
+        phone_number=phone_number,
+        circle="GJ",
+        circle_name="Gujarat Telecom Circle (includes Daman & Diu, Dadra & Nagar Haveli)",
+        number_type="Mobile",
+        operator="R",
+        operator_name="Reliance",
+        dnd=dnd,
+        raw={},
+    )
 
 
 def leg(
@@ -171,6 +187,9 @@ class FakeExotel:
         default = FakeLeg(request.leg_sid, last_action="hangup")
         return self._respond("hangup_leg", request, request.leg_sid, default)
 
+    async def number_metadata(self, number: str) -> NumberMetadata:
+        return self._respond("number_metadata", number, number, metadata())
+
     async def bulk_call_details(
         self,
         *,
@@ -230,10 +249,12 @@ def executor(
     default_api: ApiVersion = "v1",
     retries: RetryPolicy = FAST_RETRIES,
     reconcile_window: float = 0.0,
+    numbers: NumberCache | None = None,
 ) -> CommandService:
     """The executor's service layer for one ``default`` account played by ``exotel``."""
     return CommandService(
         accounts={"default": Account("default", default_api, exotel)},
+        numbers=numbers if numbers is not None else NumberCache(),
         callbacks=CALLBACKS,
         retry_policy=retries,
         journal=journal if journal is not None else FakeJournal(exotel.events),

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from contracts.commands import CommandType
 from contracts.results import CommandResult
-from services.executor.commands import connect, hangup, lwb
+from services.executor.commands import connect, hangup, lwb, number_lookup
 from services.executor.commands.run import CommandRun
 
 Handler = Callable[[Any, CommandRun], Awaitable[CommandResult]]
@@ -23,4 +23,5 @@ HANDLERS: Final[Mapping[CommandType, Handler]] = {
     "call.connect": connect.handle,
     "lwb.action": lwb.handle,
     "leg.hangup": hangup.handle,
+    "number.lookup": number_lookup.handle,
 }

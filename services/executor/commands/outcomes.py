@@ -15,18 +15,19 @@ from datetime import datetime
 from typing import TypedDict, Unpack
 
 from contracts.commands import ApiVersion, CommandType
-from contracts.results import CommandError, CommandResult, ErrorCode, Outcome
+from contracts.results import CommandError, CommandResult, ErrorCode, NumberInfo, Outcome
 from services.executor.mapping.connect import UnsupportedOption
 from services.executor.supervision import IllegalTransition, NoTargetLeg
-from services.exotel.errors import ExotelError
+from services.exotel.errors import ExotelError, ExotelRejected
 
 
 class Where(TypedDict, total=False):
-    """What a result says the command acted on."""
+    """What a result says the command acted on, and what it found."""
 
     call_sid: str
     leg_sid: str
     api: ApiVersion
+    number: NumberInfo
 
 
 def _none_yet() -> int:
@@ -57,11 +58,18 @@ class Outcomes:
         return self._result("failed", error, where)
 
     def exotel_refused(
-        self, error: ExotelError, *, note: str | None = None, **where: Unpack[Where]
+        self,
+        error: ExotelError,
+        *,
+        note: str | None = None,
+        field: str | None = None,
+        **where: Unpack[Where],
     ) -> CommandResult:
-        """Exotel's final answer: failed when retrying could succeed, else rejected."""
+        """Exotel's final answer: failed when retrying could succeed, else rejected.
+        ``field``: the command field Exotel refused, named when it refused the request."""
         outcome: Outcome = "failed" if error.retryable else "rejected"
-        return self._result(outcome, from_exotel(error, note), where)
+        refused = field if isinstance(error, ExotelRejected) else None
+        return self._result(outcome, from_exotel(error, note, field=refused), where)
 
     def _result(self, outcome: Outcome, error: CommandError | None, where: Where) -> CommandResult:
         return CommandResult(
@@ -76,6 +84,7 @@ class Outcomes:
             error=error,
             requested_at=self.requested_at,
             completed_at=self.clock(),
+            number=where.get("number"),
         )
 
 
@@ -101,11 +110,14 @@ def _error(
     )
 
 
-def from_exotel(error: ExotelError, note: str | None = None) -> CommandError:
+def from_exotel(
+    error: ExotelError, note: str | None = None, *, field: str | None = None
+) -> CommandError:
     """Exotel's own answer (``note`` prefixes what was done before it)."""
     return _error(
         error.code,
         (note or "") + error.message,
+        field=field,
         http_status=error.http_status,
         exotel_code=error.exotel_code,
         retryable=error.retryable,

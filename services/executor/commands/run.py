@@ -7,12 +7,13 @@ the service.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
+from services.executor.numbers import NumberCache
 from services.executor.ports import Account, ExotelGateway, InDoubt
 
 
@@ -31,6 +32,8 @@ class CommandRun:
     reconcile_poll_seconds: float
     clock: Callable[[], datetime]
     in_doubt: InDoubt | None = None
+    #: Number metadata looked up by earlier commands (shared by all commands)
+    numbers: NumberCache = field(default_factory=NumberCache)
 
     @property
     def gateway(self) -> ExotelGateway:
