@@ -128,7 +128,14 @@ class CallConnect(_Command):
         default=None, description="wav played to `from` while `to` is being dialled."
     )
     call_type: Literal["trans"] | None = Field(
-        default=None, description="`trans` for transactional calls (v1)."
+        default=None,
+        description="`trans` for transactional calls (v1); any other call is promotional.",
+    )
+    dnd_check: bool | None = Field(
+        default=None,
+        description="Look `to` up in Exotel's Number metadata first (cached) and refuse a "
+        "promotional call to a number on India's DND list (`dnd_blocked`), ringing nobody; "
+        "transactional calls (`call_type: trans`) pass. Default: the account's `dnd_check`.",
     )
     custom_field: str | None = Field(
         default=None,

@@ -149,7 +149,12 @@ def _command_service(
 ) -> CommandService:
     return CommandService(
         accounts={
-            name: Account(name=name, default_api=client.account.api, gateway=client)
+            name: Account(
+                name=name,
+                default_api=client.account.api,
+                gateway=client,
+                dnd_check=client.account.dnd_check,
+            )
             for name, client in clients.items()
         },
         callbacks=CallbackTarget(

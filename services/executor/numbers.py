@@ -1,4 +1,4 @@
-"""The executor's cache of Exotel's Number metadata, per account and number.
+"""Number metadata in the executor: its cache per account and number, and the DND rule.
 
 A number's circle, operator and DND registration change rarely, so a lookup is kept for
 ``EXECUTOR_NUMBER_CACHE_HOURS`` (24 h by default): a repeated ``number.lookup``, or the
@@ -8,6 +8,11 @@ rebalance costs at most one more lookup per number, never a wrong answer.
 
 An Indian number is cached under one spelling (``+919876543210``, ``09876543210`` and
 ``9876543210`` are one entry); any other number under its digits as given.
+
+The DND rule (:func:`refuse_dnd`): with the check on, a promotional ``call.connect`` to a
+number Exotel says is on India's DND list is refused (:class:`DndBlocked`) before anyone
+is rung. A transactional call (``call_type: trans``) is never refused, and neither is a
+number whose registration Exotel cannot tell (``unavailable``).
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
+from contracts.commands import CallConnect
+from contracts.results import ErrorCode, NumberInfo
 from services.common.bounded import Clock, TtlLru
 from services.exotel.models import NumberMetadata
 
-__all__ = ["CachedNumber", "NumberCache", "cache_key"]
+__all__ = [
+    "CachedNumber",
+    "DndBlocked",
+    "NumberCache",
+    "cache_key",
+    "dnd_checked",
+    "refuse_dnd",
+]
 
 _NON_DIGITS = re.compile(r"\D")
 _INDIA = "91"
@@ -79,3 +94,34 @@ class NumberCache:
         key = (account, cache_key(number))
         self._entries.pop(key)  # a fresh answer lives a whole TTL again
         self._entries.put(key, entry)
+
+
+# ------------------------------------------------------------------ the DND rule
+
+
+class DndBlocked(Exception):
+    """A promotional call to a number registered on India's DND list: not placed."""
+
+    code: ClassVar[ErrorCode] = "dnd_blocked"
+
+    def __init__(self, number: str) -> None:
+        super().__init__(
+            f"'to' {number} is registered on India's DND (Do Not Disturb) list: a "
+            "promotional call to it is not placed (set call_type 'trans' for a "
+            "transactional call)"
+        )
+        self.number = number
+
+
+def dnd_checked(command: CallConnect, account_default: bool) -> bool:
+    """Whether ``command``'s ``to`` is looked up before the call: the command's
+    ``dnd_check``, else the account's; never for a flow call (no ``to``) or a
+    transactional one."""
+    wanted = command.dnd_check if command.dnd_check is not None else account_default
+    return wanted and command.to is not None and command.call_type != "trans"
+
+
+def refuse_dnd(info: NumberInfo) -> None:
+    """Raise :class:`DndBlocked` when ``info`` says the number is on the DND list."""
+    if info.dnd == "yes":
+        raise DndBlocked(info.number)

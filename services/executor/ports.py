@@ -111,3 +111,5 @@ class Account:
     name: str
     default_api: ApiVersion
     gateway: ExotelGateway
+    #: DND check of call.connect's `to` when the command does not say
+    dnd_check: bool = False

@@ -131,6 +131,9 @@ class ExotelAccount(BaseModel):
     voice_calls_per_minute: int = Field(default=200, gt=0)
     get_per_minute: int = Field(default=300, gt=0)
     legs_per_minute: int = Field(default=200, gt=0)
+    #: Check `to` against India's DND list before a promotional call.connect (default for
+    #: commands that do not say).
+    dnd_check: bool = False
 
     @field_validator("api_key", "api_token")
     @classmethod
@@ -200,6 +203,7 @@ class ExotelSettings(BaseSettings):
     voice_calls_per_minute: int = Field(default=200, gt=0)
     get_per_minute: int = Field(default=300, gt=0)
     legs_per_minute: int = Field(default=200, gt=0)
+    dnd_check: bool = False
 
     @field_validator("account_sid", "accounts_file", mode="before")
     @classmethod
@@ -250,6 +254,7 @@ class ExotelSettings(BaseSettings):
                 "voice_calls_per_minute": self.voice_calls_per_minute,
                 "get_per_minute": self.get_per_minute,
                 "legs_per_minute": self.legs_per_minute,
+                "dnd_check": self.dnd_check,
             },
             origin="environment",
         )

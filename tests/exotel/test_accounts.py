@@ -22,6 +22,7 @@ ENV_VARS = (
     "EXOTEL_ACCOUNTS_FILE",
     "EXOTEL_TIMEOUT_SECONDS",
     "EXOTEL_VERIFY_TLS",
+    "EXOTEL_DND_CHECK",
 )
 
 
@@ -344,3 +345,29 @@ def test_an_account_name_unfit_for_a_metric_label_is_refused(tmp_path: Path) -> 
     )
     with pytest.raises(ExotelConfigError, match="name"):
         ExotelSettings(accounts_file=path).accounts()
+
+
+# ---------------------------------------------------------------- the DND check
+
+
+def test_the_dnd_check_is_off_unless_an_account_turns_it_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert make_account().dnd_check is False
+    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "sid1")
+    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
+    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("EXOTEL_DND_CHECK", "true")
+    accounts_file = tmp_path / "accounts.toml"
+    accounts_file.write_text(
+        '[accounts.promo]\naccount_sid = "p1"\napi_key = "k"\napi_token = "t"\n'
+        "dnd_check = true\n"
+        '[accounts.service]\naccount_sid = "s1"\napi_key = "k"\napi_token = "t"\n'
+    )
+    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(accounts_file))
+    accounts = ExotelSettings().accounts()
+    assert {name: account.dnd_check for name, account in accounts.items()} == {
+        "default": True,
+        "promo": True,
+        "service": False,
+    }

@@ -1,5 +1,6 @@
 """Lookups end to end: a producer publishes number.lookup through Kafka, the executor asks
-the sandbox (Exotel) once and answers repeats from its cache."""
+the sandbox (Exotel) once and answers repeats from its cache; a call.connect with the DND
+check refuses a promotional call to a DND number without ringing anyone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from contracts.topics import NUMBER_LOOKUP, NUMBER_LOOKUP_RESULT
+from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, NUMBER_LOOKUP, NUMBER_LOOKUP_RESULT
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import Stack, publish, running_stack
 from tests.support.facts import Fact, FactReader
@@ -25,7 +26,9 @@ def stack(kafka_env: dict[str, str]) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 async def facts(kafka_settings: Any, stack: Stack) -> AsyncIterator[FactReader]:
-    reader = await FactReader(kafka_settings.bootstrap_servers, [NUMBER_LOOKUP_RESULT]).start()
+    reader = await FactReader(
+        kafka_settings.bootstrap_servers, [NUMBER_LOOKUP_RESULT, CALL_CONNECT_RESULT]
+    ).start()
     yield reader
     await reader.stop()
 
@@ -83,3 +86,37 @@ async def test_a_number_exotel_refuses_is_rejected_naming_it(
         "number",
         400,
     )
+
+
+async def connect(kafka_settings: Any, facts: FactReader, **fields: Any) -> Fact:
+    command = {
+        "command_id": f"dnd-{uuid.uuid4().hex[:12]}",
+        "from": "+919876543210",
+        "caller_id": "08047112345",
+        **fields,
+    }
+    await publish(kafka_settings.bootstrap_servers, CALL_CONNECT, command, key=command["from"])
+    (result,) = await facts.wait_for(
+        CALL_CONNECT_RESULT, for_command(command["command_id"]), timeout=45
+    )
+    return result
+
+
+async def test_a_promotional_call_to_a_dnd_number_rings_nobody(
+    kafka_settings: Any, stack: Stack, facts: FactReader
+) -> None:
+    refused = await connect(kafka_settings, facts, to="+919811117777", dnd_check=True)
+    assert refused.value["outcome"] == "rejected"
+    assert refused.value["error"]["code"] == "dnd_blocked"
+    assert refused.value["error"]["field"] == "to"
+    assert refused.value["number"]["dnd"] == "yes"
+    connects = [r for r in stack.sandbox.control.requests() if "connect" in r["path"]]
+    assert connects == [], "Exotel was never asked to place the call"
+
+    transactional = await connect(
+        kafka_settings, facts, to="+919811117777", dnd_check=True, call_type="trans"
+    )
+    assert transactional.value["outcome"] == "accepted"
+    allowed = await connect(kafka_settings, facts, to="+919811110000", dnd_check=True)
+    assert allowed.value["outcome"] == "accepted"
+    assert allowed.value["number"]["dnd"] == "no"

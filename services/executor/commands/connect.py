@@ -3,6 +3,8 @@ run placed; never ring anyone twice.
 
     in doubt? ──────────────────────────────────────────► reconcile (bulk call details)
     build the request ── option not offered ──► rejected invalid_command
+    DND check (when on): `to` looked up (cache, else GET) ── on the DND list ──► rejected
+                         dnd_blocked          ── lookup failed ──► rejected / failed
     slot, intent, POST ── accepted ──► accepted with the call sid
                        ── timeout after sending (answer lost) ──► reconcile
                        ── any other final error ──► rejected / failed with Exotel's code
@@ -20,8 +22,11 @@ from contracts.commands import ApiVersion, CallConnect
 from contracts.results import CommandResult
 from services.executor.commands import outcomes
 from services.executor.commands.exchange import Failed
+from services.executor.commands.number_lookup import look_up
+from services.executor.commands.outcomes import Where
 from services.executor.commands.run import CommandRun
 from services.executor.mapping.connect import UnsupportedOption, build_connect_request
+from services.executor.numbers import DndBlocked, dnd_checked, refuse_dnd
 from services.executor.ports import InDoubt
 from services.executor.retry import answer_lost
 
@@ -45,6 +50,19 @@ async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
     except UnsupportedOption as exc:
         return run.result.rejected(outcomes.unsupported(exc), api=api)
 
+    where: Where = {"api": api}
+    if command.to is not None and dnd_checked(command, run.account.dnd_check):
+        checked = await look_up(run, command.to)
+        if isinstance(checked, Failed):
+            note = "DND check of 'to' failed, nobody was rung: "
+            return run.result.exotel_refused(checked.error, note=note, field="to", **where)
+        where["number"] = checked
+        try:
+            refuse_dnd(checked)
+        except DndBlocked as exc:
+            log.info("connect.dnd_blocked", account=run.account.name)
+            return run.result.rejected(outcomes.dnd_blocked(exc), **where)
+
     started = run.clock()
     placed = await run.exotel.effect(
         lambda slot: run.gateway.place_call(request, slot=slot),
@@ -52,13 +70,14 @@ async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
         retry_lost_answers=False,
     )
     if not isinstance(placed, Failed):
-        return run.result.accepted(call_sid=placed.call_sid, api=api)
+        where["call_sid"] = placed.call_sid
+        return run.result.accepted(**where)
     if answer_lost(placed.error):
         # No answer, but the request reached Exotel: the call may be ringing. Look for it
         # instead of placing it again (as after a crash).
         log.warning("connect.answer_lost", error=placed.error.message)
         return await reconcile(command, run, _Sent(at=started, evidence={"api": api}))
-    return run.result.exotel_refused(placed.error, api=api)
+    return run.result.exotel_refused(placed.error, **where)
 
 
 async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> CommandResult:

@@ -4,7 +4,8 @@ Every error code comes from the class of what went wrong (``code``): Exotel's er
 (:mod:`services.exotel.errors`), an option the API does not offer
 (:class:`~services.executor.mapping.connect.UnsupportedOption`), no single target leg
 (:class:`~services.executor.supervision.NoTargetLeg`), a refused monitor-mode change
-(:class:`~services.executor.supervision.IllegalTransition`).
+(:class:`~services.executor.supervision.IllegalTransition`), a promotional call to a DND
+number (:class:`~services.executor.numbers.DndBlocked`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TypedDict, Unpack
 from contracts.commands import ApiVersion, CommandType
 from contracts.results import CommandError, CommandResult, ErrorCode, NumberInfo, Outcome
 from services.executor.mapping.connect import UnsupportedOption
+from services.executor.numbers import DndBlocked
 from services.executor.supervision import IllegalTransition, NoTargetLeg
 from services.exotel.errors import ExotelError, ExotelRejected
 
@@ -155,6 +157,10 @@ def no_target(exc: NoTargetLeg, what: str, field: str) -> CommandError:
 
 def illegal_transition(exc: IllegalTransition) -> CommandError:
     return _error(exc.code, str(exc), field="action")
+
+
+def dnd_blocked(exc: DndBlocked) -> CommandError:
+    return _error(exc.code, str(exc), field="to")
 
 
 def in_doubt(message: str) -> CommandError:
