@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 
 from contracts.commands import (
     CallConnect,
+    CallLookup,
     Command,
     CommandType,
     LegHangup,
@@ -63,7 +64,7 @@ class CommandSpec:
     """One command type: its topic, model, key, ordering and how it is counted."""
 
     name: CommandType
-    model: type[CallConnect] | type[LwbAction] | type[LegHangup] | type[NumberLookup]
+    model: type[Command]
     summary: str
     #: the recommended message key: the model attribute and how it is described
     key_attribute: str
@@ -149,6 +150,17 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         key_attribute="number",
         key_description="`number`: lookups of one number run in order (and hit one "
         "replica's cache).",
+        ordering="topic",
+        hold=False,
+        places_call=False,
+    ),
+    CommandSpec(
+        name="call.lookup",
+        model=CallLookup,
+        summary="One call's details (`call_sid`), or a backfill of every call a `filter` "
+        "matches; each call becomes a `CallDetails` fact on `call.details`.",
+        key_attribute="message_key",
+        key_description="`call_sid`, or `command_id` for a filter (a backfill).",
         ordering="topic",
         hold=False,
         places_call=False,

@@ -1,5 +1,5 @@
 """Commands other services publish: ``call.connect``, ``lwb.action``, ``leg.hangup``,
-``number.lookup``.
+``number.lookup``, ``call.lookup``.
 
 Field names are snake_case; the executor maps them onto each Exotel API's own names.
 Unknown fields are refused (``extra="forbid"``) so that a producer's typo becomes a
@@ -8,11 +8,22 @@ Unknown fields are refused (``extra="forbid"``) so that a producer's typo become
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-CommandType = Literal["call.connect", "lwb.action", "leg.hangup", "number.lookup"]
+CommandType = Literal["call.connect", "lwb.action", "leg.hangup", "number.lookup", "call.lookup"]
 ApiVersion = Literal["v1", "v2", "v3"]
 StatusEvent = Literal["answered", "terminal"]
 
@@ -223,4 +234,98 @@ class NumberLookup(_Command):
     number: LookupNumber = Field(description="The number to look up (the message key).")
 
 
-Command = CallConnect | LwbAction | LegHangup | NumberLookup
+#: Exotel's bulk call details: a DateCreated range of at most one month, records at most
+#: six months old, at most five numbers per From / To / PhoneNumber filter.
+MAX_RANGE_MONTHS = 1
+MAX_AGE_MONTHS = 6
+MAX_FILTER_NUMBERS = 5
+
+
+def shift_months(moment: datetime, months: int) -> datetime:
+    """``moment`` moved by whole calendar months (the day clamped to the month's length)."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
+
+
+FilterNumbers = Annotated[
+    list[PhoneNumber],
+    Field(min_length=1, max_length=MAX_FILTER_NUMBERS),
+]
+
+
+class CallFilter(BaseModel):
+    """Which calls a backfill reads from Exotel's bulk call details (finished calls only)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Calls created at or after (ISO 8601 with offset); at most six months "
+        "ago. Without `since` and `until`: Exotel's default, the last 31 days.",
+    )
+    until: AwareDatetime | None = Field(
+        default=None,
+        description="Calls created at or before; needs `since`, at most one month after it.",
+    )
+    status: list[Literal["completed", "failed", "busy", "no-answer", "canceled"]] | None = Field(
+        default=None, min_length=1, max_length=5, description="Exotel's call statuses, any of."
+    )
+    direction: list[Literal["inbound", "outbound-api", "outbound-dial"]] | None = Field(
+        default=None, min_length=1, max_length=3, description="Call directions, any of."
+    )
+    from_: FilterNumbers | None = Field(
+        default=None, alias="from", description="Up to five numbers dialled first (E.164)."
+    )
+    to: FilterNumbers | None = Field(
+        default=None, description="Up to five customer numbers (E.164)."
+    )
+    caller_id: FilterNumbers | None = Field(
+        default=None, description="Up to five ExoPhones (virtual numbers) the calls used."
+    )
+
+    @field_validator("until")
+    @classmethod
+    def _within_a_month(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if until is None:
+            return until
+        if since is None:
+            raise ValueError("'until' needs 'since' (Exotel reads at most one month at a time)")
+        if until < since:
+            raise ValueError("'until' is before 'since'")
+        if until > shift_months(since, MAX_RANGE_MONTHS):
+            raise ValueError("Exotel reads at most one month of calls: 'until' is too far")
+        return until
+
+
+class CallLookup(_Command):
+    """One call's details (``call_sid``), or every call a ``filter`` matches (a backfill);
+    each call found becomes a ``CallDetails`` fact on ``call.details``."""
+
+    call_sid: Sid | None = Field(default=None, description="The call to look up.")
+    api: ApiVersion | None = Field(
+        default=None,
+        description="The API that placed the call (its details are read there, and v1's for "
+        "the price); default v1, which knows every call. Only with `call_sid`.",
+    )
+    filter: CallFilter | None = Field(
+        default=None, description="Instead of `call_sid`: which calls to read (a backfill)."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CallLookup:
+        if (self.call_sid is None) == (self.filter is None):
+            raise ValueError("exactly one of 'call_sid' or 'filter' must be given")
+        if self.api is not None and self.call_sid is None:
+            raise ValueError("'api' names the API of one call: give it with 'call_sid'")
+        return self
+
+    @property
+    def message_key(self) -> str:
+        """The recommended key: the call sid, else (a backfill) the command id."""
+        return self.call_sid or self.command_id
+
+
+Command = CallConnect | LwbAction | LegHangup | NumberLookup | CallLookup

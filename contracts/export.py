@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from contracts.catalog import COMMANDS
+from contracts.details import CallDetails
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 
@@ -18,6 +19,7 @@ MODELS: dict[str, type[BaseModel]] = {
     **{spec.model.__name__: spec.model for spec in COMMANDS},
     "CommandResult": CommandResult,
     "CallStatusEvent": CallStatusEvent,
+    "CallDetails": CallDetails,
 }
 
 

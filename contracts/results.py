@@ -1,6 +1,6 @@
 """``CommandResult``: exactly one per readable command, on ``<command topic>.result``,
 with a typed block for the commands that answer with data (``number`` for
-``number.lookup``)."""
+``number.lookup``, ``lookup`` for ``call.lookup``)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,21 @@ class NumberInfo(BaseModel):
     looked_up_at: AwareDatetime = Field(description="When Exotel gave this answer.")
 
 
+class LookupSummary(BaseModel):
+    """What a ``call.lookup`` published on ``call.details``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = Field(ge=0, description="CallDetails facts published for this command.")
+    pages: int = Field(ge=0, description="Pages of bulk call details read (0 for one call).")
+    restarted: bool = Field(
+        default=False,
+        description="An earlier run of this backfill was interrupted (a crash, a rebalance): "
+        "it resumed after its last complete page, so the calls of the page it was on may "
+        "have been published twice; dedupe on `call_sid` (or `details_id`).",
+    )
+
+
 class CommandResult(BaseModel):
     """What happened to a command."""
 
@@ -106,4 +121,7 @@ class CommandResult(BaseModel):
         default=None,
         description="number.lookup: the number's metadata; call.connect: the `to` number's, "
         "when its DND was checked.",
+    )
+    lookup: LookupSummary | None = Field(
+        default=None, description="call.lookup: how many calls were published on call.details."
     )

@@ -8,18 +8,21 @@ CALL_CONNECT: Final = "call.connect"
 LWB_ACTION: Final = "lwb.action"
 LEG_HANGUP: Final = "leg.hangup"
 NUMBER_LOOKUP: Final = "number.lookup"
+CALL_LOOKUP: Final = "call.lookup"
 COMMAND_TOPICS: Final = tuple(spec.topic for spec in COMMANDS)
 
 CALL_CONNECT_RESULT: Final = "call.connect.result"
 LWB_ACTION_RESULT: Final = "lwb.action.result"
 LEG_HANGUP_RESULT: Final = "leg.hangup.result"
 NUMBER_LOOKUP_RESULT: Final = "number.lookup.result"
+CALL_LOOKUP_RESULT: Final = "call.lookup.result"
 CALL_STATUS: Final = "call.status"
+CALL_DETAILS: Final = "call.details"
 
 #: command topic -> its result topic
 RESULT_TOPIC: Final = {spec.topic: spec.result_topic for spec in COMMANDS}
 RESULT_TOPICS: Final = tuple(RESULT_TOPIC.values())
-FACT_TOPICS: Final = (*RESULT_TOPICS, CALL_STATUS)
+FACT_TOPICS: Final = (*RESULT_TOPICS, CALL_STATUS, CALL_DETAILS)
 
 
 def dlq(topic: str) -> str:

@@ -25,8 +25,9 @@ from faststream.specification import AsyncAPI, ExternalDocs
 
 from contracts import CallStatusEvent, CommandResult
 from contracts.catalog import COMMANDS, CommandSpec
+from contracts.details import CallDetails
 from contracts.export import MODELS
-from contracts.topics import CALL_STATUS, DLQ_TOPICS, dlq
+from contracts.topics import CALL_DETAILS, CALL_STATUS, DLQ_TOPICS, dlq
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 SCHEMA_BASE = "https://voicebus.dev/schemas"
@@ -37,8 +38,9 @@ DESCRIPTION = f"""\
 voicebus puts Exotel's voice API behind Kafka: services publish **commands**
 ({_COMMAND_NAMES}); the executor calls Exotel and publishes exactly one
 **result** per readable command on `<command topic>.result`; Exotel's status callbacks
-become **`call.status`** facts. A message that cannot be read at all goes to
-`<topic>.dlq` with the reason in its `error` header.
+become **`call.status`** facts; call details (looked up, backfilled, or fetched a few
+minutes after a call ended) become **`call.details`** facts. A message that cannot be
+read at all goes to `<topic>.dlq` with the reason in its `error` header.
 
 Values are UTF-8 JSON. Operations are written from voicebus's side: it *receives* commands
 and *sends* facts. Payload schemas are the exported JSON Schemas of `contracts/schemas/`
@@ -134,6 +136,14 @@ def build_broker() -> KafkaBroker:
         "as facts. At least once: dedupe by `event_id`.",
         schema=CallStatusEvent,
     )
+    broker.publisher(
+        CALL_DETAILS,
+        title=CALL_DETAILS,
+        description="One call's details (price, durations, recordings, digits, agent, every "
+        "leg): for call.lookup, and once per call a few minutes after its terminal status. "
+        "At least once: dedupe by `details_id` or `call_sid`.",
+        schema=CallDetails,
+    )
     for topic in DLQ_TOPICS:
         broker.publisher(
             topic,
@@ -180,7 +190,7 @@ def _complete_message(topic: str, message: dict[str, Any]) -> None:
         key, headers = COMMAND_SPECS[topic].key_description, COMMAND_HEADERS
     elif topic in RESULTS:
         key, headers = RESULT_KEY, CLOUDEVENT_HEADERS
-    elif topic == CALL_STATUS:
+    elif topic in (CALL_STATUS, CALL_DETAILS):
         key, headers = STATUS_KEY, CLOUDEVENT_HEADERS
     else:
         key = DLQ_KEY

@@ -84,6 +84,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 stopping=lambda: dispatcher.closing,
                 ledger=ledger,
                 kafka_health=kafka_health,
+                owns=dispatcher.owns,
             )
             register_handlers(
                 broker,

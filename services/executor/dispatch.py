@@ -111,6 +111,10 @@ class KeyOrderedDispatcher:
     def closing(self) -> bool:
         return self._closing
 
+    def owns(self, topic: str, partition: int) -> bool:
+        """Whether work of this partition may still finish here (not revoked)."""
+        return (topic, partition) not in self._revoked
+
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions this consumer now owns: start them with a clean slate."""
         for tp in partitions:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from contracts.decoding import UnreadableCommand, command_type_of, decode_command
+from contracts.details import CallDetails
 from services.common.kafka_health import KafkaHealth
 from services.executor.incoming import IncomingCommand
 from services.executor.ledger import CommandLedger
@@ -39,6 +41,8 @@ class CommandPipeline:
     ledger: CommandLedger
     kafka_health: KafkaHealth | None = None
     publish_backoff_seconds: float = 0.5
+    #: whether this replica still owns a command's partition (topic, partition)
+    owns: Callable[[str, int], bool] = lambda _topic, _partition: True
 
     async def process(self, command: IncomingCommand) -> None:
         with structlog.contextvars.bound_contextvars(
@@ -69,6 +73,10 @@ class CommandPipeline:
                         command_type=command_type,
                         requested_at=command.requested_at,
                         in_doubt=entry,
+                        facts=_CommandFacts(self, command),
+                        stopping=lambda: (
+                            self.stopping() or not self.owns(command.topic, command.partition)
+                        ),
                     )
                     await self._until_acked(lambda: self.ledger.complete(result))
                 await self._until_acked(lambda: self.publisher.result(command, result))
@@ -80,6 +88,11 @@ class CommandPipeline:
                     attempts=result.attempts,
                     error_code=result.error.code if result.error else None,
                 )
+
+    async def until_acked(self, publish: Callable[[], Awaitable[Any]]) -> None:
+        """Publish, retrying until Kafka acknowledges (raises :class:`ShuttingDown` when
+        the process stops first)."""
+        await self._until_acked(publish)
 
     async def _until_acked(self, publish: Callable[[], Awaitable[None]]) -> None:
         attempt = 0
@@ -98,3 +111,15 @@ class CommandPipeline:
                 if self.kafka_health is not None:
                     self.kafka_health.succeeded()
                 return
+
+
+@dataclass(frozen=True)
+class _CommandFacts:
+    """One command's ``call.details`` facts, each published until acknowledged."""
+
+    pipeline: CommandPipeline
+    command: IncomingCommand
+
+    async def publish(self, fact: CallDetails) -> None:
+        publisher = self.pipeline.publisher
+        await self.pipeline.until_acked(lambda: publisher.details(self.command, fact))

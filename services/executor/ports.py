@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Protocol
 
 from contracts.commands import ApiVersion, CommandType
+from contracts.details import CallDetails
 from services.executor.supervision import LegLike
 from services.exotel.accounts import ApiFamily
-from services.exotel.client import Slot
+from services.exotel.client import BulkFilter, Slot
 from services.exotel.errors import ExotelError
-from services.exotel.models import NumberMetadata
+from services.exotel.models import BulkPage, CompletedCallLeg, NumberMetadata, V3CallLegs
+from services.exotel.models import CallDetails as ExotelCallDetails
 from services.exotel.requests import (
     ConnectRequest,
     HangupRequest,
@@ -68,6 +70,23 @@ class ExotelGateway(Protocol):
 
     async def number_metadata(self, number: str) -> NumberMetadata: ...
 
+    async def call_details(
+        self, call_sid: str, api: ApiVersion | None = None
+    ) -> ExotelCallDetails: ...
+
+    async def completed_call_legs(self, call_sid: str) -> Sequence[CompletedCallLeg]: ...
+
+    async def call_legs_v3(self, call_sid: str) -> V3CallLegs: ...
+
+    async def bulk_page(
+        self,
+        filters: BulkFilter | None = None,
+        *,
+        page_uri: str | None = None,
+        page_size: int = 100,
+        oldest_first: bool = True,
+    ) -> BulkPage: ...
+
     async def bulk_call_details(
         self,
         *,
@@ -88,6 +107,12 @@ class EffectJournal(Protocol):
         account: str,
         evidence: Mapping[str, str],
     ) -> object: ...
+
+
+class DetailsSink(Protocol):
+    """Publishes a command's ``call.details`` facts; returns once Kafka acknowledged one."""
+
+    async def publish(self, fact: CallDetails) -> None: ...
 
 
 class InDoubt(Protocol):

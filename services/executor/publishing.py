@@ -1,4 +1,5 @@
-"""Publishing the executor's facts: results (with CloudEvents headers) and dead letters."""
+"""Publishing the executor's facts: results and call details (with CloudEvents headers),
+and dead letters."""
 
 from __future__ import annotations
 
@@ -7,12 +8,28 @@ from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
 
+from contracts.details import CallDetails
 from contracts.results import CommandResult
-from contracts.topics import RESULT_TOPIC, dlq
+from contracts.topics import CALL_DETAILS, RESULT_TOPIC, dlq
 from services.common.kafka import cloudevent_headers
 from services.executor.incoming import IncomingCommand
 
 SOURCE = "voicebus/executor"
+
+
+def details_headers(
+    fact: CallDetails, *, source: str = SOURCE, traceparent: str | None = None
+) -> dict[str, str]:
+    """CloudEvents binary-mode headers of a ``call.details`` fact (``ce_id``: its
+    ``details_id``, so a fact published twice has one id)."""
+    return cloudevent_headers(
+        ce_type="voicebus.call.details",
+        source=source,
+        subject=fact.call_sid,
+        event_id=fact.details_id,
+        time=fact.fetched_at,
+        extra={"traceparent": traceparent} if traceparent else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,15 @@ class FactPublisher:
             topic=RESULT_TOPIC[command.topic],
             key=key.encode(),
             headers=headers,
+        )
+
+    async def details(self, command: IncomingCommand, fact: CallDetails) -> None:
+        """A call.lookup's ``call.details`` fact, keyed by its call sid."""
+        await self.broker.publish(
+            fact.model_dump_json(by_alias=True).encode(),
+            topic=CALL_DETAILS,
+            key=fact.call_sid.encode(),
+            headers=details_headers(fact, traceparent=command.traceparent),
         )
 
     async def dead_letter(self, command: IncomingCommand, reason: str) -> None:

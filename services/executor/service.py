@@ -22,7 +22,13 @@ from services.executor.commands.outcomes import Outcomes
 from services.executor.commands.run import CommandRun
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
 from services.executor.numbers import NumberCache
-from services.executor.ports import Account, EffectJournal, ExecutorObserver, InDoubt
+from services.executor.ports import (
+    Account,
+    DetailsSink,
+    EffectJournal,
+    ExecutorObserver,
+    InDoubt,
+)
 from services.executor.retry import RetryPolicy
 
 __all__ = ["Account", "CommandService"]
@@ -48,12 +54,16 @@ class CommandService:
         command_type: CommandType,
         requested_at: datetime | None = None,
         in_doubt: InDoubt | None = None,
+        facts: DetailsSink | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> CommandResult:
         """Run ``command`` against Exotel and say what happened.
 
         ``in_doubt``: an earlier run recorded its intent and then stopped (crash,
         rebalance); the request may have reached Exotel, so the command is reconciled
-        against Exotel instead of being sent again blindly.
+        against Exotel instead of being sent again blindly. ``facts``: where the command's
+        ``call.details`` facts go. ``stopping``: true once the command should stop and be
+        run again later (a long command then raises :class:`~.commands.run.Interrupted`).
         """
         refused = Outcomes(
             command_type, command.command_id, command.account, requested_at, self.clock
@@ -83,5 +93,7 @@ class CommandService:
             clock=self.clock,
             in_doubt=in_doubt,
             numbers=self.numbers,
+            facts=facts,
+            stopping=stopping,
         )
         return await HANDLERS[command_type](command, run)

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -40,15 +40,16 @@ from services.exotel.errors import (
     ExotelRateLimited,
     ExotelRejected,
 )
+from services.exotel.fields import V1
 from services.exotel.models import (
     ActiveLeg,
+    BulkPage,
     CallDetails,
     CompletedCallLeg,
     Leg,
     NumberMetadata,
     PlacedCall,
     V3CallLegs,
-    bulk_page,
 )
 from services.exotel.requests import (
     ConnectRequest,
@@ -60,6 +61,7 @@ from services.exotel.requests import (
 from services.exotel.transport_errors import from_transport_error
 
 __all__ = [
+    "BulkFilter",
     "ExotelClient",
     "RequestObserver",
     "Slot",
@@ -74,6 +76,7 @@ _SID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: A number in a URL path: digits, with a leading + (sent as %2B).
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 MAX_FILTER_NUMBERS = 5
+MAX_PAGE_SIZE = 100
 DEFAULT_MAX_PAGES = 100
 
 
@@ -112,6 +115,20 @@ class Slot:
         if family != self.family:
             raise ValueError(f"a {self.family!r} slot cannot send a {family!r} request")
         self._spent = True
+
+
+@dataclass(frozen=True)
+class BulkFilter:
+    """Bulk call details' filters (``From``, ``To``, ``PhoneNumber``: at most 5 numbers each;
+    ``Status``, ``Direction``; ``DateCreated`` from timezone-aware bounds)."""
+
+    from_numbers: Sequence[str] = ()
+    to_numbers: Sequence[str] = ()
+    caller_ids: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    directions: Sequence[str] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -236,47 +253,90 @@ class ExotelClient:
         ``created_from``/``created_to`` must be timezone-aware; they are sent as
         ``DateCreated=gte:...;lte:...`` in the account's zone. At most 5 numbers per filter.
         """
-        if not 1 <= page_size <= 100:
-            raise ValueError("page_size must be between 1 and 100")
         if max_pages < 1:
             raise ValueError("max_pages must be at least 1")
-        params: dict[str, str] = {"PageSize": str(page_size), "details": "true"}
-        for name, numbers in (("From", from_numbers), ("To", to_numbers)):
-            if isinstance(numbers, str):
-                raise TypeError(f"{name} numbers must be a sequence of strings, not a string")
-            if len(numbers) > MAX_FILTER_NUMBERS:
-                raise ValueError(f"Exotel accepts at most {MAX_FILTER_NUMBERS} {name} numbers")
-            if numbers:
-                params[name] = ",".join(numbers)
-        date_filter = self._date_created_filter(created_from, created_to)
-        if date_filter:
-            params["DateCreated"] = date_filter
-
-        tz = self._account.zone
-        prefix = f"/v1/Accounts/{self._account.account_sid}/Calls"
-        url = self._v1("Calls.json")
-        query: Mapping[str, str] | None = params
+        filters = BulkFilter(
+            from_numbers=from_numbers,
+            to_numbers=to_numbers,
+            created_from=created_from,
+            created_to=created_to,
+        )
+        page = await self.bulk_page(filters, page_size=page_size, oldest_first=False)
+        results = list(page.calls)
         seen: set[str] = set()
-        results: list[CallDetails] = []
-        for _ in range(max_pages):
-            payload = await self._send(_Request("v1.calls.list", "get", "GET", url, params=query))
-            calls, next_uri = self._parse_page(payload, tz)
-            results.extend(calls)
-            if not calls or not next_uri:
+        for _ in range(max_pages - 1):
+            if not page.calls or not page.next_uri or page.next_uri in seen:
                 break
-            next_uri = next_uri.replace("&amp;", "&")
-            if not next_uri.startswith(prefix) or "://" in next_uri:
+            seen.add(page.next_uri)
+            page = await self.bulk_page(page_uri=page.next_uri)
+            results.extend(page.calls)
+        return results
+
+    async def bulk_page(
+        self,
+        filters: BulkFilter | None = None,
+        *,
+        page_uri: str | None = None,
+        page_size: int = 100,
+        oldest_first: bool = True,
+    ) -> BulkPage:
+        """One page of bulk call details (``GET /v1/Accounts/{sid}/Calls.json``,
+        ``details=true``): the first page of ``filters``, or the page at ``page_uri`` (a
+        ``NextPageUri`` of this account's Calls, as an earlier page gave it). The page's
+        ``next_uri`` is checked to point at this account's Calls."""
+        if page_uri is not None:
+            if not self._is_calls_uri(page_uri):
                 raise ExotelInvalidResponse(
                     "v1.calls.list: NextPageUri does not point at this account's Calls"
                 )
-            if next_uri in seen:
-                break
-            seen.add(next_uri)
-            url, query = f"{self._account.v1_base}{next_uri}", None
-        return results
+            url, query = f"{self._account.v1_base}{page_uri}", None
+        else:
+            url, query = (
+                self._v1("Calls.json"),
+                self._bulk_params(filters or BulkFilter(), page_size, oldest_first),
+            )
+        payload = await self._send(_Request("v1.calls.list", "get", "GET", url, params=query))
+        tz = self._account.zone
+        page = self._parse("v1.calls.list", lambda: BulkPage.from_response(payload, tz))
+        if page.next_uri is None:
+            return page
+        next_uri = page.next_uri.replace("&amp;", "&")
+        if not self._is_calls_uri(next_uri):
+            raise ExotelInvalidResponse(
+                "v1.calls.list: NextPageUri does not point at this account's Calls"
+            )
+        return page.model_copy(update={"next_uri": next_uri})
 
-    def _parse_page(self, payload: Any, tz: tzinfo) -> tuple[list[CallDetails], str | None]:
-        return self._parse("v1.calls.list", lambda: bulk_page(payload, tz))
+    def _is_calls_uri(self, uri: str) -> bool:
+        prefix = f"/v1/Accounts/{self._account.account_sid}/Calls"
+        return uri.startswith(prefix) and "://" not in uri
+
+    def _bulk_params(
+        self, filters: BulkFilter, page_size: int, oldest_first: bool
+    ) -> dict[str, str]:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        params: dict[str, str] = {V1.PAGE_SIZE: str(page_size), "details": "true"}
+        if oldest_first:
+            params[V1.SORT_BY] = f"{V1.DATE_CREATED}:asc"
+        lists = (
+            (V1.FROM, filters.from_numbers, MAX_FILTER_NUMBERS),
+            (V1.TO, filters.to_numbers, MAX_FILTER_NUMBERS),
+            (V1.PHONE_NUMBER, filters.caller_ids, MAX_FILTER_NUMBERS),
+            (V1.STATUS, filters.statuses, None),
+            (V1.DIRECTION, filters.directions, None),
+        )
+        for name, values, limit in lists:
+            if isinstance(values, str):
+                raise TypeError(f"{name} values must be a sequence of strings, not a string")
+            if limit is not None and len(values) > limit:
+                raise ValueError(f"Exotel accepts at most {limit} {name} numbers")
+            if values:
+                params[name] = ",".join(values)
+        date_filter = self._date_created_filter(filters.created_from, filters.created_to)
+        if date_filter:
+            params[V1.DATE_CREATED] = date_filter
+        return params
 
     def _date_created_filter(self, start: datetime | None, end: datetime | None) -> str | None:
         parts: list[str] = []

@@ -29,6 +29,8 @@ from services.exotel.fields import V1, V2, V3, Ccm, Legs, Lwb, Numbers
 __all__ = [
     "TERMINAL_V1_STATUSES",
     "ActiveLeg",
+    "AgentDetails",
+    "BulkPage",
     "CallDetails",
     "CompletedCallLeg",
     "Leg",
@@ -181,9 +183,36 @@ class LegDetail(_Model):
     on_call_duration: int | None = None
 
 
+class AgentDetails(_Model):
+    """v2's ``assigned_agent_details``: the agent (Exotel user) of the call."""
+
+    user_id: str | None = None
+    name: str | None = None
+    contact_uri: str | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+
+    @classmethod
+    def from_block(cls, block: Any) -> AgentDetails | None:
+        if not isinstance(block, Mapping):
+            return None
+        agent = cls(
+            user_id=_text(ci_get(block, V2.USER_ID)),
+            name=_text(ci_get(block, V2.USER_NAME)),
+            contact_uri=_text(ci_get(block, V2.CONTACT_URI)),
+            group_id=_text(ci_get(block, V2.GROUP_ID)),
+            group_name=_text(ci_get(block, V2.GROUP_NAME)),
+        )
+        return agent if agent.model_dump(exclude_none=True) else None
+
+
 class CallDetails(_Model):
     """A call's details, normalised across v1 (``Call`` + ``Details``), v2
-    (``response.data``) and v3 (``response.call_details``)."""
+    (``response.data``) and v3 (``response.call_details``).
+
+    ``price`` and ``answered_by`` are v1's only; ``digits``, ``agent`` (v2) and every
+    recording (``recording_urls``) are the CCM APIs'; ``recording_url`` is the first one.
+    """
 
     api: ApiVersion
     call_sid: str
@@ -206,6 +235,10 @@ class CallDetails(_Model):
     recording_url: str | None = None
     custom_field: str | None = None
     legs: list[LegDetail] = []
+    answered_by: str | None = None
+    recording_urls: list[str] = []
+    digits: str | None = None
+    agent: AgentDetails | None = None
     raw: dict[str, Any]
 
     @property
@@ -228,6 +261,7 @@ class CallDetails(_Model):
         """From one v1 ``Call`` object (as in call details and bulk call details)."""
         details = ci_get(call, V1.DETAILS)
         legs = _v1_legs(details) if isinstance(details, Mapping) else []
+        recording = _text(ci_get(call, V1.RECORDING_URL))
         return cls(
             api="v1",
             call_sid=_require_sid(ci_get(call, V1.SID), "Call.Sid"),
@@ -243,7 +277,9 @@ class CallDetails(_Model):
             duration=_int(ci_get(call, V1.DURATION)),
             conversation_duration=_int(ci_get(details, V1.CONVERSATION_DURATION)),
             price=_text(ci_get(call, V1.PRICE)),
-            recording_url=_text(ci_get(call, V1.RECORDING_URL)),
+            recording_url=recording,
+            recording_urls=[recording] if recording else [],
+            answered_by=_text(ci_get(call, V1.ANSWERED_BY)),
             custom_field=_text(ci_get(call, V1.CUSTOM_FIELD)),
             legs=legs,
             raw=raw if raw is not None else _raw(call),
@@ -277,6 +313,7 @@ class CallDetails(_Model):
             from_number=_text(ci_get(agent, V2.CONTACT_URI)),
             to_number=_text(ci_get(customer, V2.CONTACT_URI)),
             legs=legs,
+            agent=AgentDetails.from_block(agent),
             raw=raw,
             **_ccm_fields(data, tz),
         )
@@ -305,6 +342,8 @@ def _ccm_fields(block: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
         "duration": _int(ci_get(block, Ccm.TOTAL_DURATION)),
         "conversation_duration": _int(ci_get(block, Ccm.TOTAL_TALK_TIME)),
         "recording_url": _first_recording(ci_get(block, Ccm.RECORDINGS)),
+        "recording_urls": _recordings(ci_get(block, Ccm.RECORDINGS)),
+        "digits": _text(ci_get(block, Ccm.DIGITS)),
         "custom_field": _text(ci_get(block, Ccm.CUSTOM_FIELD)),
     }
 
@@ -329,13 +368,33 @@ def _v1_legs(details: Mapping[str, Any]) -> list[LegDetail]:
     return [by_index[i] for i in sorted(by_index)]
 
 
+def _recordings(recordings: Any) -> list[str]:
+    """Every recording's URL (``[{"url": ...}, ...]``), in order."""
+    if not isinstance(recordings, list):
+        return []
+    urls = (
+        _text(ci_get(item, Ccm.URL)) if isinstance(item, Mapping) else _text(item)
+        for item in recordings
+    )
+    return [url for url in urls if url]
+
+
 def _first_recording(recordings: Any) -> str | None:
-    if isinstance(recordings, list):
-        for item in recordings:
-            url = _text(ci_get(item, Ccm.URL)) if isinstance(item, Mapping) else _text(item)
-            if url:
-                return url
-    return None
+    return next(iter(_recordings(recordings)), None)
+
+
+class BulkPage(_Model):
+    """One page of bulk call details: its calls, ``Metadata.NextPageUri`` and ``Total``."""
+
+    calls: list[CallDetails]
+    next_uri: str | None = None
+    total: int | None = None
+
+    @classmethod
+    def from_response(cls, payload: Any, tz: tzinfo) -> BulkPage:
+        calls, next_uri = bulk_page(payload, tz)
+        total = _int(ci_get(ci_get(payload, V1.METADATA), V1.TOTAL))
+        return cls(calls=calls, next_uri=next_uri, total=total)
 
 
 def bulk_page(payload: Any, tz: tzinfo) -> tuple[list[CallDetails], str | None]:

@@ -1,4 +1,5 @@
-"""v1 Calls API: connect (two numbers or a flow), call details, bulk call details."""
+"""v1 Calls API: connect (two numbers or a flow), call details, bulk call details (with
+``details=true`` and the limits Exotel documents)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from contracts.commands import MAX_AGE_MONTHS, MAX_FILTER_NUMBERS, MAX_RANGE_MONTHS, shift_months
 from services.exotel.fields import V1
 from services.sandbox import clock, numbers, views
 from services.sandbox.apirequest import ApiRequest
@@ -19,6 +21,10 @@ from services.sandbox.state import Call, Subscription, new_sid
 
 CONTENT_TYPES = ("multipart/form-data", "application/json")
 EVENTS = ("terminal", "answered")
+#: Bulk call details' documented filter values and limits.
+BULK_STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})
+BULK_DIRECTIONS = frozenset({"inbound", "outbound-dial", "outbound-api"})
+MAX_SIDS = 100
 
 
 def invalid(name: str, detail: str | None = None) -> ApiError:
@@ -149,9 +155,35 @@ def _date_filter(value: str) -> tuple[datetime | None, datetime | None]:
     return low, high
 
 
+def _listed(query: dict[str, str], name: str) -> list[str]:
+    return [item.strip() for item in query.get(name, "").split(",") if item.strip()]
+
+
+def _check_bulk_limits(query: dict[str, str]) -> None:
+    """Refuse what Exotel documents it refuses: more than 5 From / To / PhoneNumber
+    numbers, more than 100 Sids, unknown Status or Direction values, a DateCreated range
+    over one month or reaching back more than six months."""
+    for name in (V1.FROM, V1.TO, V1.PHONE_NUMBER):
+        if len(_listed(query, name)) > MAX_FILTER_NUMBERS:
+            raise invalid(name, f"At most {MAX_FILTER_NUMBERS} numbers")
+    if len(_listed(query, V1.SID)) > MAX_SIDS:
+        raise invalid(V1.SID, f"At most {MAX_SIDS} Sids")
+    for name, allowed in ((V1.STATUS, BULK_STATUSES), (V1.DIRECTION, BULK_DIRECTIONS)):
+        unknown = [value for value in _listed(query, name) if value not in allowed]
+        if unknown:
+            raise invalid(name, f"Unknown value {unknown[0]!r}")
+    if not query.get(V1.DATE_CREATED):
+        return
+    low, high = _date_filter(query[V1.DATE_CREATED])
+    if low is not None and low < shift_months(clock.now(), -MAX_AGE_MONTHS):
+        raise invalid(V1.DATE_CREATED, "Call records can be queried up to 6 months old")
+    if low is not None and high is not None and high > shift_months(low, MAX_RANGE_MONTHS):
+        raise invalid(V1.DATE_CREATED, "The maximum date range is 1 month")
+
+
 def _matches(call: Call, query: dict[str, str]) -> bool:
     def listed(name: str) -> list[str]:
-        return [item.strip() for item in query.get(name, "").split(",") if item.strip()]
+        return _listed(query, name)
 
     if (sids := listed(V1.SID)) and call.sid not in sids:
         return False
@@ -193,6 +225,8 @@ def _offset(cursor: str) -> int:
 async def bulk_calls(sb: Sandbox, req: ApiRequest) -> Response:
     query = req.query
     page_size = parse_int(V1.PAGE_SIZE, query.get(V1.PAGE_SIZE), 100) or 50
+    _check_bulk_limits(query)
+    details = query.get("details", "").lower() == "true"
     sort = query.get(V1.SORT_BY, "DateCreated:desc")
     calls = [
         call
@@ -222,7 +256,9 @@ async def bulk_calls(sb: Sandbox, req: ApiRequest) -> Response:
         if start + page_size < len(calls)
         else None,
     }
-    rendered = [views.v1_call(call, sb.settings.recording_base_url) for call in page]
+    rendered = [
+        views.v1_call(call, sb.settings.recording_base_url, details=details) for call in page
+    ]
     return v1_response(
         {V1.METADATA: metadata, V1.CALLS: rendered},
         as_json=req.as_json,

@@ -21,7 +21,13 @@ def test_every_command_type_has_exactly_one_row() -> None:
 
 
 def test_the_topics_come_from_the_table() -> None:
-    assert COMMAND_TOPICS == ("call.connect", "lwb.action", "leg.hangup", "number.lookup")
+    assert COMMAND_TOPICS == (
+        "call.connect",
+        "lwb.action",
+        "leg.hangup",
+        "number.lookup",
+        "call.lookup",
+    )
     assert RESULT_TOPIC["lwb.action"] == "lwb.action.result"
     for spec in COMMANDS:
         assert {spec.topic, spec.result_topic, dlq(spec.topic)} <= set(ALL_TOPICS)

@@ -38,6 +38,7 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "leg.hangup": {"command_id": "c-3", "call_sid": "a1b2c3", "leg": "customer"},
     "number.lookup": {"command_id": "c-4", "number": "+919812345678"},
+    "call.lookup": {"command_id": "c-5", "call_sid": "a1b2c3"},
 }
 
 # Adversarial scalars: control characters, surrogates' escapes, huge and odd numbers.

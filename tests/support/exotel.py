@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Any
 
 from contracts.commands import ApiVersion, CommandType
+from contracts.details import CallDetails as CallDetailsFact
 from services.executor.ledger import CommandLedger, LedgerEntry
 from services.executor.mapping import CallbackTarget
 from services.executor.numbers import NumberCache
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
 from services.exotel.accounts import ApiFamily
-from services.exotel.client import Slot
+from services.exotel.client import BulkFilter, Slot
 from services.exotel.errors import (
     ExotelAuthError,
     ExotelNotFound,
@@ -35,7 +36,7 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelUnavailable,
 )
-from services.exotel.models import NumberMetadata
+from services.exotel.models import BulkPage, NumberMetadata
 from services.exotel.requests import (
     ConnectRequest,
     HangupRequest,
@@ -204,16 +205,46 @@ class FakeExotel:
         }
         return self._respond("bulk_call_details", filters, "", [])
 
-    # -- the call watch's gateway
+    async def bulk_page(
+        self,
+        filters: BulkFilter | None = None,
+        *,
+        page_uri: str | None = None,
+        page_size: int = 100,
+        oldest_first: bool = True,
+    ) -> BulkPage:
+        request = {"filters": filters, "page_uri": page_uri, "oldest_first": oldest_first}
+        return self._respond("bulk_page", request, page_uri or "", BulkPage(calls=[]))
+
+    # -- call details (call.lookup, the call watch)
 
     async def call_details(self, call_sid: str, api: ApiVersion | None = None) -> Any:
         return self._respond("call_details", (call_sid, api), call_sid, None)
+
+    async def completed_call_legs(self, call_sid: str) -> Any:
+        return self._respond("completed_call_legs", call_sid, call_sid, [])
+
+    async def call_legs_v3(self, call_sid: str) -> Any:
+        return self._respond("call_legs_v3", call_sid, call_sid, None)
 
     def _spend(self, slot: Slot | None) -> None:
         """A request with an effect comes with the slot it waited for, as the client wants."""
         if slot is None:
             raise AssertionError("a request with an effect was sent without its slot")
         slot.spend("voice")
+
+
+@dataclass
+class FakeFacts:
+    """The ``call.details`` facts a command published, in order (``fail`` raises instead)."""
+
+    published: list[CallDetailsFact] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    async def publish(self, fact: CallDetailsFact) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.published.append(fact)
 
 
 @dataclass

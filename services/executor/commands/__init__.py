@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from contracts.commands import CommandType
 from contracts.results import CommandResult
-from services.executor.commands import connect, hangup, lwb, number_lookup
+from services.executor.commands import call_lookup, connect, hangup, lwb, number_lookup
 from services.executor.commands.run import CommandRun
 
 Handler = Callable[[Any, CommandRun], Awaitable[CommandResult]]
@@ -24,4 +24,5 @@ HANDLERS: Final[Mapping[CommandType, Handler]] = {
     "lwb.action": lwb.handle,
     "leg.hangup": hangup.handle,
     "number.lookup": number_lookup.handle,
+    "call.lookup": call_lookup.handle,
 }

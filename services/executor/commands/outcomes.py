@@ -2,7 +2,8 @@
 
 Every error code comes from the class of what went wrong (``code``): Exotel's errors
 (:mod:`services.exotel.errors`), an option the API does not offer
-(:class:`~services.executor.mapping.connect.UnsupportedOption`), no single target leg
+(:class:`~services.executor.mapping.connect.UnsupportedOption`), a filter Exotel would
+refuse (:class:`~services.executor.mapping.lookup.FilterRefused`), no single target leg
 (:class:`~services.executor.supervision.NoTargetLeg`), a refused monitor-mode change
 (:class:`~services.executor.supervision.IllegalTransition`), a promotional call to a DND
 number (:class:`~services.executor.numbers.DndBlocked`).
@@ -16,8 +17,16 @@ from datetime import datetime
 from typing import TypedDict, Unpack
 
 from contracts.commands import ApiVersion, CommandType
-from contracts.results import CommandError, CommandResult, ErrorCode, NumberInfo, Outcome
+from contracts.results import (
+    CommandError,
+    CommandResult,
+    ErrorCode,
+    LookupSummary,
+    NumberInfo,
+    Outcome,
+)
 from services.executor.mapping.connect import UnsupportedOption
+from services.executor.mapping.lookup import FilterRefused
 from services.executor.numbers import DndBlocked
 from services.executor.supervision import IllegalTransition, NoTargetLeg
 from services.exotel.errors import ExotelError, ExotelRejected
@@ -30,6 +39,7 @@ class Where(TypedDict, total=False):
     leg_sid: str
     api: ApiVersion
     number: NumberInfo
+    lookup: LookupSummary
 
 
 def _none_yet() -> int:
@@ -87,6 +97,7 @@ class Outcomes:
             requested_at=self.requested_at,
             completed_at=self.clock(),
             number=where.get("number"),
+            lookup=where.get("lookup"),
         )
 
 
@@ -139,6 +150,10 @@ def unknown_account(name: str) -> CommandError:
 
 
 def unsupported(exc: UnsupportedOption) -> CommandError:
+    return _error(exc.code, f"invalid field '{exc.field}': {exc}", field=exc.field)
+
+
+def filter_refused(exc: FilterRefused) -> CommandError:
     return _error(exc.code, f"invalid field '{exc.field}': {exc}", field=exc.field)
 
 

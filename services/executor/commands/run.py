@@ -10,11 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from contracts.details import CallDetails
 from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
 from services.executor.numbers import NumberCache
-from services.executor.ports import Account, ExotelGateway, InDoubt
+from services.executor.ports import Account, DetailsSink, ExotelGateway, InDoubt
+
+
+class Interrupted(Exception):
+    """The command stopped before its outcome (its partition was revoked, or the executor
+    is stopping): no result; Kafka delivers it again, and it resumes from its checkpoint."""
 
 
 @dataclass
@@ -34,10 +40,21 @@ class CommandRun:
     in_doubt: InDoubt | None = None
     #: Number metadata looked up by earlier commands (shared by all commands)
     numbers: NumberCache = field(default_factory=NumberCache)
+    #: where the command's call.details facts go (call.lookup)
+    facts: DetailsSink | None = None
+    #: true once the command should stop early and be run again later (its partition
+    #: was revoked, or the executor is stopping): long commands check it between requests
+    stopping: Callable[[], bool] = lambda: False
 
     @property
     def gateway(self) -> ExotelGateway:
         return self.account.gateway
+
+    async def publish(self, fact: CallDetails) -> None:
+        """Publish one of the command's ``call.details`` facts (acknowledged by Kafka)."""
+        if self.facts is None:
+            raise RuntimeError("this run has no call.details publisher")
+        await self.facts.publish(fact)
 
     def callback_url(self, api: str) -> str:
         """Where Exotel reports on this command (the ingress, with its correlation)."""
