@@ -179,9 +179,10 @@ def _call_watch(
     clients: Mapping[str, ExotelClient],
     metrics: ExecutorMetrics,
 ) -> CallWatchRunner | None:
-    """Missing-callback recovery (services/executor/README.md): polls through the same
-    ExotelClient per account, so the shared rate limiter applies."""
-    if not settings.call_watch_enabled:
+    """Missing-callback recovery and the finalisation of finished calls
+    (services/executor/README.md): both ask Exotel through the same ExotelClient per
+    account, so the shared rate limiter's GET budget applies."""
+    if not settings.call_watch_enabled and not settings.call_details_enabled:
         return None
 
     async def publish(value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
@@ -194,6 +195,10 @@ def _call_watch(
             WatchPolicy(
                 after_seconds=settings.call_watch_after_seconds,
                 horizon_seconds=settings.call_watch_horizon_hours * 3600,
+                watch_missing=settings.call_watch_enabled,
+                finalise_after_seconds=settings.call_details_after_seconds
+                if settings.call_details_enabled
+                else None,
             )
         ),
         accounts={
@@ -204,4 +209,5 @@ def _call_watch(
         metrics=PrometheusWatchMetrics(metrics),
         sweep_seconds=settings.call_watch_sweep_seconds,
         concurrency=settings.call_watch_concurrency,
+        publish_timeout_seconds=settings.kafka.request_timeout_ms / 1000,
     )

@@ -18,6 +18,20 @@ Schedule of one call (``after`` = ``EXECUTOR_CALL_WATCH_AFTER_SECONDS``)::
 A call stays watched until ``accepted + MAX_CALL_SECONDS (4 h, the longest time_limit)
 + after``; if Exotel still calls it active then, the watch gives up (logged). Calls
 accepted before ``now - horizon`` are forgotten, and so are the sids of finished calls.
+
+**Finalisation** (``WatchPolicy.finalise_after_seconds``; off when ``None``): every call
+whose first terminal ``call.status`` (callback or poll, any account voicebus knows) is
+read gets its details fetched once, that long after (Exotel fills ``Price`` about two
+minutes after a call ends), published on ``call.details`` with ``source: poll``::
+
+    first terminal fact ── finalise_after ──► fetch ── finished ──► CallDetails published
+                                                    ── still active ──► again after
+                                                       finalise_after (5 tries, then as is)
+                                                    ── error ──► again after ERROR_BACKOFF..
+
+A ``call.details`` fact with ``source: poll`` read back (ours, or another replica's before
+a rebalance, or from before a restart) finalises the call for good: the state is what
+Kafka holds, so a call is finalised at most once across replicas and restarts.
 """
 
 from __future__ import annotations
@@ -38,7 +52,10 @@ __all__ = [
     "ERROR_BACKOFF_SECONDS",
     "MAX_BACKOFF_SECONDS",
     "MAX_CALL_SECONDS",
+    "MAX_FINALISE_TRIES",
     "CallWatch",
+    "Finalisation",
+    "FinaliseOutcome",
     "PollOutcome",
     "WatchPolicy",
     "WatchedCall",
@@ -54,6 +71,10 @@ MAX_BACKOFF_SECONDS: Final = 1800.0
 ERROR_BACKOFF_SECONDS: Final = 30.0
 
 PollOutcome = Literal["terminal", "active", "error"]
+#: published: its CallDetails is out; pending: Exotel still calls it active; error: no answer
+FinaliseOutcome = Literal["published", "pending", "error"]
+#: Fetches of a call Exotel still calls active before its details are published as they are.
+MAX_FINALISE_TRIES: Final = 5
 
 # Same namespace as the ingress's callback ids; the "poll" in the name keeps them apart.
 _EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
@@ -66,10 +87,16 @@ class WatchPolicy:
     max_call_seconds: float = MAX_CALL_SECONDS
     max_backoff_seconds: float = MAX_BACKOFF_SECONDS
     error_backoff_seconds: float = ERROR_BACKOFF_SECONDS
+    #: fetch every finished call's details this long after its first terminal fact
+    finalise_after_seconds: float | None = None
+    #: watch accepted calls for a missing terminal callback (the finalisation alone if off)
+    watch_missing: bool = True
 
     def __post_init__(self) -> None:
         if self.after_seconds <= 0 or self.horizon_seconds <= 0:
             raise ValueError("after_seconds and horizon_seconds must be positive")
+        if self.finalise_after_seconds is not None and self.finalise_after_seconds <= 0:
+            raise ValueError("finalise_after_seconds must be positive")
 
     def active_backoff(self, polls: int) -> float:
         """Pause after the ``polls``-th poll found the call still active (1, 2, ...)."""
@@ -100,6 +127,24 @@ class WatchedCall:
 
 
 @dataclass
+class Finalisation:
+    """A finished call whose details are still to be fetched and published."""
+
+    call_sid: str
+    account: str
+    api: ApiVersion
+    command_id: str | None
+    partition: int
+    terminal_at: datetime
+    due_at: datetime
+    #: the call had more participants than its two legs (a leg event was read): ask for
+    #: every one of them
+    all_legs: bool = False
+    tries: int = 0
+    errors: int = 0
+
+
+@dataclass
 class CallWatch:
     """Accepted calls awaiting a terminal status, and the finished ones (so a terminal
     read before its call's acceptance still counts: the two topics are read in parallel)."""
@@ -108,6 +153,10 @@ class CallWatch:
     _calls: dict[str, WatchedCall] = field(default_factory=dict)
     _finished: dict[str, datetime] = field(default_factory=dict)
     _in_flight: set[str] = field(default_factory=set)
+    _finalising: dict[str, Finalisation] = field(default_factory=dict)
+    _finalising_now: set[str] = field(default_factory=set)
+    _finalised: dict[str, datetime] = field(default_factory=dict)
+    _with_legs: dict[str, datetime] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -163,7 +212,100 @@ class CallWatch:
         sids = [sid for sid, call in self._calls.items() if call.partition in gone]
         for sid in sids:
             del self._calls[sid]
+        for sid in [s for s, f in self._finalising.items() if f.partition in gone]:
+            del self._finalising[sid]
         return len(sids)
+
+    # ------------------------------------------------------------------ finalisation
+
+    @property
+    def finalisations(self) -> int:
+        """Finished calls whose details are still to be published."""
+        return len(self._finalising)
+
+    def pending_finalisation(self, call_sid: str) -> Finalisation | None:
+        return self._finalising.get(call_sid)
+
+    def terminal(
+        self,
+        call_sid: str,
+        *,
+        account: str,
+        api: ApiVersion,
+        command_id: str | None,
+        at: datetime,
+        partition: int,
+        now: datetime,
+    ) -> bool:
+        """A call's terminal fact was read: schedule its finalisation (the first terminal
+        fact counts). False when finalisation is off, the call is finalised already, or
+        older than the horizon."""
+        after = self.policy.finalise_after_seconds
+        horizon = timedelta(seconds=self.policy.horizon_seconds)
+        if after is None or call_sid in self._finalised or at < now - horizon:
+            return False
+        pending = self._finalising.get(call_sid)
+        if pending is not None:
+            if at < pending.terminal_at:  # an earlier terminal fact read later
+                pending.terminal_at = at
+                pending.due_at = min(pending.due_at, at + timedelta(seconds=after))
+            return False
+        self._finalising[call_sid] = Finalisation(
+            call_sid=call_sid,
+            account=account,
+            api=api,
+            command_id=command_id,
+            partition=partition,
+            terminal_at=at,
+            due_at=at + timedelta(seconds=after),
+            all_legs=call_sid in self._with_legs,
+        )
+        return True
+
+    def leg_event(self, call_sid: str, at: datetime) -> None:
+        """A leg event of the call was read (a monitor leg, a transfer): the call had
+        more than two participants, so its finalisation asks for every one."""
+        self._with_legs[call_sid] = max(at, self._with_legs.get(call_sid, at))
+        pending = self._finalising.get(call_sid)
+        if pending is not None:
+            pending.all_legs = True
+
+    def finalised(self, call_sid: str, at: datetime) -> bool:
+        """The call's ``call.details`` (``source: poll``) was read or published: never
+        again. True when it was pending."""
+        self._finalised[call_sid] = max(at, self._finalised.get(call_sid, at))
+        return self._finalising.pop(call_sid, None) is not None
+
+    def due_finalisations(self, now: datetime, limit: int | None = None) -> list[Finalisation]:
+        """Finalisations to run now (oldest due first), not already running."""
+        candidates = (
+            item
+            for sid, item in self._finalising.items()
+            if item.due_at <= now and sid not in self._finalising_now
+        )
+        return heapq.nsmallest(limit or len(self._finalising), candidates, key=lambda f: f.due_at)
+
+    def finalising(self, call_sid: str) -> None:
+        self._finalising_now.add(call_sid)
+
+    def finalise_outcome(self, call_sid: str, outcome: FinaliseOutcome, now: datetime) -> None:
+        """Record a finalisation's outcome: ``published`` is final; ``pending`` (Exotel
+        still calls it active) and ``error`` try again later."""
+        self._finalising_now.discard(call_sid)
+        item = self._finalising.get(call_sid)
+        if item is None:
+            return
+        if outcome == "published":
+            self.finalised(call_sid, now)
+            return
+        if outcome == "pending":
+            item.tries += 1
+            item.errors = 0
+            delay = self.policy.finalise_after_seconds or self.policy.after_seconds
+        else:
+            item.errors += 1
+            delay = self.policy.error_backoff(item.errors)
+        item.due_at = now + timedelta(seconds=delay)
 
     # ------------------------------------------------------------------ decisions
 
@@ -208,8 +350,11 @@ class CallWatch:
     def prune(self, now: datetime) -> int:
         """Forget what is older than the horizon; returns how many watched calls went."""
         cutoff = now - timedelta(seconds=self.policy.horizon_seconds)
-        for sid in [sid for sid, at in self._finished.items() if at < cutoff]:
-            del self._finished[sid]
+        for seen in (self._finished, self._finalised, self._with_legs):
+            for sid in [sid for sid, at in seen.items() if at < cutoff]:
+                del seen[sid]
+        for sid in [s for s, f in self._finalising.items() if f.terminal_at < cutoff]:
+            del self._finalising[sid]
         old = [sid for sid, call in self._calls.items() if call.accepted_at < cutoff]
         for sid in old:
             del self._calls[sid]

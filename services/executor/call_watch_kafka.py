@@ -1,10 +1,13 @@
-"""Missing-callback recovery, the Kafka side: runs inside the executor process.
+"""Missing-callback recovery and finalisation, the Kafka side: runs inside the executor.
 
 * Its own consumer group (``EXECUTOR_CALL_WATCH_GROUP_ID``, default
-  ``voicebus-call-watch``) reads ``call.connect.result`` and ``call.status``. Both are keyed
-  by ``call_sid`` and have the same partition count, so partition *p* of one holds the same
-  calls as partition *p* of the other; the range assignor hands each replica the same
-  partition numbers of both topics, and each replica watches the calls of its partitions.
+  ``voicebus-call-watch``) reads ``call.connect.result``, ``call.status`` and
+  ``call.details``. All three are keyed by ``call_sid`` and have the same partition count,
+  so partition *p* of one holds the same calls as partition *p* of the others; the range
+  assignor hands each replica the same partition numbers of all three, and each replica
+  watches (and finalises) the calls of its partitions. Should ``call.details`` have another
+  partition count than ``call.status``, finalisation stays off (logged): two replicas
+  could otherwise finalise one call.
 * Nothing is committed: on every assignment the partitions are read again from
   ``now - horizon`` (``offsets_for_times``; the embedded broker answers offset 0 for any
   time, so records older than the horizon are also skipped by timestamp). The state is
@@ -17,6 +20,14 @@
   budget applies), at most ``concurrency`` at once; a finished call's details become a
   ``call.status`` terminal fact with ``source="poll"``, published with CloudEvents headers
   (``ce_source`` ``voicebus/executor-call-watch``), key ``call_sid``, awaiting Kafka's ack.
+* Finalisation (``EXECUTOR_CALL_DETAILS_AFTER_SECONDS`` after a call's first terminal
+  fact, see :mod:`.call_watch`): the call's details (:mod:`services.executor.details`)
+  through the same client, published on ``call.details`` (``source="poll"``). At most once
+  per call: the ``call.details`` facts read back finalise calls (also after a restart or
+  on another replica), and a replica losing a partition first waits for the finalisations
+  of that partition it is publishing, so the new owner reads them in its rebuild. Only a
+  publish whose acknowledgement was lost is tried again later (with the same
+  ``details_id``, unless the fact has been read back by then).
 """
 
 from __future__ import annotations
@@ -39,27 +50,32 @@ from pydantic import ValidationError
 
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
-from contracts.topics import CALL_CONNECT_RESULT, CALL_STATUS
+from contracts.topics import CALL_CONNECT_RESULT, CALL_DETAILS, CALL_STATUS
 from services.common.kafka import status_fact_headers
 from services.common.settings import KafkaSettings
-from services.executor.call_watch import CallWatch, PollOutcome, WatchedCall, poll_event
+from services.executor.call_watch import (
+    MAX_FINALISE_TRIES,
+    CallWatch,
+    Finalisation,
+    FinaliseOutcome,
+    PollOutcome,
+    WatchedCall,
+    poll_event,
+)
+from services.executor.details import DetailsReader, details_fact, fetch_call, plain_read
 from services.executor.metrics import ExecutorMetrics
-from services.exotel.accounts import ApiVersion
+from services.executor.publishing import details_headers
+from services.executor.retry import Failed
+from services.exotel.accounts import DEFAULT_ACCOUNT, ApiVersion
 from services.exotel.errors import ExotelError
-from services.exotel.models import CallDetails
 
 log = structlog.get_logger(__name__)
 
 CE_SOURCE = "voicebus/executor-call-watch"
-WATCHED_TOPICS = (CALL_CONNECT_RESULT, CALL_STATUS)
+WATCHED_TOPICS = (CALL_CONNECT_RESULT, CALL_STATUS, CALL_DETAILS)
 #: Longest wait for the rebuild to reach the high-water marks before sweeping anyway.
 MAX_REPLAY_SECONDS = 120.0
-
-
-class CallDetailsSource(Protocol):
-    """What the watch needs of an account's :class:`services.exotel.client.ExotelClient`."""
-
-    async def call_details(self, call_sid: str, api: ApiVersion | None = None) -> CallDetails: ...
+_CALL_APIS: dict[str, ApiVersion] = {"v1": "v1", "v2": "v2", "v3": "v3"}
 
 
 class WatchMetrics(Protocol):
@@ -68,6 +84,10 @@ class WatchMetrics(Protocol):
     def recovered(self) -> None: ...
 
     def watched(self, count: int) -> None: ...
+
+    def finalised(self, outcome: FinaliseOutcome) -> None: ...
+
+    def finalisations(self, count: int) -> None: ...
 
 
 Publish = Callable[[bytes, str, bytes, dict[str, str]], Awaitable[None]]
@@ -88,10 +108,16 @@ class PrometheusWatchMetrics:
     def watched(self, count: int) -> None:
         self.metrics.call_watch_watched.set(count)
 
+    def finalised(self, outcome: FinaliseOutcome) -> None:
+        self.metrics.call_details_fetches.labels(outcome).inc()
+
+    def finalisations(self, count: int) -> None:
+        self.metrics.call_details_pending.set(count)
+
 
 @dataclass(frozen=True)
 class WatchAccount:
-    gateway: CallDetailsSource
+    gateway: DetailsReader
     default_api: ApiVersion
 
 
@@ -109,7 +135,7 @@ class _Rebuild(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runner = runner
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self._runner.revoked(list(revoked))
+        await self._runner.revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._runner.assigned(list(assigned))
@@ -130,6 +156,7 @@ class CallWatchRunner:
         sweep_seconds: float,
         concurrency: int = 4,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        publish_timeout_seconds: float = 30.0,
     ) -> None:
         self._kafka = kafka
         self._group_id = group_id
@@ -144,6 +171,12 @@ class CallWatchRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._replaying: set[TopicPartition] = set()
         self._replay_started = 0.0
+        self._publish_timeout = publish_timeout_seconds
+        #: partition numbers this replica owns (all of them until told otherwise)
+        self._owned: set[int] | None = None
+        #: finalisations being published: call sid -> (partition, the publish)
+        self._publishing: dict[str, tuple[int, asyncio.Future[None]]] = {}
+        self._copartitioned = True
 
     @property
     def watch(self) -> CallWatch:
@@ -193,14 +226,27 @@ class CallWatchRunner:
 
     # ------------------------------------------------------------------ rebalance
 
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        dropped = self._watch.drop_partitions(
-            tp.partition for tp in partitions if tp.topic == CALL_CONNECT_RESULT
-        )
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Forget the revoked partitions' calls; first let the finalisations of theirs
+        being published be acknowledged, so the next owner reads them back."""
+        numbers = {tp.partition for tp in partitions}
+        if self._owned is not None:
+            self._owned -= numbers
+        dropped = self._watch.drop_partitions(numbers)
         self._replaying.difference_update(partitions)
         self._metrics.watched(len(self._watch))
+        publishing = [
+            future for partition, future in self._publishing.values() if partition in numbers
+        ]
+        if publishing:
+            await asyncio.wait(publishing, timeout=self._publish_timeout)
         if partitions:
-            log.info("call_watch.partitions_revoked", partitions=len(partitions), dropped=dropped)
+            log.info(
+                "call_watch.partitions_revoked",
+                partitions=len(partitions),
+                dropped=dropped,
+                waited_for=len(publishing),
+            )
 
     async def assigned(self, partitions: list[TopicPartition]) -> None:
         """Read the new partitions again from ``now - horizon`` (state is never committed)."""
@@ -223,7 +269,22 @@ class CallWatchRunner:
                 consumer.seek(tp, position.offset)
         self._replaying.update(partitions)
         self._replay_started = time.monotonic()
+        self._owned = (self._owned or set()) | {tp.partition for tp in partitions}
+        self._check_copartitioned(consumer)
         log.info("call_watch.partitions_assigned", partitions=len(partitions))
+
+    def _check_copartitioned(self, consumer: AIOKafkaConsumer) -> None:
+        """Finalisation needs call.details partitioned like call.status (see above)."""
+        counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in WATCHED_TOPICS}
+        self._copartitioned = counts[CALL_STATUS] == counts[CALL_DETAILS]
+        if not self._copartitioned and self._watch.policy.finalise_after_seconds is not None:
+            log.error(
+                "call_watch.details_not_copartitioned",
+                call_status_partitions=counts[CALL_STATUS],
+                call_details_partitions=counts[CALL_DETAILS],
+                effect="no call details are fetched after calls end: give call.details "
+                "as many partitions as call.status",
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -259,12 +320,13 @@ class CallWatchRunner:
         if not isinstance(value, dict):
             return
         if record.topic == CALL_STATUS:
-            if (
-                value.get("event_type") == "terminal"
-                and not value.get("leg_sid")
-                and isinstance(value.get("call_sid"), str)
-            ):
-                self._watch.finished(value["call_sid"], at)
+            self._status(value, at, record.partition, now)
+            return
+        if record.topic == CALL_DETAILS:
+            if value.get("source") == "poll" and isinstance(value.get("call_sid"), str):
+                self._watch.finalised(value["call_sid"], at)
+            return
+        if not self._watch.policy.watch_missing:
             return
         if record.topic != CALL_CONNECT_RESULT or value.get("outcome") != "accepted":
             return
@@ -285,6 +347,33 @@ class CallWatchRunner:
             command_id=result.command_id,
             accepted_at=at,
             partition=record.partition,
+            now=now,
+        )
+
+    def _status(self, value: dict[str, Any], at: datetime, partition: int, now: datetime) -> None:
+        """A ``call.status`` fact: a call's terminal clears its watch and schedules its
+        finalisation; a leg event says the call had more than two participants."""
+        call_sid = value.get("call_sid")
+        if not isinstance(call_sid, str):
+            return
+        if value.get("leg_sid"):
+            self._watch.leg_event(call_sid, at)
+            return
+        if value.get("event_type") != "terminal":
+            return
+        self._watch.finished(call_sid, at)
+        name = value.get("account") or DEFAULT_ACCOUNT
+        account = self._accounts.get(name) if isinstance(name, str) else None
+        if account is None:
+            return
+        command_id = value.get("command_id")
+        self._watch.terminal(
+            call_sid,
+            account=name,
+            api=_CALL_APIS.get(str(value.get("api")), account.default_api),
+            command_id=command_id if isinstance(command_id, str) else None,
+            at=at,
+            partition=partition,
             now=now,
         )
 
@@ -327,8 +416,14 @@ class CallWatchRunner:
         due = self._watch.due(now)
         for call in due:
             self._watch.polling(call.call_sid)
-        await asyncio.gather(*(self._poll(call) for call in due))
+        finals = self._watch.due_finalisations(now) if self._copartitioned else []
+        for item in finals:
+            self._watch.finalising(item.call_sid)
+        await asyncio.gather(
+            *(self._poll(call) for call in due), *(self._finalise(item) for item in finals)
+        )
         self._metrics.watched(len(self._watch))
+        self._metrics.finalisations(self._watch.finalisations)
         return len(due)
 
     async def _poll(self, call: WatchedCall) -> None:
@@ -381,3 +476,66 @@ class CallWatchRunner:
             command_id=call.command_id,
         )
         return "terminal"
+
+    # ------------------------------------------------------------------ finalisation
+
+    def _owns(self, partition: int) -> bool:
+        return self._owned is None or partition in self._owned
+
+    async def _finalise(self, item: Finalisation) -> None:
+        outcome: FinaliseOutcome = "error"
+        try:
+            async with self._concurrency:
+                outcome = await self._finalise_once(item)
+        finally:
+            self._metrics.finalised(outcome)
+            self._watch.finalise_outcome(item.call_sid, outcome, self._clock())
+
+    async def _finalise_once(self, item: Finalisation) -> FinaliseOutcome:
+        account = self._accounts.get(item.account)
+        if account is None:
+            return "error"
+        fetched = await fetch_call(
+            account.gateway, plain_read, item.call_sid, item.api, all_legs=item.all_legs
+        )
+        if isinstance(fetched, Failed):
+            log.warning(
+                "call_details.fetch_failed", call_sid=item.call_sid, error=str(fetched.error)[:200]
+            )
+            return "error"
+        if not fetched.details.is_terminal and item.tries + 1 < MAX_FINALISE_TRIES:
+            return "pending"
+        if self._watch.pending_finalisation(item.call_sid) is None or not self._owns(
+            item.partition
+        ):
+            return "published"  # finalised meanwhile, or the partition is another's now
+        fact = details_fact(
+            fetched,
+            source="poll",
+            account=item.account,
+            fetched_at=self._clock(),
+            command_id=item.command_id,
+        )
+        publish = asyncio.ensure_future(
+            self._publish(
+                fact.model_dump_json(by_alias=True).encode(),
+                CALL_DETAILS,
+                fact.call_sid.encode(),
+                details_headers(fact, source=CE_SOURCE),
+            )
+        )
+        self._publishing[item.call_sid] = (item.partition, publish)
+        try:
+            await asyncio.shield(publish)
+        except Exception as exc:  # noqa: BLE001 - not acknowledged: tried again later
+            log.warning("call_details.publish_failed", call_sid=item.call_sid, error=repr(exc))
+            return "error"
+        finally:
+            self._publishing.pop(item.call_sid, None)
+        log.info(
+            "call_details.published",
+            call_sid=item.call_sid,
+            status=fact.status,
+            price=fact.price is not None,
+        )
+        return "published"

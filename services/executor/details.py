@@ -28,7 +28,7 @@ import structlog
 from contracts.commands import ApiVersion
 from contracts.details import Agent, CallDetails, CallLeg, DetailsSource, LegsSource
 from services.common.call_status import normalise_status
-from services.executor.commands.exchange import Failed
+from services.executor.retry import Failed
 from services.exotel.errors import ExotelError, ExotelNotFound
 from services.exotel.models import CallDetails as ExotelCallDetails
 from services.exotel.models import CompletedCallLeg, V3CallLegs

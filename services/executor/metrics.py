@@ -96,6 +96,20 @@ class ExecutorMetrics:
             "Accepted calls of this replica's partitions awaiting a terminal status.",
             registry=registry,
         )
+        self.call_details_fetches = Counter(
+            "voicebus_executor_call_details_fetches",
+            "Call details fetched a few minutes after a call ended (published on call.details "
+            "with source poll), by outcome (published, pending: still active, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.call_details_pending = Gauge(
+            "voicebus_executor_call_details_pending_calls",
+            "Finished calls of this replica's partitions whose details are still to be published.",
+            registry=registry,
+        )
+        for outcome in ("published", "pending", "error"):
+            self.call_details_fetches.labels(outcome)
 
     def limiter_waited(self, account: str, family: str, seconds: float) -> None:
         self.limiter_wait.labels(account, family).observe(seconds)

@@ -9,6 +9,7 @@ answer was lost) is retried only where sending the request twice does no harm.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, Field, model_validator
@@ -24,6 +25,15 @@ from tenacity import (
 from services.exotel.errors import ExotelError, ExotelTimeout, ExotelTransientError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A request's final error. ``maybe_sent``: some attempt may have reached Exotel, so a
+    final 4xx may be the effect of our own earlier attempt."""
+
+    error: ExotelError
+    maybe_sent: bool
 
 
 class RetryPolicy(BaseModel):

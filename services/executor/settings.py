@@ -68,6 +68,19 @@ class ExecutorSettings(BaseSettings):
     call_watch_concurrency: int = Field(
         default=4, ge=1, le=64, description="Call-details polls in flight at once."
     )
+    # Finalisation: every finished call's details on call.details (call_watch*.py).
+    call_details_enabled: bool = Field(
+        default=True,
+        description="Fetch every finished call's details once and publish them on "
+        "call.details (source poll).",
+    )
+    call_details_after_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        le=24 * 3600,
+        description="How long after a call's first terminal status its details are fetched "
+        "(Exotel fills the price about two minutes after a call ends).",
+    )
 
     number_cache_hours: float = Field(
         default=24.0,

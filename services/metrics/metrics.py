@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contracts.catalog import COMMANDS
 from contracts.commands import CommandType
+from contracts.details import DetailsSource
 from contracts.results import Outcome
 from contracts.status import TERMINAL_STATUSES
 from contracts.topics import DLQ_TOPICS, FACT_TOPICS
@@ -23,6 +24,11 @@ CALL_APIS: Final = ("v1", "v2", "v3")
 STATUS_APIS: Final = (*CALL_APIS, "lwb")
 EVENT_TYPES: Final = ("answered", "terminal")
 SOURCES: Final = ("callback", "poll")
+DETAILS_SOURCES: Final = get_args(DetailsSource)
+#: where a number's metadata came from: the executor's cache, or a request to Exotel
+LOOKUP_SOURCES: Final = ("cache", "exotel")
+#: the results that carry a number's metadata (number.lookup; call.connect's DND check)
+LOOKUP_COMMANDS: Final = ("number.lookup", "call.connect")
 
 COMMAND_DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TALK_BUCKETS: Final = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -118,6 +124,33 @@ class FactMetrics:
             "status ever seen.",
             registry=registry,
         )
+        # -- numbers and call details ----------------------------------------------------
+        self.number_lookups = Counter(
+            "voicebus_number_lookups",
+            "Number metadata in results (number.lookup, and call.connect's DND check), by "
+            "command type, account and source (cache: no request; exotel: a request).",
+            ["command_type", "account", "source"],
+            registry=registry,
+        )
+        self.dnd_rejections = Counter(
+            "voicebus_dnd_rejections",
+            "Promotional call.connect commands refused because `to` is on India's DND list.",
+            ["account"],
+            registry=registry,
+        )
+        self.call_details = Counter(
+            "voicebus_call_details",
+            "call.details facts (distinct details_id), by source (lookup, backfill, poll) and API.",
+            ["source", "api"],
+            registry=registry,
+        )
+        self.call_details_unpriced = Counter(
+            "voicebus_call_details_unpriced",
+            "call.details of completed calls that carried no price yet, by source (for poll: "
+            "raise EXECUTOR_CALL_DETAILS_AFTER_SECONDS if it grows).",
+            ["source"],
+            registry=registry,
+        )
         # -- dead letters ----------------------------------------------------------------
         self.dlq_messages = Counter(
             "voicebus_dlq_messages",
@@ -171,6 +204,10 @@ class FactMetrics:
             self.call_outcomes.labels(api, status)
         for source in SOURCES:
             self.result_to_terminal.labels(source)
+        for source, api in product(DETAILS_SOURCES, CALL_APIS):
+            self.call_details.labels(source, api)
+        for source in DETAILS_SOURCES:
+            self.call_details_unpriced.labels(source)
         for command_type, outcome in product(get_args(CommandType), outcomes):
             self.command_duration.labels(command_type, outcome)
         for spec in COMMANDS:

@@ -5,8 +5,9 @@ headers) and updates :class:`~services.metrics.metrics.FactMetrics`. It keeps bo
 state only:
 
 * a window of recently counted ids (``event_id`` of ``call.status`` facts,
-  ``command_type:command_id`` of results, the DLQ origin ``topic/partition/offset``) so a
-  fact delivered twice (a retried callback, a replay after a rebalance) counts once;
+  ``command_type:command_id`` of results, ``details_id`` of ``call.details`` facts, the
+  DLQ origin ``topic/partition/offset``) so a fact delivered twice (a retried callback, a
+  replay after a rebalance, a backfill page published again) counts once;
 * per call (``call_sid``): when its ``call.connect`` was accepted, whether it was answered
   and whether its terminal status was counted, for ring time, time to terminal and the
   calls still awaiting a terminal status;
@@ -27,9 +28,10 @@ import structlog
 from pydantic import ValidationError
 
 from contracts.catalog import COMMANDS, spec_for
+from contracts.details import CallDetails
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
-from contracts.topics import CALL_STATUS, DLQ_TOPICS, RESULT_TOPIC
+from contracts.topics import CALL_DETAILS, CALL_STATUS, DLQ_TOPICS, RESULT_TOPIC
 from services.common.bounded import Clock, RecentIds, TtlLru
 from services.metrics.metrics import FactMetrics
 
@@ -132,6 +134,12 @@ class FactRecorder:
             except ValidationError:
                 return self._unreadable(topic)
             return self._result(topic, result)
+        if topic == CALL_DETAILS:
+            try:
+                details = CallDetails.model_validate_json(value or b"")
+            except ValidationError:
+                return self._unreadable(topic)
+            return self._details(topic, details)
         if topic in LABEL_TOPICS:
             return self._command(topic, value)
         return "ignored"
@@ -172,6 +180,11 @@ class FactRecorder:
         ).inc()
         if result.error is not None:
             m.command_errors.labels(result.command_type, result.error.code).inc()
+            if result.error.code == "dnd_blocked":
+                m.dnd_rejections.labels(result.account).inc()
+        if result.number is not None:
+            source = "cache" if result.number.cached else "exotel"
+            m.number_lookups.labels(result.command_type, result.account, source).inc()
         if result.requested_at is not None:
             elapsed = _seconds(result.requested_at, result.completed_at)
             m.command_duration.labels(result.command_type, result.outcome).observe(
@@ -187,6 +200,14 @@ class FactRecorder:
                 self._pending.put(result.command_id, (result.command_type, result.outcome))
                 return "pending"
             self._count_labelled(result.command_type, label, result.outcome)
+        return "counted"
+
+    def _details(self, topic: str, details: CallDetails) -> Recorded:
+        if self._duplicate(topic, f"details\x1f{details.details_id}"):
+            return "duplicate"
+        self.metrics.call_details.labels(details.source, details.api).inc()
+        if details.status == "completed" and details.price is None:
+            self.metrics.call_details_unpriced.labels(details.source).inc()
         return "counted"
 
     def _accepted(self, call_sid: str, accepted_at: datetime) -> None:

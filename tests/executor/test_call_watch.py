@@ -4,14 +4,12 @@ runner's reading and sweeping with a fake Exotel and a fake Kafka publisher."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import ConsumerRecord
 
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_CONNECT_RESULT, CALL_STATUS
@@ -37,6 +35,7 @@ from services.exotel.accounts import ApiVersion
 from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
 from tests.support.exotel import FakeExotel
+from tests.support.watch import Clock, FakeMetrics, Published, record
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exotel"
 IST = ZoneInfo("Asia/Kolkata")
@@ -343,55 +342,6 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # ------------------------------------------------------------------ the runner, faked I/O
-
-
-@dataclass
-class FakeMetrics:
-    polls: list[PollOutcome] = field(default_factory=list)
-    recoveries: int = 0
-    count: int = 0
-
-    def polled(self, outcome: PollOutcome) -> None:
-        self.polls.append(outcome)
-
-    def recovered(self) -> None:
-        self.recoveries += 1
-
-    def watched(self, count: int) -> None:
-        self.count = count
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Published:
-    records: list[tuple[bytes, str, bytes, dict[str, str]]] = field(default_factory=list)
-
-    async def __call__(self, value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
-        self.records.append((value, topic, key, headers))
-
-
-def record(topic: str, value: dict[str, Any], at: datetime, partition: int = 0) -> Any:
-    body = json.dumps(value).encode()
-    return ConsumerRecord(
-        topic=topic,
-        partition=partition,
-        offset=0,
-        timestamp=int(at.timestamp() * 1000),
-        timestamp_type=0,
-        key=str(value.get("call_sid")).encode(),
-        value=body,
-        checksum=None,
-        serialized_key_size=0,
-        serialized_value_size=len(body),
-        headers=(),
-    )
 
 
 def accepted_result(call_sid: str, api: str | None = "v1", **extra: Any) -> dict[str, Any]:

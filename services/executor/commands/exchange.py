@@ -25,22 +25,15 @@ import structlog
 
 from contracts.commands import CommandType
 from services.executor.ports import EffectJournal, ExecutorObserver, ExotelGateway
-from services.executor.retry import RetryPolicy, with_retries
+from services.executor.retry import Failed, RetryPolicy, with_retries
 from services.exotel.client import Slot
 from services.exotel.errors import ExotelError
+
+__all__ = ["Exchange", "Failed"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A request's final error. ``maybe_sent``: some attempt may have reached Exotel, so a
-    final 4xx may be the effect of our own earlier attempt."""
-
-    error: ExotelError
-    maybe_sent: bool
 
 
 @dataclass
