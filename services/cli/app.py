@@ -1,4 +1,5 @@
-"""The ``voicebus`` command: send commands, follow facts, handle dead letters, manage topics.
+"""The ``voicebus`` command: send commands, look numbers and calls up, follow facts, handle
+dead letters, manage topics.
 
 Exit codes (stable, for scripts): 0 accepted / ok; 1 rejected or failed, a check found a
 problem; 2 usage or validation error (nothing was published); 3 timeout; 4 Kafka
@@ -31,13 +32,17 @@ from services.cli.config import ConfigError, kafka_settings
 from services.cli.exits import Exit
 from services.cli.output import (
     RESULT_TOPICS,
+    calls_table,
     dead_letter_line,
+    details_table,
     fact_line,
+    number_table,
     record_json,
     result_block,
 )
 from services.client import (
     KafkaUnavailable,
+    LookupAnswer,
     Published,
     Record,
     ResultTimeout,
@@ -83,6 +88,12 @@ class EventType(StrEnum):
     result = "result"
     answered = "answered"
     terminal = "terminal"
+
+
+class Api(StrEnum):
+    v1 = "v1"
+    v2 = "v2"
+    v3 = "v3"
 
 
 Bootstrap = Annotated[
@@ -344,6 +355,202 @@ def show_result(result: CommandResult, *, json_output: bool) -> None:
         f"{result.command_type}.result: " + typer.style(result.outcome, fg=colour, bold=True)
     )
     typer.echo(result_block(result.model_dump(mode="json")))
+
+
+# ── lookup, details ──────────────────────────────────────────────────────────────────────
+
+Account = Annotated[str | None, typer.Option(help="Configured Exotel account name.")]
+CommandIdOption = Annotated[
+    str | None, typer.Option(help="Idempotency key (default: a new cli-<hex> id).")
+]
+
+
+def lookup_command(topic: CommandType, data: dict[str, Any], account: str | None) -> Any:
+    """The command as the executor will read it (exit 2 when it would be rejected)."""
+    data.setdefault("command_id", f"cli-{uuid.uuid4().hex[:16]}")
+    if account:
+        data["account"] = account
+    return validate(topic, json.dumps(data, default=str).encode())
+
+
+def timed_out(exc: ResultTimeout) -> Exit:
+    info(f"voicebus: {exc}; `voicebus tail --command-id {exc.command_id} --since 1h` shows it")
+    return Exit.TIMEOUT
+
+
+@app.command()
+def lookup(
+    number: Annotated[str, typer.Argument(help="E.164 (+919812345678) or local (09812345678).")],
+    *,
+    account: Account = None,
+    command_id: CommandIdOption = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the answer (exit 3 after).")
+    ] = 30.0,
+    json_output: JsonOutput = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """Look a number up (number.lookup): circle, type, operator and DND registration.
+
+    Answered from the executor's cache when the number was looked up recently. Exit 0
+    answered, 1 rejected or failed, 2 invalid (nothing published), 3 no answer in time,
+    4 Kafka unreachable.
+    """
+    data: dict[str, Any] = {"number": number}
+    if command_id:
+        data["command_id"] = command_id
+    parsed = lookup_command("number.lookup", data, account)
+    settings = settings_for(bootstrap)
+
+    async def work() -> Exit:
+        async with VoicebusClient(settings, client_id="voicebus-cli") as client:
+            try:
+                result = await client.send(parsed, timeout=timeout)
+            except ResultTimeout as exc:
+                return timed_out(exc)
+        if json_output:
+            typer.echo(result.model_dump_json())
+        elif result.number is not None:
+            typer.echo(f"{result.command_type}.result: " + typer.style("accepted", fg="green"))
+            typer.echo(number_table(result.number))
+        else:
+            show_result(result, json_output=False)
+        return Exit.OK if result.outcome == "accepted" else Exit.FAILED
+
+    run(work)
+
+
+def backfill_filter(
+    *,
+    since: str | None,
+    until: str | None,
+    status: list[str],
+    direction: list[str],
+    from_numbers: list[str],
+    to_numbers: list[str],
+    caller_ids: list[str],
+) -> dict[str, Any]:
+    """The ``filter`` of a backfill from the options (only those given)."""
+    found: dict[str, Any] = {}
+    for name, text in (("since", since), ("until", until)):
+        if text is not None:
+            moment = since_option(text, "now")
+            if moment is None:
+                fail(Exit.USAGE, f"--{name} {text!r}: give a time, not earliest")
+            found[name] = moment.isoformat()
+    lists = (
+        ("status", status),
+        ("direction", direction),
+        ("from", from_numbers),
+        ("to", to_numbers),
+        ("caller_id", caller_ids),
+    )
+    found |= {name: values for name, values in lists if values}
+    return found
+
+
+@app.command()
+def details(
+    call_sid: Annotated[
+        str | None,
+        typer.Argument(help="The call to look up; without it, a backfill of the filter."),
+    ] = None,
+    *,
+    api: Annotated[
+        Api | None, typer.Option(help="The API that placed the call (default v1).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Backfill calls created since: 30m, 2h, 1d or an ISO time."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="… and created until (at most a month after --since).")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="completed, failed, busy, no-answer or canceled (repeatable)."),
+    ] = None,
+    direction: Annotated[
+        list[str] | None,
+        typer.Option(help="inbound, outbound-api or outbound-dial (repeatable)."),
+    ] = None,
+    from_numbers: Annotated[
+        list[str] | None, typer.Option("--from", help="Number dialled first (up to 5).")
+    ] = None,
+    to_numbers: Annotated[
+        list[str] | None, typer.Option("--to", help="Customer number (up to 5).")
+    ] = None,
+    caller_ids: Annotated[
+        list[str] | None, typer.Option("--caller-id", help="ExoPhone (up to 5).")
+    ] = None,
+    account: Account = None,
+    command_id: CommandIdOption = None,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds to wait for the result and its facts (exit 3)."),
+    ] = 120.0,
+    json_output: JsonOutput = False,
+    bootstrap: Bootstrap = None,
+) -> None:
+    """A call's details (call.lookup CALL_SID), or a backfill of every call a filter
+    matches (call.lookup --since …): price, durations, recordings, legs.
+
+    Each call is also published on call.details for every consumer. Exit 0 done, 1
+    rejected or failed, 2 invalid (nothing published), 3 not all in time, 4 Kafka
+    unreachable.
+    """
+    call_filter = backfill_filter(
+        since=since,
+        until=until,
+        status=status or [],
+        direction=direction or [],
+        from_numbers=from_numbers or [],
+        to_numbers=to_numbers or [],
+        caller_ids=caller_ids or [],
+    )
+    if call_sid is not None and call_filter:
+        fail(Exit.USAGE, "give a CALL_SID or a filter (--since, --status, …), not both")
+    if call_sid is None and not call_filter:
+        fail(Exit.USAGE, "give a CALL_SID, or a filter (--since, --status, --to, …) to backfill")
+    data: dict[str, Any] = {"call_sid": call_sid} if call_sid else {"filter": call_filter}
+    if api is not None:
+        data["api"] = api.value
+    if command_id:
+        data["command_id"] = command_id
+    parsed = lookup_command("call.lookup", data, account)
+    settings = settings_for(bootstrap)
+
+    async def work() -> Exit:
+        async with VoicebusClient(settings, client_id="voicebus-cli") as client:
+            try:
+                answer = await client.look_up_calls(parsed, timeout=timeout)
+            except ResultTimeout as exc:
+                return timed_out(exc)
+        show_details(answer, one_call=call_sid is not None, json_output=json_output)
+        return Exit.OK if answer.result.outcome == "accepted" else Exit.FAILED
+
+    run(work)
+
+
+def show_details(answer: LookupAnswer, *, one_call: bool, json_output: bool) -> None:
+    """The calls found (a table, or JSON lines then the result); a backfill's count on
+    stderr."""
+    result = answer.result
+    if json_output:
+        for found in answer.details:
+            typer.echo(found.model_dump_json(by_alias=True))
+        typer.echo(result.model_dump_json())
+    elif result.outcome != "accepted":
+        show_result(result, json_output=False)
+    elif one_call:
+        for found in answer.details:
+            typer.echo(details_table(found))
+    elif answer.details:
+        typer.echo(calls_table(answer.details))
+    summary = result.lookup
+    if summary is not None and not one_call:
+        note = " (restarted: some calls may have been published twice)" if summary.restarted else ""
+        info(f"{summary.calls} call(s) in {summary.pages} page(s) published on call.details{note}")
 
 
 # ── tail ─────────────────────────────────────────────────────────────────────────────────

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import typer
 
-from contracts.topics import CALL_STATUS, RESULT_TOPIC
+from contracts.details import CallDetails
+from contracts.results import NumberInfo
+from contracts.topics import CALL_DETAILS, CALL_STATUS, RESULT_TOPIC
 from services.client.reader import Record
 
 RESULT_TOPICS = frozenset(RESULT_TOPIC.values())
@@ -71,6 +75,10 @@ def fact_line(record: Record, *, colour: bool = True) -> str:
             ("call_sid", "leg_sid", "command_id", "conversation_duration", "last_action"),
         )
         return f"{head}  {what:<22} {details}"
+    if record.topic == CALL_DETAILS:
+        what = f"{value.get('source', '?')}:{value.get('status', '?')}"
+        details = _pairs(value, ("call_sid", "lookup_id", "command_id", "price", "duration"))
+        return f"{head}  {what:<22} {details}"
     return f"{head}  {json.dumps(value, ensure_ascii=False)}"
 
 
@@ -105,3 +113,104 @@ def result_block(value: dict[str, Any]) -> str:
             lines.append(f"  {'field':<13} {error['field']}")
         lines.append(f"  {'retryable':<13} {str(error.get('retryable')).lower()}")
     return "\n".join(lines)
+
+
+# ── lookups ──────────────────────────────────────────────────────────────────────────────
+
+
+def _rows(rows: Sequence[tuple[str, object]]) -> str:
+    shown = [(name, value) for name, value in rows if value not in (None, "", [])]
+    width = max((len(name) for name, _ in shown), default=0)
+    return "\n".join(f"  {name:<{width}}  {value}" for name, value in shown)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat(sep=" ", timespec="seconds") if moment else None
+
+
+def _with_code(code: str | None, name: str | None) -> str | None:
+    return " ".join(part for part in (code, name and f"({name})") if part) or None
+
+
+def number_table(info: NumberInfo) -> str:
+    """A number's metadata, one field a line."""
+    looked_up = "served from the cache" if info.cached else "asked Exotel"
+    return _rows(
+        [
+            ("number", info.number),
+            ("phone number", info.phone_number),
+            ("DND", info.dnd),
+            ("type", info.type),
+            ("circle", _with_code(info.circle, info.circle_name)),
+            ("operator", _with_code(info.operator, info.operator_name)),
+            ("looked up", f"{_when(info.looked_up_at)} ({looked_up})"),
+        ]
+    )
+
+
+def details_table(details: CallDetails) -> str:
+    """One call's details, one field a line, then its legs."""
+    lines = _rows(
+        [
+            ("call sid", details.call_sid),
+            ("status", f"{details.status} (Exotel: {details.exotel_status})"),
+            ("api", details.api),
+            ("direction", details.direction),
+            ("from", details.from_),
+            ("to", details.to),
+            ("caller id", details.caller_id),
+            ("started", _when(details.started_at)),
+            ("ended", _when(details.ended_at)),
+            ("duration", details.duration),
+            ("talk", details.conversation_duration),
+            ("price", details.price or "(not filled in yet)"),
+            ("answered by", details.answered_by),
+            ("digits", details.digits),
+            ("agent", details.agent and (details.agent.name or details.agent.number)),
+            ("custom field", details.custom_field),
+            ("recordings", "\n    ".join(details.recordings)),
+        ]
+    )
+    legs = [
+        "    "
+        + "  ".join(
+            (
+                str(leg.index),
+                f"{leg.origin or '-':<13}",
+                f"{leg.phone_number or '-':<16}",
+                f"{leg.exotel_status or '-':<11}",
+                "-" if leg.on_call_duration is None else str(leg.on_call_duration),
+            )
+        )
+        for leg in details.legs
+    ]
+    header = (
+        f"  legs ({details.legs_source}):\n"
+        "    #  origin         number            status       on call"
+    )
+    return "\n".join([lines, header, *legs]) if legs else lines
+
+
+CALL_COLUMNS = ("call sid", "created", "status", "from", "to", "duration", "talk", "price")
+
+
+def calls_table(calls: Sequence[CallDetails]) -> str:
+    """One line per call (a backfill's calls)."""
+    rows = [CALL_COLUMNS] + [
+        (
+            call.call_sid,
+            _when(call.created_at) or "-",
+            call.status,
+            call.from_ or "-",
+            call.to or "-",
+            str(call.duration if call.duration is not None else "-"),
+            str(call.conversation_duration if call.conversation_duration is not None else "-"),
+            call.price or "-",
+        )
+        for call in calls
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(CALL_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -19,6 +19,7 @@ See docs/guides/service-teams.md.
 """
 
 from services.client.client import (
+    LookupAnswer,
     Published,
     VoicebusClient,
     command_key,
@@ -37,6 +38,7 @@ from services.client.reader import Record, TopicReader
 __all__ = [
     "CommandNotValid",
     "KafkaUnavailable",
+    "LookupAnswer",
     "Published",
     "Record",
     "ResultTimeout",

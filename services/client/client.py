@@ -1,9 +1,10 @@
 """``VoicebusClient``: publish voicebus commands and await their results, with no Kafka code.
 
-One producer for the commands; one group-less consumer on the three result topics (started
-on the first :meth:`VoicebusClient.send` or :meth:`VoicebusClient.results`), positioned
+One producer for the commands; one group-less consumer on the result topics (started on
+the first :meth:`VoicebusClient.send` or :meth:`VoicebusClient.results`), positioned
 ``lookback`` before that moment, so a result that arrives while the command is being
-published is never missed; another on ``call.status`` only if :meth:`statuses` is used.
+published is never missed; another on ``call.status`` only if :meth:`statuses` is used,
+and one on ``call.details`` for :meth:`call_details`, :meth:`backfill` and :meth:`details`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import BaseModel, ValidationError
 
 from contracts.catalog import spec_of
-from contracts.commands import Command, CommandType
+from contracts.commands import (
+    ApiVersion,
+    CallFilter,
+    CallLookup,
+    Command,
+    CommandType,
+    NumberLookup,
+)
 from contracts.decoding import InvalidCommand, UnreadableCommand, decode_command
+from contracts.details import CallDetails
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
-from contracts.topics import CALL_STATUS, RESULT_TOPIC
+from contracts.topics import CALL_DETAILS, CALL_STATUS, RESULT_TOPIC
 from services.client.errors import (
     CommandNotValid,
     KafkaUnavailable,
@@ -45,7 +54,7 @@ T = TypeVar("T", bound=BaseModel)
 
 
 def command_type(command: Command) -> CommandType:
-    """``call.connect``, ``lwb.action`` or ``leg.hangup``: also the command's topic."""
+    """``call.connect``, ``lwb.action``, ``leg.hangup``, ...: also the command's topic."""
     return spec_of(command).name
 
 
@@ -66,6 +75,19 @@ def encode_command(command: Command) -> bytes:
     if isinstance(decoded, InvalidCommand):
         raise CommandNotValid(decoded.message, field=decoded.field)
     return payload
+
+
+@dataclass(frozen=True)
+class LookupAnswer:
+    """A ``call.lookup``'s result and the ``call.details`` facts it published (one per
+    call, oldest first; for a restarted backfill each call once)."""
+
+    result: CommandResult
+    details: list[CallDetails]
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,17 @@ class _Watch(Generic[T]):
             self._waiters.setdefault(key, []).append(future)
         return future
 
+    def listen(self) -> asyncio.Queue[T | BaseException]:
+        """A queue of every item from now on (stop with :meth:`unlisten`)."""
+        queue: asyncio.Queue[T | BaseException] = asyncio.Queue()
+        if self._error is not None:
+            queue.put_nowait(self._error)
+        self._listeners.add(queue)
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[T | BaseException]) -> None:
+        self._listeners.discard(queue)
+
     def release(self, key: Any, future: asyncio.Future[T]) -> None:
         waiters = self._waiters.get(key)
         if waiters and future in waiters:
@@ -199,6 +232,14 @@ def _status_key(event: CallStatusEvent) -> str:
     return event.event_id
 
 
+def _details_key(details: CallDetails) -> str:
+    return details.details_id
+
+
+def _oldest_first(details: CallDetails) -> float:
+    return details.created_at.timestamp() if details.created_at else float("inf")
+
+
 class VoicebusClient:
     """Publish commands, await their results, follow results and status facts.
 
@@ -237,6 +278,7 @@ class VoicebusClient:
         self._producer: Any = None
         self._results: _Watch[CommandResult] | None = None
         self._statuses: _Watch[CallStatusEvent] | None = None
+        self._details: _Watch[CallDetails] | None = None
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> VoicebusClient:
@@ -272,10 +314,10 @@ class VoicebusClient:
             self._producer = producer
 
     async def stop(self) -> None:
-        for watch in (self._results, self._statuses):
+        for watch in (self._results, self._statuses, self._details):
             if watch is not None:
                 await watch.stop()
-        self._results = self._statuses = None
+        self._results = self._statuses = self._details = None
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
@@ -419,6 +461,113 @@ class VoicebusClient:
                 continue
             yield event
 
+    async def lookup_number(
+        self,
+        number: str,
+        *,
+        account: str = "default",
+        command_id: str | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the wait for the result, not the call
+    ) -> CommandResult:
+        """Publish a ``number.lookup`` and return its result (``result.number``: circle,
+        type, operator, DND; ``cached`` when no request to Exotel was needed)."""
+        command = NumberLookup(
+            command_id=command_id or _new_id("lookup"), account=account, number=number
+        )
+        return await self.send(command, timeout=timeout)
+
+    async def call_details(
+        self,
+        call_sid: str,
+        *,
+        api: ApiVersion | None = None,
+        account: str = "default",
+        command_id: str | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the wait for the answer, not the call
+    ) -> LookupAnswer:
+        """Publish a ``call.lookup`` of one call; its result and its ``CallDetails``."""
+        command = CallLookup(
+            command_id=command_id or _new_id("details"),
+            account=account,
+            call_sid=call_sid,
+            api=api,
+        )
+        return await self.look_up_calls(command, timeout=timeout)
+
+    async def backfill(
+        self,
+        call_filter: CallFilter | Mapping[str, Any],
+        *,
+        account: str = "default",
+        command_id: str | None = None,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the wait for the answer, not the call
+    ) -> LookupAnswer:
+        """Publish a ``call.lookup`` with a filter (a backfill); its result and every
+        ``CallDetails`` it published. For very large backfills follow :meth:`details`."""
+        command = CallLookup.model_validate(
+            {
+                "command_id": command_id or _new_id("backfill"),
+                "account": account,
+                "filter": call_filter,
+            }
+        )
+        return await self.look_up_calls(command, timeout=timeout)
+
+    async def look_up_calls(
+        self,
+        command: CallLookup,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the wait for the answer, not the call
+        on_published: Callable[[Published], None] | None = None,
+    ) -> LookupAnswer:
+        """Publish ``command`` and wait for its result and the ``call.details`` facts it
+        says it published (they travel on another topic, so they may arrive after it).
+        Raises :class:`ResultTimeout` when either is not there within ``timeout``."""
+        encode_command(command)
+        watch = await self._details_watch()
+        queue = watch.listen()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        found: dict[str, CallDetails] = {}
+        try:
+            result = await self.send(command, timeout=timeout, on_published=on_published)
+            wanted = result.lookup.calls if result.lookup is not None else 0
+            while len(found) < wanted:
+                try:
+                    async with asyncio.timeout(max(deadline - loop.time(), 0.0)):
+                        item = await queue.get()
+                except TimeoutError:
+                    raise ResultTimeout(command.command_id, timeout) from None
+                if isinstance(item, BaseException):
+                    raise item
+                if item.lookup_id == command.command_id:
+                    found[item.call_sid] = item
+        finally:
+            watch.unlisten(queue)
+        details = sorted(found.values(), key=_oldest_first)
+        return LookupAnswer(result, details)
+
+    async def details(
+        self, *, call_sid: str | None = None, lookup_id: str | None = None
+    ) -> AsyncIterator[CallDetails]:
+        """``call.details`` facts as they arrive, from ``lookback`` before the first call
+        (at least once: the same ``details_id`` can be yielded twice)."""
+        watch = await self._details_watch()
+        async for item in watch.items(replay=True):
+            if call_sid is not None and item.call_sid != call_sid:
+                continue
+            if lookup_id is not None and item.lookup_id != lookup_id:
+                continue
+            yield item
+
+    async def _details_watch(self) -> _Watch[CallDetails]:
+        async with self._lock:
+            if self._details is None:
+                reader = await self._reader([CALL_DETAILS], "details")
+                self._details = _Watch(reader, CallDetails, _details_key)
+                self._details.start()
+            return self._details
+
     async def _result_watch(self) -> _Watch[CommandResult]:
         async with self._lock:
             if self._results is None:
@@ -449,6 +598,7 @@ class VoicebusClient:
 __all__ = [
     "CommandNotValid",
     "KafkaUnavailable",
+    "LookupAnswer",
     "Published",
     "ResultTimeout",
     "VoicebusClient",

@@ -208,3 +208,53 @@ async def test_dlq_lists_an_unreadable_command_and_republishes_it_after_a_fix(
     assert result["value"]["outcome"] == "accepted"
     assert result["value"]["command_id"] == command_id
     assert result["headers"]["traceparent"].startswith("00-0af7651916cd43dd")
+
+
+async def test_lookup_prints_a_numbers_metadata_and_json_for_scripts(
+    env: dict[str, str | None],
+) -> None:
+    pretty = await ainvoke(["lookup", "+919812347777", "--timeout", "45"], env=env)
+    assert pretty.exit_code == Exit.OK, pretty.output
+    assert "number.lookup.result: accepted" in pretty.stdout
+    assert "DND           yes" in pretty.stdout
+    again = await ainvoke(["lookup", "09812347777", "--json"], env=env)
+    assert again.exit_code == Exit.OK, again.output
+    (result,) = json_lines(again.stdout)
+    assert result["number"]["cached"] is True
+
+
+async def test_details_print_one_call_and_a_backfill_its_calls(env: dict[str, str | None]) -> None:
+    to = f"+9198{uuid.uuid4().int % 10**4:04d}4321"
+    sent = await ainvoke(["send", "call.connect", "--json", *connect_fields(to=to)], env=env)
+    assert sent.exit_code == Exit.OK, sent.output
+    call_sid = json_lines(sent.stdout)[0]["call_sid"]
+    ended = await ainvoke(
+        [
+            "tail",
+            "--call-sid",
+            call_sid,
+            "--event-type",
+            "terminal",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ],
+        env=env,
+    )
+    assert ended.exit_code == Exit.OK, ended.output
+
+    one = await ainvoke(["details", call_sid, "--timeout", "45"], env=env)
+    assert one.exit_code == Exit.OK, one.output
+    assert f"call sid     {call_sid}" in one.stdout
+    assert "legs (legs_api):" in one.stdout
+
+    backfill = await ainvoke(
+        ["details", "--since", "15m", "--to", to, "--status", "completed", "--json"], env=env
+    )
+    assert backfill.exit_code == Exit.OK, backfill.output
+    *facts, result = json_lines(backfill.stdout)
+    assert [f["call_sid"] for f in facts] == [call_sid]
+    assert facts[0]["source"] == "backfill"
+    assert (result["command_type"], result["lookup"]["calls"]) == ("call.lookup", 1)
+    assert "1 call(s) in 1 page(s)" in backfill.stderr
