@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,21 +12,9 @@ import pytest
 from contracts import CallConnect, CommandResult, LegHangup
 from services.client import ResultTimeout, VoicebusClient
 from services.common.settings import KafkaSettings
-from tests.integration.stack import Stack, running_stack
+from tests.integration.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def stack(kafka_env: dict[str, str]) -> Iterator[Stack]:
-    with running_stack(kafka_env) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(kafka_settings: KafkaSettings, stack: Stack) -> AsyncIterator[VoicebusClient]:
-    async with VoicebusClient(kafka_settings, client_id="client-test") as voicebus:
-        yield voicebus
 
 
 def connect(**fields: Any) -> CallConnect:

@@ -4,29 +4,14 @@ metadata, one call's details and a backfill, each with the facts it published.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from contracts import CallConnect
 from services.client import ResultTimeout, VoicebusClient
-from services.common.settings import KafkaSettings
-from tests.integration.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def stack(kafka_env: dict[str, str]) -> Iterator[Stack]:
-    with running_stack(kafka_env) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(kafka_settings: KafkaSettings, stack: Stack) -> AsyncIterator[VoicebusClient]:
-    async with VoicebusClient(kafka_settings, client_id="client-lookups") as voicebus:
-        yield voicebus
 
 
 async def finished_call(client: VoicebusClient, to: str) -> str:

@@ -81,18 +81,14 @@ class Exchange:
     async def checkpoint(self, evidence: Mapping[str, str]) -> None:
         """Record how far a long read-only command (a backfill) got, durably, every time
         it is called: a run that stops resumes from the last one (it is in doubt then)."""
-        if self.journal is None:
-            return
-        await self.journal.intend(
-            command_id=self.command_id,
-            command_type=self.command_type,
-            account=self.account,
-            evidence=evidence,
-        )
-        self._intended = True
+        await self._write_intent(evidence)
 
     async def _record_intent(self, evidence: Mapping[str, str]) -> None:
-        if self.journal is None or self._intended:
+        if not self._intended:
+            await self._write_intent(evidence)
+
+    async def _write_intent(self, evidence: Mapping[str, str]) -> None:
+        if self.journal is None:
             return
         await self.journal.intend(
             command_id=self.command_id,
