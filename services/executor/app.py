@@ -170,6 +170,7 @@ def _command_service(
         reconcile_window_seconds=settings.reconcile_window_seconds,
         reconcile_poll_seconds=settings.reconcile_poll_seconds,
         numbers=NumberCache(settings.number_cache_hours * 3600, settings.number_cache_max),
+        backfill_page_size=settings.backfill_page_size,
     )
 
 

@@ -46,6 +46,7 @@ class CommandService:
     reconcile_window_seconds: float = 120.0
     reconcile_poll_seconds: float = 2.0
     numbers: NumberCache = field(default_factory=NumberCache)
+    backfill_page_size: int = 100
 
     async def execute(
         self,
@@ -93,6 +94,7 @@ class CommandService:
             clock=self.clock,
             in_doubt=in_doubt,
             numbers=self.numbers,
+            backfill_page_size=self.backfill_page_size,
             facts=facts,
             stopping=stopping,
         )

@@ -92,6 +92,13 @@ class ExecutorSettings(BaseSettings):
     number_cache_max: int = Field(
         default=100_000, ge=1, le=10_000_000, description="Numbers cached at most."
     )
+    backfill_page_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Calls per page of bulk call details a backfill reads (Exotel: at most "
+        "100); each page is one GET and one checkpoint.",
+    )
 
     callback_public_url: str = Field(
         default="http://127.0.0.1:8080", validation_alias="CALLBACK_PUBLIC_URL"

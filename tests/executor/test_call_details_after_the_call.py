@@ -10,13 +10,16 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiokafka import TopicPartition
+from pydantic import ValidationError
 
 from contracts.details import CallDetails as CallDetailsFact
 from contracts.topics import CALL_DETAILS, CALL_STATUS
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import MAX_FINALISE_TRIES, CallWatch, WatchPolicy
 from services.executor.call_watch_kafka import CE_SOURCE, CallWatchRunner, WatchAccount
+from services.executor.settings import ExecutorSettings
 from services.exotel._payload import load_payload
 from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
@@ -344,3 +347,20 @@ async def test_no_finalisation_when_call_details_is_partitioned_unlike_call_stat
 async def _until(condition: Any) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+def test_settings_default_to_three_minutes_and_can_switch_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CALLBACK_TOKEN", "x" * 20)
+    monkeypatch.setenv("CALLBACK_SIGNING_SECRET", "s" * 40)
+    settings = ExecutorSettings()
+    assert (settings.call_details_enabled, settings.call_details_after_seconds) == (True, 180)
+    assert (settings.number_cache_hours, settings.backfill_page_size) == (24, 100)
+    monkeypatch.setenv("EXECUTOR_CALL_DETAILS_ENABLED", "false")
+    monkeypatch.setenv("EXECUTOR_CALL_DETAILS_AFTER_SECONDS", "30")
+    settings = ExecutorSettings()
+    assert (settings.call_details_enabled, settings.call_details_after_seconds) == (False, 30)
+    monkeypatch.setenv("EXECUTOR_BACKFILL_PAGE_SIZE", "101")
+    with pytest.raises(ValidationError, match="backfill_page_size"):
+        ExecutorSettings()

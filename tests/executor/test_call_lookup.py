@@ -184,6 +184,7 @@ async def test_a_backfill_walks_every_page_and_publishes_each_call_once() -> Non
         ("+919812345678",),
         True,
     )
+    assert first["page_size"] == 100, "Exotel's largest page unless configured"
     assert command.filter is not None
     assert filters.created_from == command.filter.since
     assert (second["page_uri"], third["page_uri"]) == ("/p2", "/p3")
@@ -267,6 +268,14 @@ async def test_a_page_that_fails_for_good_ends_the_backfill_with_the_counts_so_f
     assert result.error.message.startswith("backfill stopped after 1 calls in 1 pages: ")
     assert result.lookup is not None
     assert (result.lookup.calls, result.lookup.pages) == (1, 1)
+
+
+async def test_the_configured_page_size_is_asked_for() -> None:
+    exotel = FakeExotel()
+    service = executor(exotel)
+    service.backfill_page_size = 2
+    await run(service, lookup(filter=RECENT), FakeFacts())
+    assert exotel.sent("bulk_page")[0]["page_size"] == 2
 
 
 async def test_an_empty_backfill_is_accepted_with_no_calls() -> None:

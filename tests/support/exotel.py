@@ -213,7 +213,12 @@ class FakeExotel:
         page_size: int = 100,
         oldest_first: bool = True,
     ) -> BulkPage:
-        request = {"filters": filters, "page_uri": page_uri, "oldest_first": oldest_first}
+        request = {
+            "filters": filters,
+            "page_uri": page_uri,
+            "page_size": page_size,
+            "oldest_first": oldest_first,
+        }
         return self._respond("bulk_page", request, page_uri or "", BulkPage(calls=[]))
 
     # -- call details (call.lookup, the call watch)

@@ -82,7 +82,14 @@ async def _backfill(command: CallLookup, run: CommandRun) -> CommandResult:
     while True:
         if run.stopping():
             raise Interrupted(f"backfill stopped after {calls} calls in {pages} pages")
-        page = await run.exotel.read(partial(run.gateway.bulk_page, filters, page_uri=page_uri))
+        page = await run.exotel.read(
+            partial(
+                run.gateway.bulk_page,
+                filters,
+                page_uri=page_uri,
+                page_size=run.backfill_page_size,
+            )
+        )
         if isinstance(page, Failed):
             summary = LookupSummary(calls=calls, pages=pages, restarted=restarted)
             note = f"backfill stopped after {calls} calls in {pages} pages: "

@@ -40,6 +40,8 @@ class CommandRun:
     in_doubt: InDoubt | None = None
     #: Number metadata looked up by earlier commands (shared by all commands)
     numbers: NumberCache = field(default_factory=NumberCache)
+    #: calls per page of a backfill's bulk call details
+    backfill_page_size: int = 100
     #: where the command's call.details facts go (call.lookup)
     facts: DetailsSink | None = None
     #: true once the command should stop early and be run again later (its partition
