@@ -276,6 +276,8 @@ class CallWatchRunner:
     def _check_copartitioned(self, consumer: AIOKafkaConsumer) -> None:
         """Finalisation needs call.details partitioned like call.status (see above)."""
         counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in WATCHED_TOPICS}
+        if not counts[CALL_STATUS] or not counts[CALL_DETAILS]:
+            return  # not in the metadata yet: decided on the next assignment
         self._copartitioned = counts[CALL_STATUS] == counts[CALL_DETAILS]
         if not self._copartitioned and self._watch.policy.finalise_after_seconds is not None:
             log.error(
