@@ -3,8 +3,9 @@ status, when to ask Exotel about them, and the ``call.status`` fact a poll becom
 
 Exotel's documentation warns that status callbacks can be delayed or lost and advises
 falling back to the call details API. The executor's call watch (``call_watch_kafka``)
-feeds :class:`CallWatch` from Kafka (``call.connect.result`` accepted -> watched;
-``call.status`` terminal call event -> cleared) and asks it every few seconds which calls
+feeds :class:`CallWatch` from Kafka (``call.connect.result`` accepted, or a ``call.status``
+flow event of a call first seen through a Passthru -> watched; ``call.status`` terminal
+call event -> cleared) and asks it every few seconds which calls
 are :meth:`~CallWatch.due`. Nothing here does I/O or reads the clock: every method takes
 ``now``.
 
@@ -136,7 +137,10 @@ class CallWatch:
         horizon = timedelta(seconds=self.policy.horizon_seconds)
         if call_sid in self._finished or accepted_at < now - horizon:
             return False
-        if call_sid in self._calls:  # a re-emitted result (duplicate command)
+        watched = self._calls.get(call_sid)
+        if watched is not None:  # a re-emitted result, a call's next flow notification
+            if watched.command_id is None and command_id is not None:
+                watched.command_id, watched.api = command_id, api  # its result, read later
             return False
         self._calls[call_sid] = WatchedCall(
             call_sid=call_sid,
