@@ -21,6 +21,8 @@ from pathlib import Path
 from services.brokers import choice as broker_choice
 from services.brokers.apache_kafka import ApacheKafkaError
 from services.brokers.tansu import EmbeddedBrokerError
+from services.common.callback_signature import CallbackSigner
+from services.executor.mapping.callbacks import CallbackTarget
 from services.stack.processes import ServiceProcess
 
 RUN_DIR = Path(".run")
@@ -119,6 +121,11 @@ def _run_stack(broker: broker_choice.RunningBroker) -> int:
                 "metrics": metrics_port,
             },
             token=token,
+            passthru=CallbackTarget(
+                env["CALLBACK_PUBLIC_URL"],
+                token,
+                CallbackSigner(env["CALLBACK_SIGNING_SECRET"]),
+            ).passthru_url("default"),
         )
         while not stopping:
             for child, _ in children:
@@ -143,6 +150,7 @@ def _print_summary(
     sandbox: bool,
     ports: dict[str, int],
     token: str,
+    passthru: str,
 ) -> None:
     sandbox_port, ingress_port, executor_port = (
         ports["sandbox"],
@@ -164,6 +172,8 @@ voicebus is running (Ctrl-C stops everything)
   Kafka       {kafka}{librdkafka}
   Exotel      {exotel}
   ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>
+  passthru    {passthru}
+              (a call flow's Passthru applet URL: inbound calls; `voicebus passthru-url`)
   executor    http://127.0.0.1:{executor_port}/metrics  /readyz
   metrics     http://127.0.0.1:{ports["metrics"]}/metrics (business and SRE metrics from the facts)
   CALLBACK_TOKEN={token}
