@@ -284,7 +284,9 @@ def test_whatever_reaches_a_monitor_legs_url_is_never_the_calls_terminal(
 
 
 @settings(RELAXED, max_examples=150)
-@given(st.dictionaries(st.sampled_from(["Status", "EventType", "x", "Legs"]), json_like, max_size=4))
+@given(
+    st.dictionaries(st.sampled_from(["Status", "EventType", "x", "Legs"]), json_like, max_size=4)
+)
 def test_a_passthru_notification_is_never_a_terminal(extra: dict[str, Any]) -> None:
     payload = samples.query_payload("passthru_after_connect.query.txt") | extra
     try:

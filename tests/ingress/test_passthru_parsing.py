@@ -62,7 +62,7 @@ def test_a_passthru_after_the_connect_applet_names_the_agent_and_the_recording()
     assert event.dial_whom_number == "0XXXXX20000"
     assert event.dial_call_duration == 17
     assert event.recording_url == (
-        "https://s3-ap-southeast-1.amazonaws.com/exotelrecordings/<your_sid>/" f"{SID}.mp3"
+        f"https://s3-ap-southeast-1.amazonaws.com/exotelrecordings/<your_sid>/{SID}.mp3"
     )
     assert event.recording_urls == [event.recording_url]
 

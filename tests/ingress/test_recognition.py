@@ -110,9 +110,9 @@ def test_every_shape_reads_the_same_in_every_spelling_and_encoding(
     documented = parse(samples.load(sample))
     event = parse(ENCODINGS[encoding](respell(samples.load(sample), spelling)))
     assert event.api == SHAPES[sample]
-    assert typed(event) == typed(
-        parse(ENCODINGS[encoding](samples.load(sample)))
-    ), f"{sample} in {spelling} as {encoding}"
+    assert typed(event) == typed(parse(ENCODINGS[encoding](samples.load(sample)))), (
+        f"{sample} in {spelling} as {encoding}"
+    )
     assert (event.call_sid, event.status, event.event_type) == (
         documented.call_sid,
         documented.status,
