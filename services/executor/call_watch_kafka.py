@@ -49,7 +49,7 @@ from services.common.settings import KafkaSettings
 from services.executor.call_watch import CallWatch, PollOutcome, WatchedCall, poll_event
 from services.executor.metrics import ExecutorMetrics
 from services.exotel.accounts import DEFAULT_ACCOUNT, ApiVersion
-from services.exotel.errors import ExotelError
+from services.exotel.errors import ExotelError, ExotelNotFound
 from services.exotel.models import CallDetails
 
 log = structlog.get_logger(__name__)
@@ -316,6 +316,7 @@ class CallWatchRunner:
             accepted_at=at,
             partition=partition,
             now=now,
+            seen_in="flow",
         )
 
     async def _check_replay(self, consumer: AIOKafkaConsumer) -> None:
@@ -384,6 +385,12 @@ class CallWatchRunner:
             return "error"
         try:
             details = await account.gateway.call_details(call.call_sid, call.api)
+        except ExotelNotFound:
+            if call.seen_in == "flow":
+                log.warning("call_watch.unknown_call", call_sid=call.call_sid, account=call.account)
+                return "unknown"
+            log.warning("call_watch.poll_failed", call_sid=call.call_sid, error="not found")
+            return "error"
         except ExotelError as exc:
             log.warning("call_watch.poll_failed", call_sid=call.call_sid, error=str(exc)[:200])
             return "error"

@@ -36,7 +36,7 @@ from services.executor.settings import ExecutorSettings
 from services.exotel.accounts import ApiVersion
 from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
-from tests.support.exotel import FakeExotel
+from tests.support.exotel import FakeExotel, not_found
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exotel"
 IST = ZoneInfo("Asia/Kolkata")
@@ -610,3 +610,18 @@ async def test_a_result_read_after_the_flow_event_gives_the_call_its_command() -
     watched_call = run.watch.get("CAflow")
     assert watched_call is not None
     assert watched_call.command_id == "cmd-CAflow"
+
+
+async def test_a_flow_call_the_accounts_details_do_not_know_is_dropped_not_polled_for_hours() -> (
+    None
+):
+    exotel = FakeExotel().answer("call_details", not_found("Not Found"), sid="CAforeign")
+    exotel.answer("call_details", not_found("Not Found"), not_found("Not Found"), sid="CAplaced")
+    run, published, clock = runner(exotel)
+    run.apply(record(CALL_STATUS, flow_event("CAforeign"), T0), T0)
+    run.apply(record(CALL_CONNECT_RESULT, accepted_result("CAplaced"), T0), T0)
+    clock.now = T0 + timedelta(seconds=10)
+    assert await run.sweep() == 2
+    assert "CAforeign" not in run.watch, "Exotel does not know it in this account"
+    assert "CAplaced" in run.watch, "a call voicebus placed is polled again"
+    assert published.records == []
