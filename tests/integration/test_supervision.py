@@ -417,9 +417,9 @@ async def test_commands_on_one_call_and_topic_reach_exotel_in_the_order_publishe
         assert result["outcome"] == "accepted", result["error"]
     assert [r["completed_at"] for r in results] == sorted(r["completed_at"] for r in results)
     assert monitor_changes(await sup.requests(call_sid)) == [
-        ("POST", "listen", "+919800000001"),
-        ("POST", "barge", "+919800000002"),
-        ("POST", "whisper", "+919800000003"),
+        ("POST", "listen", "09800000001"),
+        ("POST", "barge", "09800000002"),
+        ("POST", "whisper", "09800000003"),
     ]
     await sup.end(call_sid)
 
@@ -441,8 +441,8 @@ async def test_listen_barge_hangup_across_topics_reach_exotel_in_the_order_publi
     view = await sup.sandbox.wait_for_call_async(call_sid, timeout=15)
 
     assert changes == [
-        ("POST", "listen", "+919800000001"),
-        ("POST", "barge", "+919800000002"),
+        ("POST", "listen", "09800000001"),
+        ("POST", "barge", "09800000002"),
         ("PUT", "hangup", None),
     ]
     for result in (listened, barged, hung):
