@@ -198,6 +198,14 @@ def write_toml(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def default_account_and_file(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """The environment's ``default`` account, and the accounts file at ``path``."""
+    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "acme1")
+    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
+    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(path))
+
+
 def test_the_accounts_file_adds_named_accounts_beside_the_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -220,10 +228,7 @@ base_url = "http://127.0.0.1:8090"
 timezone = "UTC"
 """,
     )
-    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "acme1")
-    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
-    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(path))
+    default_account_and_file(monkeypatch, path)
     monkeypatch.setenv("SALES_TOKEN", "sales-token")
     monkeypatch.setenv("SUPPORT_KEY", "support-key")
     monkeypatch.setenv("SUPPORT_TOKEN", "support-token")
@@ -359,10 +364,7 @@ api_token = "lwb-token"
 lwb_request_encoding = "json"
 """,
     )
-    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "acme1")
-    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
-    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(path))
+    default_account_and_file(monkeypatch, path)
     accounts = ExotelSettings().accounts()
     assert accounts["default"].lwb_request_encoding == "form"
     assert accounts["lwbjson"].lwb_request_encoding == "json"

@@ -34,7 +34,7 @@ from tests.integration.stack import (
     publish,
     running_stack,
 )
-from tests.support.facts import Fact, FactReader
+from tests.support.facts import Fact, FactReader, for_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -90,10 +90,6 @@ def of_call(call_sid: str, **fields: Any) -> Callable[[Fact], bool]:
         )
 
     return match
-
-
-def for_command(command_id: str) -> Callable[[Fact], bool]:
-    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id
 
 
 async def command(bootstrap: str, topic: str, call_sid: str, **fields: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from contracts.topics import (
 )
 from services.sandbox.testing import SandboxControl
 from tests.integration.stack import JSON_LWB_ACCOUNT, Stack, publish, running_stack
-from tests.support.facts import Fact, FactReader
+from tests.support.facts import Fact, FactReader, for_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -66,10 +66,6 @@ async def control(stack: Stack) -> AsyncIterator[SandboxControl]:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def for_command(command_id: str) -> Callable[[Fact], bool]:
-    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id
 
 
 class Supervision:
