@@ -183,7 +183,7 @@ class KafkaOutlet:
     async def connect(self) -> None:
         # Topics again on every (re)connection: a replaced broker (e.g. the embedded one,
         # memory only) starts empty, and auto-created topics get the wrong partition count.
-        await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=1)
+        await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=1, wait=False)
         await self.broker.connect()
 
     async def send(self, record: SpoolRecord) -> Awaitable[object]:
