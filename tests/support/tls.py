@@ -51,10 +51,14 @@ class Certificates:
         )
         ca.cert_pem.write_to_path(str(found.ca_file))
         other.cert_pem.write_to_path(str(found.other_ca_file))
-        found.broker_keystore.write_bytes(
-            _pkcs8(broker.private_key_pem.bytes())
-            + b"".join(blob.bytes() for blob in broker.cert_chain_pems)
-        )
+        cls.keystore(broker, found.broker_keystore)
         found.client_cert_file.write_bytes(b"".join(b.bytes() for b in client.cert_chain_pems))
         found.client_key_file.write_bytes(_pkcs8(client.private_key_pem.bytes()))
         return found
+
+    @staticmethod
+    def keystore(cert: trustme.LeafCert, path: Path) -> Path:
+        """``cert`` as a PEM keystore: its PKCS#8 key, then its certificate chain."""
+        chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+        path.write_bytes(_pkcs8(cert.private_key_pem.bytes()) + chain)
+        return path
