@@ -15,13 +15,12 @@ import pytest
 
 from contracts import CallConnect
 from contracts.topics import ALL_TOPICS, CALL_CONNECT
-from services.brokers.apache_kafka import ApacheKafka, ClientListener
+from services.brokers.apache_kafka import ApacheKafka
 from services.client import Record, TopicReader, VoicebusClient
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import KafkaAccessError, check_access
 from services.common.settings import KafkaSettings
-from tests.support.broker import own_broker_kind
-from tests.support.tls import Certificates
+from tests.support.tls import Certificates, secured_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -49,13 +48,8 @@ class MutualKafka:
 
 @pytest.fixture(scope="module")
 def mutual(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MutualKafka]:
-    if own_broker_kind() != "apache-kafka":
-        pytest.skip("a TLS listener needs the local Apache Kafka (Tansu has no TLS)")
-    certs = Certificates.create(tmp_path_factory.mktemp("certs"))
-    listener = ClientListener(
-        protocol="SSL", keystore=certs.broker_keystore, truststore=certs.ca_file
-    )
-    with ApacheKafka(listener=listener) as kafka:
+    directory = tmp_path_factory.mktemp("certs")
+    with secured_kafka(directory, protocol="SSL", mutual=True) as (kafka, certs):
         yield MutualKafka(kafka, certs)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.brokers.apache_kafka import ApacheKafka, ClientListener
+from services.brokers.apache_kafka import ApacheKafka
 from services.cli.exits import Exit
 from services.common.kafka_security import check_access
 from services.common.settings import KafkaSettings
@@ -26,10 +25,9 @@ from services.sandbox.testing import SandboxServer
 from tests.cli.helpers import ainvoke
 from tests.integration.stack import executor_env, ingress_env, running_stack
 from tests.metrics.scrape import total, wait_for_metrics
-from tests.support.broker import own_broker_kind
 from tests.support.network import silent_address
-from tests.support.services import ServiceProcess
-from tests.support.tls import Certificates
+from tests.support.services import START_ALLOWANCE_SECONDS, Exited, ServiceProcess, until_exit
+from tests.support.tls import Certificates, secured_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -37,8 +35,6 @@ USER = "voicebus"
 PASSWORD = "scram-right-password-7f3c9a"
 WRONG_PASSWORD = "scram-wrong-password-1d8e42"
 REQUEST_TIMEOUT_MS = 5000
-#: A service's own start (Python, imports, settings) before it reaches Kafka, on 2 busy cores.
-START_ALLOWANCE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -66,16 +62,8 @@ class SecuredKafka:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
-    if own_broker_kind() != "apache-kafka":
-        pytest.skip("a secured listener needs the local Apache Kafka (Tansu has no TLS or SASL)")
-    certs = Certificates.create(tmp_path_factory.mktemp("certs"))
-    listener = ClientListener(
-        protocol="SASL_SSL",
-        mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-512"),
-        users={USER: PASSWORD},
-        keystore=certs.broker_keystore,
-    )
-    with ApacheKafka(listener=listener) as kafka:
+    directory = tmp_path_factory.mktemp("certs")
+    with secured_kafka(directory, protocol="SASL_SSL", users={USER: PASSWORD}) as (kafka, certs):
         yield SecuredKafka(kafka, certs)
 
 
@@ -90,40 +78,9 @@ def no_password_in(outputs: Mapping[str, str]) -> None:
     assert not leaked, f"a KAFKA_SASL_PASSWORD is in the output of {leaked}"
 
 
-@dataclass
-class Refusal:
-    service: str
-    returncode: int | None
-    seconds: float
-    output: str
-
-
-def refused_starts(envs: Mapping[str, dict[str, str]]) -> list[Refusal]:
-    """Start each service, wait until it exits (bounded), and say how and how fast."""
-    bound = REQUEST_TIMEOUT_MS / 1000 + START_ALLOWANCE_SECONDS
-    processes = {name: ServiceProcess(name, env) for name, env in envs.items()}
-    started = time.monotonic()
-    for process in processes.values():
-        process.start(ready_path=None)
-    refusals = []
-    try:
-        for name, process in processes.items():
-            assert process.process is not None
-            left = max(bound - (time.monotonic() - started), 0.1)
-            try:
-                code: int | None = process.process.wait(left)
-            except subprocess.TimeoutExpired:
-                code = None
-            refusals.append(Refusal(name, code, time.monotonic() - started, process.output))
-    finally:
-        for process in processes.values():
-            process.stop(5)
-            process.cleanup()
-    for refusal in refusals:
-        print(
-            f"[secured] {refusal.service}: exit {refusal.returncode} after {refusal.seconds:.1f}s"
-        )
-    return refusals
+def refused_starts(envs: Mapping[str, dict[str, str]]) -> list[Exited]:
+    """Each service started with ``envs``: how it exited, within the request timeout."""
+    return until_exit(envs, within=REQUEST_TIMEOUT_MS / 1000 + START_ALLOWANCE_SECONDS)
 
 
 def service_envs(kafka: dict[str, str], sandbox: SandboxServer) -> dict[str, dict[str, str]]:
@@ -134,7 +91,7 @@ def service_envs(kafka: dict[str, str], sandbox: SandboxServer) -> dict[str, dic
     }
 
 
-def assert_each_names(refusals: list[Refusal], setting: str) -> None:
+def assert_each_names(refusals: list[Exited], setting: str) -> None:
     for refusal in refusals:
         assert refusal.returncode == 2, f"{refusal.service} did not stop:\n{refusal.output[-3000:]}"
         assert f"cannot use Kafka ({setting})" in refusal.output, refusal.output[-3000:]

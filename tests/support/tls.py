@@ -8,9 +8,12 @@ mutual TLS, and a second CA that signed nothing (the "untrusted" case).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trustme
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -18,6 +21,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
+
+from services.brokers.apache_kafka import ApacheKafka, ClientListener
+from tests.support.broker import own_broker_kind
 
 
 def _pkcs8(key_pem: bytes) -> bytes:
@@ -62,3 +68,24 @@ class Certificates:
         chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
         path.write_bytes(_pkcs8(cert.private_key_pem.bytes()) + chain)
         return path
+
+
+@contextlib.contextmanager
+def secured_kafka(
+    directory: Path, *, protocol: str, mutual: bool = False, users: dict[str, str] | None = None
+) -> Iterator[tuple[ApacheKafka, Certificates]]:
+    """A private one-node Apache Kafka whose client listener speaks ``protocol`` with
+    certificates of a fresh CA (``mutual``: client certificates from it are required;
+    ``users``: SCRAM users). Skips where only Tansu can run: it has no TLS or SASL."""
+    if own_broker_kind() != "apache-kafka":
+        pytest.skip(f"{protocol} needs the local Apache Kafka (Tansu has no TLS or SASL)")
+    certs = Certificates.create(directory)
+    listener = ClientListener(
+        protocol=protocol,
+        mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-512") if users else (),
+        users=users or {},
+        keystore=certs.broker_keystore,
+        truststore=certs.ca_file if mutual else None,
+    )
+    with ApacheKafka(listener=listener) as kafka:
+        yield kafka, certs
