@@ -22,7 +22,7 @@ import sys
 from typing import Any
 
 import structlog
-from aiokafka.conn import AIOKafkaConnection, collect_hosts, create_conn
+from aiokafka.conn import AIOKafkaConnection, collect_hosts
 from aiokafka.errors import (
     IllegalSaslStateError,
     KafkaError,
@@ -42,6 +42,8 @@ _SASL_SECURITY: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
     "SCRAM-SHA-512": SASLScram512,
 }
 _RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0)
+#: No attempt is started with less time than this left (it could only time out).
+_SHORTEST_ATTEMPT_SECONDS = 0.25
 #: How long a spooling service (the ingress) lets the start-up check delay its start.
 SPOOLING_CHECK_SECONDS = 5.0
 
@@ -126,7 +128,7 @@ async def check_access(
         if fatal:
             raise fatal[0]
         pause = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
-        if not wait or loop.time() + pause >= deadline:
+        if not wait or loop.time() + pause + _SHORTEST_ATTEMPT_SECONDS >= deadline:
             raise unreachable(settings, budget, outcomes)
         await asyncio.sleep(pause)
 
@@ -183,24 +185,24 @@ async def _try_hosts(
 async def _try_host(
     settings: KafkaSettings, host: str, port: int, options: dict[str, Any], within: float
 ) -> KafkaAccessError | None:
-    conn: AIOKafkaConnection | None = None
-    timeout_ms = max(int(within * 1000), 1)
+    # The connection object is made here, not by aiokafka's create_conn, so that it is
+    # closed however the attempt ends (a timeout may cut it anywhere).
+    conn = AIOKafkaConnection(
+        host,
+        port,
+        client_id=f"{settings.client_id}-check",
+        request_timeout_ms=max(int(within * 1000), 1),
+        **options,
+    )
     try:
-        async with asyncio.timeout(max(within, 0.001)):
-            conn = await create_conn(
-                host,
-                port,
-                client_id=f"{settings.client_id}-check",
-                request_timeout_ms=timeout_ms,
-                **options,
-            )
+        async with asyncio.timeout(within):
+            await conn.connect()
             await conn.send(MetadataRequest([]))
     except (OSError, KafkaError, TimeoutError, ssl.SSLError) as exc:
         return explain(exc, settings, f"{host}:{port}")
     finally:
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
     return None
 
 
