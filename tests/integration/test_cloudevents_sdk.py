@@ -14,7 +14,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event, fro
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
 from tests.integration.stack import Stack, publish, running_stack
-from tests.support.broker import TestBroker
+from tests.support import broker as test_broker
 from tests.support.facts import Fact, FactReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -27,7 +27,7 @@ def stack(kafka_env: dict[str, str]) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-async def facts(broker: TestBroker, stack: Stack) -> AsyncIterator[FactReader]:
+async def facts(broker: test_broker.TestBroker, stack: Stack) -> AsyncIterator[FactReader]:
     reader = await FactReader(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS]).start()
     yield reader
     await reader.stop()
@@ -51,7 +51,7 @@ def assert_recent(event: BaseCloudEvent) -> None:
 
 
 async def test_results_and_call_status_facts_are_cloudevents_to_the_sdk(
-    broker: TestBroker, facts: FactReader
+    broker: test_broker.TestBroker, facts: FactReader
 ) -> None:
     command_id = f"ce-{uuid.uuid4().hex[:12]}"
     await publish(

@@ -19,7 +19,7 @@ from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
 from services.common.processes import wait_until
 from services.stack.kcat import COMMAND_ID, kcat_example
 from tests.integration.stack import Stack, running_stack
-from tests.support.broker import TestBroker
+from tests.support import broker as test_broker
 from tests.support.kcat import KcatFollower, KcatRecord, kcat_for, kcat_produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -28,7 +28,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(scope="module")
-def kcat(broker: TestBroker) -> str:
+def kcat(broker: test_broker.TestBroker) -> str:
     return kcat_for(broker)
 
 
@@ -52,7 +52,7 @@ def assert_cloudevent(record: KcatRecord, *, ce_type: str) -> None:
 
 
 def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
-    broker: TestBroker, stack: Stack
+    broker: test_broker.TestBroker, stack: Stack
 ) -> None:
     command_id = f"kcat-{uuid.uuid4().hex[:12]}"
     command = {
@@ -95,7 +95,9 @@ def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
         assert status.headers["ce_id"] == status.value["event_id"]
 
 
-def test_the_readme_kcat_example_works_as_printed(broker: TestBroker, stack: Stack) -> None:
+def test_the_readme_kcat_example_works_as_printed(
+    broker: test_broker.TestBroker, stack: Stack
+) -> None:
     """The commands README.md shows and ``make run`` prints, run by a shell, on this broker."""
     publish, read_result, read_status = _example_commands(broker.bootstrap_servers)
     published = _sh(publish)
