@@ -1,9 +1,10 @@
-"""Shared helpers of the deploy tests: paths, YAML, promtool, metric-name extraction."""
+"""Shared helpers of the deploy tests: paths, YAML, promtool, metric names, a scrape config."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,22 @@ def exported_names() -> set[str]:
 def recorded_names() -> set[str]:
     rules = load_yaml(PROMETHEUS / "rules.yml")
     return {rule["record"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def scrape_config_for(targets: Mapping[str, str], *, interval: str = "1s") -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml for a test: each job scrapes ``targets[job_name]``
+    instead of its compose host name, every ``interval``; the repository's rule files are
+    read where they are, unchanged (a group's own ``interval:`` still applies)."""
+    config: dict[str, Any] = load_yaml(PROMETHEUS / "prometheus.yml")
+    config["global"] |= {
+        "scrape_interval": interval,
+        "scrape_timeout": interval,
+        "evaluation_interval": interval,
+    }
+    config["rule_files"] = [str(PROMETHEUS / name) for name in config["rule_files"]]
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == set(targets), f"prometheus.yml scrapes {sorted(jobs)}, not {sorted(targets)}"
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            static["targets"] = [targets[job["job_name"]]]
+    return config
