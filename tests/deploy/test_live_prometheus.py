@@ -24,7 +24,7 @@ from tests.deploy.support import PROMETHEUS, load_yaml, scrape_config_for
 from tests.integration.stack import Stack, publish, running_stack
 from tests.support import broker as test_broker
 from tests.support.offsets import caught_up
-from tests.support.prometheus import LivePrometheus
+from tests.support.prometheus import LivePrometheus, live_prometheus
 from tests.support.services import ServiceProcess
 from tests.support.tools import tool
 
@@ -73,7 +73,7 @@ async def prometheus(
     while not await caught_up(broker.bootstrap_servers, group, dlq(CALL_CONNECT)):
         assert time.monotonic() < deadline, "the metrics service never read call.connect.dlq"
         await asyncio.sleep(0.2)
-    with LivePrometheus(lambda itself: scrape_config_for(services.targets(itself))) as live:
+    with live_prometheus(lambda itself: scrape_config_for(services.targets(itself))) as live:
         live.eventually(lambda: all_up(live), timeout=30, what="every target up")
         yield live
 
@@ -123,21 +123,6 @@ def test_prometheus_scrapes_every_target_of_the_scrape_config(
     assert all(s["value"][1] == "1" for s in up), up
 
 
-def test_prometheus_loads_the_repository_rules_and_evaluates_each_without_error(
-    prometheus: LivePrometheus,
-) -> None:
-    never = "0001-01-01T00:00:00Z"
-
-    def all_evaluated() -> list[dict[str, Any]] | None:
-        rules = prometheus.rules()
-        return rules if all(rule["lastEvaluation"] != never for rule in rules) else None
-
-    rules = prometheus.eventually(all_evaluated, timeout=75, what="every rule evaluated")
-    assert {rule["name"] for rule in rules} == repository_rule_names()
-    broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
-    assert not broken
-
-
 async def test_the_recording_rules_record_series_from_a_real_call(
     broker: test_broker.TestBroker, prometheus: LivePrometheus, services: Services
 ) -> None:
@@ -178,6 +163,21 @@ async def test_the_recording_rules_record_series_from_a_real_call(
     assert prometheus.query('voicebus:commands:rate5m{command_type="call.connect"}')
     executor_group = services.stack.executor.env["EXECUTOR_GROUP_ID"]
     assert prometheus.query(f'voicebus:consumer_group_lag:max{{group="{executor_group}"}}')
+
+
+def test_prometheus_loads_the_repository_rules_and_evaluates_each_without_error(
+    prometheus: LivePrometheus,
+) -> None:
+    never = "0001-01-01T00:00:00Z"
+
+    def all_evaluated() -> list[dict[str, Any]] | None:
+        rules = prometheus.rules()
+        return rules if all(rule["lastEvaluation"] != never for rule in rules) else None
+
+    rules = prometheus.eventually(all_evaluated, timeout=75, what="every rule evaluated")
+    assert {rule["name"] for rule in rules} == repository_rule_names()
+    broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not broken
 
 
 async def test_a_dead_letter_fires_the_dead_letters_alert(

@@ -5,7 +5,7 @@ that knows nothing of voicebus gets valid CloudEvents 1.0 events (binary content
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +13,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event, from_kafka_event
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
-from tests.integration.stack import Stack, publish, running_stack
+from tests.integration.stack import publish, running_stack
 from tests.support import broker as test_broker
 from tests.support.facts import Fact, FactReader
 
@@ -21,16 +21,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_env: dict[str, str]) -> Iterator[Stack]:
-    with running_stack(kafka_env) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def facts(broker: test_broker.TestBroker, stack: Stack) -> AsyncIterator[FactReader]:
-    reader = await FactReader(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS]).start()
-    yield reader
-    await reader.stop()
+async def facts(
+    broker: test_broker.TestBroker, kafka_env: dict[str, str]
+) -> AsyncIterator[FactReader]:
+    """The facts of a running voicebus, read from the start."""
+    with running_stack(kafka_env):
+        reader = FactReader(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS])
+        await reader.start()
+        try:
+            yield reader
+        finally:
+            await reader.stop()
 
 
 def as_cloudevent(fact: Fact) -> BaseCloudEvent:

@@ -20,7 +20,7 @@ from services.common.processes import wait_until
 from services.stack.kcat import COMMAND_ID, kcat_example
 from tests.integration.stack import Stack, running_stack
 from tests.support import broker as test_broker
-from tests.support.kcat import KcatFollower, KcatRecord, kcat_for, kcat_produce
+from tests.support.kcat import KcatRecord, kcat_following, kcat_for, kcat_produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -62,7 +62,7 @@ def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
         "caller_id": "08047112345",
         "custom_field": "sent-with-kcat",
     }
-    with KcatFollower(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS]) as facts:
+    with kcat_following(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS]) as facts:
         kcat_produce(
             broker.bootstrap_servers,
             CALL_CONNECT,

@@ -6,11 +6,11 @@ versions, so tests that use it skip there and say so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 import pytest
@@ -145,13 +145,12 @@ class KcatFollower:
             )
         return matching()
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+@contextlib.contextmanager
+def kcat_following(bootstrap: str, topics: Sequence[str]) -> Iterator[KcatFollower]:
+    """A started ``KcatFollower``, closed afterwards."""
+    follower = KcatFollower(bootstrap, topics).start()
+    try:
+        yield follower
+    finally:
+        follower.close()

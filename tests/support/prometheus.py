@@ -5,11 +5,11 @@ The configuration is written as JSON, which Prometheus reads as the YAML it is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -118,13 +118,12 @@ class LivePrometheus:
             )
         return found[0]
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+@contextlib.contextmanager
+def live_prometheus(config: Callable[[str], Mapping[str, Any]]) -> Iterator[LivePrometheus]:
+    """A started ``LivePrometheus`` with ``config``, stopped afterwards."""
+    prometheus = LivePrometheus(config).start()
+    try:
+        yield prometheus
+    finally:
+        prometheus.stop()
