@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
 from services.common.processes import wait_until
@@ -21,6 +22,7 @@ from services.stack.kcat import COMMAND_ID, kcat_example
 from tests.integration.stack import Stack, running_stack
 from tests.support import broker as test_broker
 from tests.support.kcat import KcatRecord, kcat_following, kcat_for, kcat_produce
+from tests.support.offsets import end_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -93,6 +95,35 @@ def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
         assert_cloudevent(status, ce_type=f"voicebus.call.status.{status.value['event_type']}")
         assert status.headers["ce_subject"] == call_sid
         assert status.headers["ce_id"] == status.value["event_id"]
+
+
+async def test_with_the_murmur2_partitioner_kcat_puts_each_key_where_aiokafka_does(
+    broker: test_broker.TestBroker, stack: Stack
+) -> None:
+    """Producers in different clients keep one key on one partition (per-key order) only
+    when they hash alike: librdkafka's default is CRC32, Java's and aiokafka's murmur2."""
+    partitions = sorted(await end_offsets(broker.bootstrap_servers, CALL_CONNECT))
+    keys = [f"+9198{n:08d}" for n in range(8)]
+    ids = {key: f"kcat-key-{uuid.uuid4().hex[:12]}" for key in keys}
+    with kcat_following(broker.bootstrap_servers, [CALL_CONNECT]) as commands:
+        for key in keys:
+            command = {"command_id": ids[key], "from": key, "to": "+919812345678"}
+            command["caller_id"] = "08047112345"
+            kcat_produce(
+                broker.bootstrap_servers,
+                CALL_CONNECT,
+                json.dumps(command),
+                key=key,
+                partitioner="murmur2_random",
+            )
+        landed = commands.wait_for(
+            CALL_CONNECT,
+            lambda r: isinstance(r.value, dict) and r.value.get("command_id") in ids.values(),
+            count=len(keys),
+        )
+    aiokafka = DefaultPartitioner()
+    expected = {ids[k]: aiokafka(k.encode(), partitions, partitions) for k in keys}
+    assert {r.value["command_id"]: r.partition for r in landed} == expected
 
 
 def test_the_readme_kcat_example_works_as_printed(

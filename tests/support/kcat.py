@@ -40,10 +40,17 @@ def kcat_produce(
     *,
     key: str | None = None,
     headers: Mapping[str, str] | None = None,
+    partitioner: str | None = None,
 ) -> None:
-    """Publish one message (``value`` on one line) with ``kcat -P``; fail with its stderr."""
+    """Publish one message (``value`` on one line) with ``kcat -P``; fail with its stderr.
+
+    ``partitioner``: librdkafka's ``partitioner`` setting (its default is CRC32-based;
+    ``murmur2_random`` hashes keys as Java's clients and aiokafka do).
+    """
     assert "\n" not in value, "kcat -P sends one message per line"
     command = [tool("kcat"), "-P", "-b", bootstrap, "-t", topic]
+    if partitioner is not None:
+        command += ["-X", f"partitioner={partitioner}"]
     if key is not None:
         command += ["-k", key]
     for name, header in (headers or {}).items():
@@ -67,7 +74,11 @@ class KcatRecord:
 
     @property
     def value(self) -> Any:
-        return json.loads(self.payload) if self.payload else None
+        """The payload as JSON; None when empty or not JSON (a dead letter, say)."""
+        try:
+            return json.loads(self.payload) if self.payload else None
+        except ValueError:
+            return None
 
     @classmethod
     def parse(cls, line: str) -> KcatRecord | None:
