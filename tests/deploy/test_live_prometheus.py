@@ -22,8 +22,8 @@ import pytest
 from contracts.topics import CALL_CONNECT, dlq
 from tests.deploy.support import PROMETHEUS, load_yaml, scrape_config_for
 from tests.integration.stack import Stack, publish, running_stack
-from tests.support import broker as test_broker
-from tests.support.offsets import caught_up
+from tests.support.broker import SuiteBroker
+from tests.support.kafka_admin import caught_up
 from tests.support.prometheus import LivePrometheus, live_prometheus
 from tests.support.services import ServiceProcess
 from tests.support.tools import tool
@@ -63,9 +63,7 @@ def services(kafka_env: dict[str, str]) -> Iterator[Services]:
 
 
 @pytest.fixture(scope="module")
-async def prometheus(
-    broker: test_broker.TestBroker, services: Services
-) -> AsyncIterator[LivePrometheus]:
+async def prometheus(broker: SuiteBroker, services: Services) -> AsyncIterator[LivePrometheus]:
     # Earlier tests' dead letters are counted before the first scrape, so only this
     # module's can raise voicebus_dlq_messages_total while Prometheus watches.
     group = services.metrics.env["METRICS_GROUP_ID"]
@@ -124,7 +122,7 @@ def test_prometheus_scrapes_every_target_of_the_scrape_config(
 
 
 async def test_the_recording_rules_record_series_from_a_real_call(
-    broker: test_broker.TestBroker, prometheus: LivePrometheus, services: Services
+    broker: SuiteBroker, prometheus: LivePrometheus, services: Services
 ) -> None:
     await publish(
         broker.bootstrap_servers,
@@ -181,7 +179,7 @@ def test_prometheus_loads_the_repository_rules_and_evaluates_each_without_error(
 
 
 async def test_a_dead_letter_fires_the_dead_letters_alert(
-    broker: test_broker.TestBroker, prometheus: LivePrometheus
+    broker: SuiteBroker, prometheus: LivePrometheus
 ) -> None:
     assert alert(prometheus, "VoicebusDeadLetters", "firing") is None
     sent = time.monotonic()

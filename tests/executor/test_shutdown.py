@@ -34,7 +34,7 @@ from tests.integration.stack import executor_env
 from tests.support import broker as test_broker
 from tests.support.broker import own_broker
 from tests.support.facts import FactReader, wait_until
-from tests.support.offsets import committed_offsets
+from tests.support.kafka_admin import committed_offsets
 from tests.support.services import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]

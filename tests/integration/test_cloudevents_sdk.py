@@ -14,16 +14,14 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event, fro
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
 from tests.integration.stack import publish, running_stack
-from tests.support import broker as test_broker
+from tests.support.broker import SuiteBroker
 from tests.support.facts import Fact, FactReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-async def facts(
-    broker: test_broker.TestBroker, kafka_env: dict[str, str]
-) -> AsyncIterator[FactReader]:
+async def facts(broker: SuiteBroker, kafka_env: dict[str, str]) -> AsyncIterator[FactReader]:
     """The facts of a running voicebus, read from the start."""
     with running_stack(kafka_env):
         reader = FactReader(broker.bootstrap_servers, [CALL_CONNECT_RESULT, CALL_STATUS])
@@ -52,7 +50,7 @@ def assert_recent(event: BaseCloudEvent) -> None:
 
 
 async def test_results_and_call_status_facts_are_cloudevents_to_the_sdk(
-    broker: test_broker.TestBroker, facts: FactReader
+    broker: SuiteBroker, facts: FactReader
 ) -> None:
     command_id = f"ce-{uuid.uuid4().hex[:12]}"
     await publish(

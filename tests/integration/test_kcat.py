@@ -20,9 +20,9 @@ from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS
 from services.common.processes import wait_until
 from services.stack.kcat import COMMAND_ID, kcat_example
 from tests.integration.stack import Stack, running_stack
-from tests.support import broker as test_broker
+from tests.support.broker import SuiteBroker
+from tests.support.kafka_admin import end_offsets
 from tests.support.kcat import KcatRecord, kcat_following, kcat_for, kcat_produce
-from tests.support.offsets import end_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -30,7 +30,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture(scope="module")
-def kcat(broker: test_broker.TestBroker) -> str:
+def kcat(broker: SuiteBroker) -> str:
     return kcat_for(broker)
 
 
@@ -54,7 +54,7 @@ def assert_cloudevent(record: KcatRecord, *, ce_type: str) -> None:
 
 
 def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
-    broker: test_broker.TestBroker, stack: Stack
+    broker: SuiteBroker, stack: Stack
 ) -> None:
     command_id = f"kcat-{uuid.uuid4().hex[:12]}"
     command = {
@@ -98,7 +98,7 @@ def test_a_command_published_with_kcat_is_answered_and_kcat_reads_its_facts(
 
 
 async def test_with_the_murmur2_partitioner_kcat_puts_each_key_where_aiokafka_does(
-    broker: test_broker.TestBroker, stack: Stack
+    broker: SuiteBroker, stack: Stack
 ) -> None:
     """Producers in different clients keep one key on one partition (per-key order) only
     when they hash alike: librdkafka's default is CRC32, Java's and aiokafka's murmur2."""
@@ -126,9 +126,7 @@ async def test_with_the_murmur2_partitioner_kcat_puts_each_key_where_aiokafka_do
     assert {r.value["command_id"]: r.partition for r in landed} == expected
 
 
-def test_the_readme_kcat_example_works_as_printed(
-    broker: test_broker.TestBroker, stack: Stack
-) -> None:
+def test_the_readme_kcat_example_works_as_printed(broker: SuiteBroker, stack: Stack) -> None:
     """The commands README.md shows and ``make run`` prints, run by a shell, on this broker."""
     publish, read_result, read_status = _example_commands(broker.bootstrap_servers)
     published = _sh(publish)

@@ -16,7 +16,7 @@ from typing import Any, Self
 import pytest
 
 from services.common.processes import ChildProcess, wait_until
-from tests.support.broker import TestBroker
+from tests.support.broker import SuiteBroker
 from tests.support.tools import tool
 
 TANSU_REASON = (
@@ -26,7 +26,7 @@ TANSU_REASON = (
 )
 
 
-def kcat_for(broker: TestBroker) -> str:
+def kcat_for(broker: SuiteBroker) -> str:
     """kcat's path, or skip: on Tansu, or where kcat cannot be installed."""
     if broker.kind == "tansu":
         pytest.skip(TANSU_REASON)
