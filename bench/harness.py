@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -129,8 +128,7 @@ class Bench:
         return response.json()
 
     def sandbox_pid(self) -> int:
-        process: subprocess.Popen[bytes] | None = getattr(self.sandbox, "_process", None)
-        return process.pid if process is not None else -1
+        return self.sandbox.pid or -1
 
     def rate_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.sandbox_admin("GET", "rate-stats")

@@ -1,7 +1,8 @@
-"""voicebus's public message contract (DESIGN.md): commands, results and status facts."""
+"""voicebus's public message contract (docs/architecture.md): commands, results and status
+facts, and the table of command types."""
 
+from contracts.catalog import COMMANDS, CommandSpec, spec_for, spec_of
 from contracts.commands import (
-    COMMAND_MODELS,
     CallConnect,
     Command,
     CommandType,
@@ -12,13 +13,14 @@ from contracts.results import CommandError, CommandResult, ErrorCode, Outcome
 from contracts.status import TERMINAL_STATUSES, CallStatusEvent, LegStatus, NormalisedStatus
 
 __all__ = [
-    "COMMAND_MODELS",
+    "COMMANDS",
     "TERMINAL_STATUSES",
     "CallConnect",
     "CallStatusEvent",
     "Command",
     "CommandError",
     "CommandResult",
+    "CommandSpec",
     "CommandType",
     "ErrorCode",
     "LegHangup",
@@ -26,4 +28,6 @@ __all__ = [
     "LwbAction",
     "NormalisedStatus",
     "Outcome",
+    "spec_for",
+    "spec_of",
 ]

@@ -199,9 +199,3 @@ class LegHangup(_Command):
 
 
 Command = CallConnect | LwbAction | LegHangup
-
-COMMAND_MODELS: dict[str, type[CallConnect] | type[LwbAction] | type[LegHangup]] = {
-    "call.connect": CallConnect,
-    "lwb.action": LwbAction,
-    "leg.hangup": LegHangup,
-}

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from contracts import CallConnect, CallStatusEvent, CommandResult, LegHangup, LwbAction
+from contracts.catalog import COMMANDS
+from contracts.results import CommandResult
+from contracts.status import CallStatusEvent
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 MODELS: dict[str, type[BaseModel]] = {
-    "CallConnect": CallConnect,
-    "LwbAction": LwbAction,
-    "LegHangup": LegHangup,
+    **{spec.model.__name__: spec.model for spec in COMMANDS},
     "CommandResult": CommandResult,
     "CallStatusEvent": CallStatusEvent,
 }

@@ -41,7 +41,7 @@ class CommandError(BaseModel):
     field: str | None = Field(
         default=None,
         description="For `invalid_command`: the dotted path of the first invalid field "
-        "(an addition to DESIGN.md's error fields).",
+        "(an addition to the design contract's error fields).",
     )
 
 

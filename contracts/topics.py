@@ -1,23 +1,23 @@
-"""Topic names: the public contract of DESIGN.md, in one place."""
+"""Topic names: the public contract, in one place (command topics from the command table)."""
 
 from typing import Final
+
+from contracts.catalog import COMMANDS
 
 CALL_CONNECT: Final = "call.connect"
 LWB_ACTION: Final = "lwb.action"
 LEG_HANGUP: Final = "leg.hangup"
-COMMAND_TOPICS: Final = (CALL_CONNECT, LWB_ACTION, LEG_HANGUP)
+COMMAND_TOPICS: Final = tuple(spec.topic for spec in COMMANDS)
 
 CALL_CONNECT_RESULT: Final = "call.connect.result"
 LWB_ACTION_RESULT: Final = "lwb.action.result"
 LEG_HANGUP_RESULT: Final = "leg.hangup.result"
 CALL_STATUS: Final = "call.status"
-FACT_TOPICS: Final = (CALL_CONNECT_RESULT, LWB_ACTION_RESULT, LEG_HANGUP_RESULT, CALL_STATUS)
 
-RESULT_TOPIC: Final = {
-    CALL_CONNECT: CALL_CONNECT_RESULT,
-    LWB_ACTION: LWB_ACTION_RESULT,
-    LEG_HANGUP: LEG_HANGUP_RESULT,
-}
+#: command topic -> its result topic
+RESULT_TOPIC: Final = {spec.topic: spec.result_topic for spec in COMMANDS}
+RESULT_TOPICS: Final = tuple(RESULT_TOPIC.values())
+FACT_TOPICS: Final = (*RESULT_TOPICS, CALL_STATUS)
 
 
 def dlq(topic: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from services.common.settings import KafkaSettings
-from tests.support.broker import TestBroker, chosen_broker, test_broker
+from tests.support.broker import SuiteBroker, chosen_broker, test_broker
+
+BROKER_FIXTURES = {"broker", "kafka_settings", "kafka_env"}
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -15,14 +18,28 @@ def pytest_report_header(config: pytest.Config) -> str:
     return chosen_broker().describe()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu): only the tests that
+    use a broker; the rest do not depend on which one runs."""
+    if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        uses = BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if uses else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
 @pytest.fixture(scope="session")
-def broker() -> Iterator[TestBroker]:
+def broker() -> Iterator[SuiteBroker]:
     with test_broker() as running:
         yield running
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(broker: TestBroker) -> KafkaSettings:
+def kafka_settings(broker: SuiteBroker) -> KafkaSettings:
     """Settings for services under test: short group timeouts, a few partitions."""
     return KafkaSettings(
         bootstrap_servers=broker.bootstrap_servers,

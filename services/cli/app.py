@@ -21,7 +21,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from contracts.commands import COMMAND_MODELS
+from contracts.catalog import COMMANDS
+from contracts.commands import CommandType
+from contracts.decoding import InvalidCommand, UnreadableCommand, decode_command
 from contracts.results import CommandResult
 from contracts.topics import ALL_TOPICS, COMMAND_TOPICS, DLQ_TOPICS, FACT_TOPICS, dlq
 from services.cli import asyncapi
@@ -48,7 +50,6 @@ from services.client.reader import fetch_record, topic_partitions
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import KafkaAccessError
 from services.common.settings import KafkaSettings
-from services.executor.decoding import InvalidCommand, UnreadableCommand, decode_command
 
 EXIT_CODES = """\
 Exit codes: 0 accepted / ok; 1 rejected or failed, or a check found a problem;
@@ -77,12 +78,6 @@ app.add_typer(dlq_app, name="dlq")
 DLQ_HEADERS = frozenset({"error", "origin_topic", "origin_partition", "origin_offset", "failed_at"})
 REPUBLISHED_HEADER = "voicebus_republished_from"
 NO_SINCE = "earliest"
-
-
-class CommandName(StrEnum):
-    call_connect = "call.connect"
-    lwb_action = "lwb.action"
-    leg_hangup = "leg.hangup"
 
 
 class EventType(StrEnum):
@@ -204,7 +199,7 @@ def load_json_object(source: str) -> dict[str, Any]:
 
 
 def validate(topic: str, payload: bytes) -> Any:
-    """The executor's own check (services/executor/decoding.py); exit 2 when it fails."""
+    """The executor's own check (contracts/decoding.py); exit 2 when it fails."""
     try:
         decoded = decode_command(topic, payload)
     except UnreadableCommand as exc:
@@ -247,9 +242,9 @@ def since_option(value: str | None, default: str) -> datetime | None:
 
 def command_fields_help() -> str:
     lines = ["Fields per command (see docs/guides/service-teams.md):"]
-    for name, model in COMMAND_MODELS.items():
-        names = [info.alias or key for key, info in model.model_fields.items()]
-        lines.append(f"  {name}: {', '.join(names)}")
+    for spec in COMMANDS:
+        names = [info.alias or key for key, info in spec.model.model_fields.items()]
+        lines.append(f"  {spec.name}: {', '.join(names)}")
     return "\n\n".join(lines)
 
 
@@ -258,7 +253,7 @@ def command_fields_help() -> str:
 
 @app.command(epilog=command_fields_help())
 def send(
-    command: Annotated[CommandName, typer.Argument(help="Which command (its topic).")],
+    command: Annotated[CommandType, typer.Argument(help="Which command (its topic).")],
     *,
     file: Annotated[
         str | None,
@@ -292,7 +287,7 @@ def send(
     Exit 0 accepted, 1 rejected or failed, 2 invalid (nothing published), 3 no result in
     time (the command may still run), 4 Kafka unreachable.
     """
-    topic = command.value
+    topic = command
     data = load_json_object(file) if file else {}
     apply_fields(data, fields or [])
     if command_id:

@@ -23,7 +23,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from pydantic import BaseModel, ValidationError
 
-from contracts.commands import COMMAND_MODELS, CallConnect, Command, CommandType
+from contracts.catalog import spec_of
+from contracts.commands import Command, CommandType
+from contracts.decoding import InvalidCommand, UnreadableCommand, decode_command
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_STATUS, RESULT_TOPIC
@@ -37,7 +39,6 @@ from services.client.reader import Record, TopicReader, kafka_unavailable, start
 from services.common.kafka import MAX_MESSAGE_BYTES
 from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
-from services.executor.decoding import InvalidCommand, UnreadableCommand, decode_command
 
 log = structlog.get_logger(__name__)
 
@@ -46,18 +47,13 @@ T = TypeVar("T", bound=BaseModel)
 
 def command_type(command: Command) -> CommandType:
     """``call.connect``, ``lwb.action`` or ``leg.hangup``: also the command's topic."""
-    for name, model in COMMAND_MODELS.items():
-        if isinstance(command, model):
-            return name  # type: ignore[return-value]
-    raise TypeError(f"not a voicebus command: {type(command).__name__}")
+    return spec_of(command).name
 
 
 def command_key(command: Command) -> str:
-    """The recommended message key: the agent's number for call.connect, else the call sid
-    (so that one call's commands are executed in order)."""
-    if isinstance(command, CallConnect):
-        return command.from_
-    return command.call_sid
+    """The recommended message key (the command table's): the agent's number for
+    call.connect, else the call sid (so that one call's commands are executed in order)."""
+    return spec_of(command).recommended_key(command)
 
 
 def encode_command(command: Command) -> bytes:

@@ -34,7 +34,8 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
     """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all),
     secured as the settings say (TLS, SASL)."""
     return KafkaBroker(
-        settings.bootstrap_servers,
+        # A list: FastStream would take a comma-separated string for one host name.
+        [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()],
         security=broker_security(settings),
         client_id=f"{settings.client_id}-{client_id}",
         acks="all",
@@ -115,6 +116,14 @@ async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], *, within: f
             await asyncio.sleep(0.1)
 
 
+def _topic_config(settings: KafkaSettings, config: Mapping[str, str]) -> dict[str, str]:
+    """A topic's own settings, with ``KAFKA_MIN_INSYNC_REPLICAS`` when set."""
+    base = {}
+    if settings.min_insync_replicas is not None:
+        base["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return base | dict(config)
+
+
 async def _create(
     admin: AIOKafkaAdminClient,
     settings: KafkaSettings,
@@ -126,7 +135,7 @@ async def _create(
             name=t,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.replication_factor,
-            topic_configs=dict(configs.get(t, {})),
+            topic_configs=_topic_config(settings, configs.get(t, {})),
         )
         for t in topics
     ]

@@ -77,11 +77,11 @@ def security_options(settings: KafkaSettings) -> dict[str, Any]:
     if settings.uses_tls:
         options["ssl_context"] = settings.ssl_context()
     if settings.uses_sasl:
-        assert settings.sasl_password is not None  # the settings' validator insists
+        password = settings.sasl_password  # never None here: the settings' validator insists
         options |= {
             "sasl_mechanism": settings.sasl_mechanism,
             "sasl_plain_username": settings.sasl_username,
-            "sasl_plain_password": settings.sasl_password.get_secret_value(),
+            "sasl_plain_password": password.get_secret_value() if password else None,
         }
     return options
 
@@ -122,7 +122,7 @@ async def check_access(
     for attempt in itertools.count():
         left = deadline - loop.time()
         outcomes = await _try_hosts(settings, hosts, options, left)
-        if not isinstance(outcomes, list):
+        if outcomes is None:
             return
         fatal = [e for e in outcomes if e.fatal]
         if fatal:

@@ -13,6 +13,13 @@ from starlette.applications import Starlette
 from contracts.topics import ALL_TOPICS
 from services.common.http import Readiness, probe_routes
 from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka_health import (
+    HEALTH_TOPIC,
+    HEALTH_TOPIC_CONFIG,
+    KafkaHealth,
+    publish_with,
+    start_write_probe,
+)
 from services.executor.call_watch import CallWatch, WatchPolicy
 from services.executor.call_watch_kafka import (
     CallWatchRunner,
@@ -42,14 +49,15 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     metrics = ExecutorMetrics(registry)
     metrics.max_in_flight.set(settings.max_in_flight)
     readiness = Readiness()
+    kafka_health = KafkaHealth()
     exotel_accounts = settings.exotel.accounts()
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka,
-            (*ALL_TOPICS, LEDGER_TOPIC),
-            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG},
+            (*ALL_TOPICS, LEDGER_TOPIC, HEALTH_TOPIC),
+            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG, HEALTH_TOPIC: HEALTH_TOPIC_CONFIG},
         )
         broker = make_broker(settings.kafka, client_id="executor")
         ledger = CommandLedger()
@@ -68,30 +76,13 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 name: ExotelClient(account, http, throttle=limiter, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
-            accounts = {
-                name: Account(name=name, default_api=client.account.api, gateway=client)
-                for name, client in clients.items()
-            }
-            service = CommandService(
-                accounts=accounts,
-                callbacks=CallbackTarget(
-                    settings.callback_public_url,
-                    settings.callback_token.get_secret_value(),
-                    settings.callback_signer(),
-                ),
-                retry_policy=settings.retry_policy(),
-                callback_content_type=settings.callback_content_type,
-                observer=metrics,
-                journal=ledger,
-                reconcile_window_seconds=settings.reconcile_window_seconds,
-                reconcile_poll_seconds=settings.reconcile_poll_seconds,
-            )
             pipeline = CommandPipeline(
-                service,
+                _command_service(settings, clients, ledger, metrics),
                 FactPublisher(broker),
                 metrics,
                 stopping=lambda: dispatcher.closing,
                 ledger=ledger,
+                kafka_health=kafka_health,
             )
             register_handlers(
                 broker,
@@ -107,13 +98,16 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             readiness.reason = "reading the command ledger"
             await ledger_log.start()
             await broker.start()
+            probe = await start_write_probe(
+                settings.kafka, publish_with(broker), kafka_health, service="executor"
+            )
             committer.start()
             call_watch = _call_watch(settings, broker, clients, metrics)
             if call_watch is not None:
                 await call_watch.start()
             readiness.ready, readiness.reason = True, "consuming"
             log.info(
-                "executor.started", accounts=sorted(accounts), max_in_flight=settings.max_in_flight
+                "executor.started", accounts=sorted(clients), max_in_flight=settings.max_in_flight
             )
             try:
                 yield
@@ -121,6 +115,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 readiness.ready, readiness.reason = False, "stopping"
                 if call_watch is not None:
                     await call_watch.stop()
+                await probe.stop()
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await committer.commit(positions)
@@ -129,9 +124,45 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 log.info("executor.stopped", committed_partitions=len(positions))
 
     def ready() -> tuple[bool, dict[str, object]]:
-        return readiness.ready, {"reason": readiness.reason, "accounts": sorted(exotel_accounts)}
+        return _ready(readiness, kafka_health, sorted(exotel_accounts))
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _ready(
+    readiness: Readiness, kafka_health: KafkaHealth, accounts: list[str]
+) -> tuple[bool, dict[str, object]]:
+    """Consuming, and Kafka takes writes (results, ledger entries, the probe's)."""
+    reason = readiness.reason
+    if readiness.ready and not kafka_health.writable:
+        reason = "kafka does not take writes: results wait (commands stay uncommitted)"
+    detail: dict[str, object] = {"reason": reason, "accounts": accounts}
+    return readiness.ready and kafka_health.writable, detail | kafka_health.status()
+
+
+def _command_service(
+    settings: ExecutorSettings,
+    clients: Mapping[str, ExotelClient],
+    ledger: CommandLedger,
+    metrics: ExecutorMetrics,
+) -> CommandService:
+    return CommandService(
+        accounts={
+            name: Account(name=name, default_api=client.account.api, gateway=client)
+            for name, client in clients.items()
+        },
+        callbacks=CallbackTarget(
+            settings.callback_public_url,
+            settings.callback_token.get_secret_value(),
+            settings.callback_signer(),
+        ),
+        retry_policy=settings.retry_policy(),
+        callback_content_type=settings.callback_content_type,
+        observer=metrics,
+        journal=ledger,
+        reconcile_window_seconds=settings.reconcile_window_seconds,
+        reconcile_poll_seconds=settings.reconcile_poll_seconds,
+    )
 
 
 def _call_watch(

@@ -231,7 +231,8 @@ class CallWatchRunner:
 
     async def _consume(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise RuntimeError("the call watch's consumer is not started")
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=500)

@@ -23,16 +23,13 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from contracts.topics import CALL_CONNECT, COMMAND_TOPICS
+from contracts.topics import COMMAND_TOPICS
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.incoming import IncomingCommand
 from services.executor.pipeline import CommandPipeline
 from services.executor.settings import ExecutorSettings
 
 log = structlog.get_logger(__name__)
-
-#: call.connect, lwb.action and leg.hangup (see incoming.py for how their order is kept).
-COMMAND_TOPICS_HANDLED = COMMAND_TOPICS
 
 
 @dataclass
@@ -137,7 +134,7 @@ def register_handlers(
     dispatcher: KeyOrderedDispatcher,
     committer: OffsetCommitter,
     pipeline: CommandPipeline,
-    topics: tuple[str, ...] = COMMAND_TOPICS_HANDLED,
+    topics: tuple[str, ...] = COMMAND_TOPICS,
     on_share: Callable[[int, int], None] | None = None,
 ) -> None:
     """Subscribe the executor to its command topics (called before the broker starts).
@@ -167,7 +164,7 @@ def register_handlers(
     )
 
     listener.consumer = _LazyConsumer(subscriber)
-    hold_seconds = settings.ordering_window_seconds
+    ordering_window = settings.ordering_window_seconds
 
     @subscriber
     async def on_command(message: KafkaMessage) -> None:
@@ -180,5 +177,5 @@ def register_handlers(
             command.ordering_key,
             partial(pipeline.process, command),
             timestamp_ms=command.timestamp_ms,
-            hold_seconds=0.0 if command.topic == CALL_CONNECT else hold_seconds,
+            hold_seconds=command.hold_seconds(ordering_window),
         )

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.catalog import CommandSpec, spec_for
+
 
 @dataclass(frozen=True)
 class IncomingCommand:
@@ -33,13 +35,23 @@ class IncomingCommand:
         )
 
     @property
+    def spec(self) -> CommandSpec | None:
+        """The command type of this message's topic (contracts/catalog.py)."""
+        return spec_for(self.topic)
+
+    @property
     def ordering_key(self) -> str:
-        """Commands with the same key run in order; keyless ones need no order."""
-        if self.key:
-            return (
-                f"{self.topic}:{self.key.hex()}" if self.topic == "call.connect" else self.key.hex()
-            )
-        return f"{self.topic}:{self.partition}:{self.offset}"
+        """Commands with the same key run in order (the command table's ordering rule);
+        keyless ones need no order."""
+        if not self.key:
+            return f"{self.topic}:{self.partition}:{self.offset}"
+        spec = self.spec
+        return spec.ordering_key(self.key) if spec else f"{self.topic}:{self.key.hex()}"
+
+    def hold_seconds(self, ordering_window: float) -> float:
+        """How long this command waits for an earlier one of its key on another topic."""
+        spec = self.spec
+        return ordering_window if spec is not None and spec.hold else 0.0
 
     @property
     def requested_at(self) -> datetime | None:

@@ -78,7 +78,8 @@ class KafkaLedgerLog:
         self._task = asyncio.create_task(self._follow(), name="ledger-follower")
 
     async def _follow(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise RuntimeError("the ledger's consumer is not started")
         while True:
             try:
                 batches = await self._consumer.getmany(timeout_ms=1000)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from contracts.commands import CommandType
-from services.executor.decoding import UnreadableCommand, decode_command
+from contracts.decoding import UnreadableCommand, command_type_of, decode_command
+from services.common.kafka_health import KafkaHealth
 from services.executor.incoming import IncomingCommand
 from services.executor.ledger import CommandLedger
 from services.executor.metrics import ExecutorMetrics
@@ -37,6 +37,7 @@ class CommandPipeline:
     metrics: ExecutorMetrics
     stopping: Callable[[], bool]
     ledger: CommandLedger
+    kafka_health: KafkaHealth | None = None
     publish_backoff_seconds: float = 0.5
 
     async def process(self, command: IncomingCommand) -> None:
@@ -51,7 +52,7 @@ class CommandPipeline:
                 self.metrics.dead_letters.labels(command.topic).inc()
                 log.warning("command.dead_lettered", reason=reason)
                 return
-            command_type: CommandType = command.topic  # type: ignore[assignment]
+            command_type = command_type_of(decoded)
             with structlog.contextvars.bound_contextvars(command_id=decoded.command_id):
                 entry = self.ledger.lookup(command_type, decoded.command_id)
                 if entry is not None and entry.state == "done" and entry.result is not None:
@@ -87,9 +88,13 @@ class CommandPipeline:
             try:
                 await publish()
             except Exception as exc:
+                if self.kafka_health is not None:
+                    self.kafka_health.failed(f"{type(exc).__name__}: {exc}"[:300])
                 if self.stopping():
                     raise ShuttingDown("outcome not acknowledged before shutdown") from exc
                 log.warning("kafka.publish_retry", attempt=attempt, error=repr(exc))
                 await asyncio.sleep(min(self.publish_backoff_seconds * attempt, 5.0))
             else:
+                if self.kafka_health is not None:
+                    self.kafka_health.succeeded()
                 return

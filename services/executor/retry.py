@@ -2,14 +2,14 @@
 
 Transient errors (5xx, timeouts, 429) are retried while attempts and the deadline allow;
 permanent ones (other 4xx) are final. A 429 waits at least what Exotel asked for
-(``Retry-After``), then the jittered backoff.
+(``Retry-After``), then the jittered backoff. A timeout after the request went out (its
+answer was lost) is retried only where sending the request twice does no harm.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 from tenacity import (
@@ -21,7 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from services.exotel.errors import ExotelError, ExotelTransientError
+from services.exotel.errors import ExotelError, ExotelTimeout, ExotelTransientError
 
 T = TypeVar("T")
 
@@ -58,13 +58,9 @@ class _ExotelWait:
         return backoff
 
 
-@dataclass
-class Attempted(Generic[T]):
-    """A value, or the final error, and how many attempts it took."""
-
-    attempts: int
-    value: T | None = None
-    error: ExotelError | None = None
+def answer_lost(error: ExotelError) -> bool:
+    """A timeout after the request was sent: Exotel may have acted on it."""
+    return isinstance(error, ExotelTimeout) and error.maybe_sent
 
 
 async def with_retries(
@@ -72,14 +68,19 @@ async def with_retries(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[ExotelError, int, float], None] | None = None,
-    unless: Callable[[ExotelError], bool] | None = None,
-) -> Attempted[T]:
-    """Run ``call`` until it succeeds, fails permanently, or the budget is spent.
+    retry_lost_answers: bool = True,
+) -> T:
+    """Run ``call`` until it succeeds, fails permanently, or the budget is spent; the
+    final :class:`ExotelError` is raised.
 
-    ``unless``: a transient error for which it returns True is not retried either (e.g. a
-    timeout after a call may already have been placed: that is reconciled, not resent).
+    ``retry_lost_answers=False``: a lost answer (:func:`answer_lost`) is final too (a call
+    that may already be ringing is looked for, never placed again).
     """
-    attempts = 0
+
+    def retryable(error: BaseException) -> bool:
+        if not isinstance(error, ExotelTransientError):
+            return False
+        return retry_lost_answers or not answer_lost(error)
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -89,17 +90,8 @@ async def with_retries(
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.deadline_seconds),
         wait=_ExotelWait(policy),
-        retry=retry_if_exception(
-            lambda e: isinstance(e, ExotelTransientError) and not (unless and unless(e))
-        ),
+        retry=retry_if_exception(retryable),
         before_sleep=before_sleep,
         reraise=True,
     )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                attempts += 1
-                value = await call()
-    except ExotelError as error:
-        return Attempted(attempts, error=error)
-    return Attempted(attempts, value=value)
+    return await retrying(call)

@@ -40,7 +40,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
+
+from contracts.results import ErrorCode
 
 MonitorMode = Literal["listen", "whisper", "barge"]
 Selector = Literal["agent", "customer", "monitor", "all"]
@@ -73,9 +75,14 @@ class LegLike(Protocol):
     @property
     def last_action(self) -> str | None: ...
 
+    @property
+    def phone_number(self) -> str | None: ...
+
 
 class NoTargetLeg(Exception):
     """No single leg matches: ``reason`` is ``none`` or ``ambiguous``."""
+
+    code: ClassVar[ErrorCode] = "no_target_leg"
 
     def __init__(self, reason: NoTargetReason, message: str) -> None:
         super().__init__(message)
@@ -85,6 +92,8 @@ class NoTargetLeg(Exception):
 
 class IllegalTransition(Exception):
     """The monitor leg cannot go from its current mode to the one asked for."""
+
+    code: ClassVar[ErrorCode] = "illegal_transition"
 
     def __init__(self, current: str, wanted: str) -> None:
         allowed = ", ".join(f"{a} -> {b}" for a, b in sorted(ALLOWED_UPGRADES))

@@ -4,7 +4,7 @@ one exception tree. Only the executor and the status poller talk to Exotel, thro
     settings = ExotelSettings()                      # EXOTEL_* environment variables
     async with make_http_client(settings) as http:
         client = ExotelClient(settings.accounts()["default"], http, throttle=..., observer=...)
-        placed = await client.connect_call_v1({"From": ..., "To": ..., "CallerId": ...})
+        placed = await client.place_call(V1ConnectRequest({"From": ..., "To": ..., ...}))
 """
 
 from services.exotel.accounts import (
@@ -29,7 +29,6 @@ from services.exotel.errors import (
     ExotelTimeout,
     ExotelTransientError,
     ExotelUnavailable,
-    parse_error_response,
 )
 from services.exotel.http import make_http_client
 from services.exotel.models import (
@@ -74,5 +73,4 @@ __all__ = [
     "V3Leg",
     "load_accounts_file",
     "make_http_client",
-    "parse_error_response",
 ]

@@ -10,9 +10,11 @@ credentials, URLs or phone numbers).
 v1 requests always use the ``.json`` variants with form-encoded bodies; v2/v3 send JSON.
 Credentials go in a per-request ``Authorization: Basic`` header, never in the URL.
 
-Monitor-leg upgrade and hang-up send ``action`` (``whisper``/``barge``/``hangup``, lower
-case as in the LWB document's samples) and ``TargetLegSid`` (the document's capture lost
-its case; this matches the executor's create-leg form and the Twilio-style v1 names).
+Requests with an effect (placing a call, creating, upgrading or hanging up a leg) arrive
+built (:mod:`services.exotel.requests`, from ``services/executor/mapping/``); the client
+sends them as given. A caller that must do something between the rate limiter's grant and
+the request (the executor records its intent there) waits for the :class:`Slot` itself
+with :meth:`ExotelClient.wait_for_slot` and passes it along; otherwise each method waits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -31,16 +33,13 @@ from pydantic import ValidationError
 
 from services.exotel._payload import PayloadError, load_payload
 from services.exotel.accounts import ApiFamily, ApiVersion, ExotelAccount
+from services.exotel.error_answers import is_failure_payload, parse_error_response
 from services.exotel.errors import (
     ExotelError,
     ExotelInvalidResponse,
     ExotelRateLimited,
     ExotelRejected,
-    from_transport_error,
-    is_failure_payload,
-    parse_error_response,
 )
-from services.exotel.hooks import before_send
 from services.exotel.models import (
     ActiveLeg,
     CallDetails,
@@ -50,20 +49,24 @@ from services.exotel.models import (
     V3CallLegs,
     bulk_page,
 )
+from services.exotel.requests import (
+    ConnectRequest,
+    HangupRequest,
+    MonitorLegRequest,
+    MonitorUpgradeRequest,
+    V1ConnectRequest,
+)
+from services.exotel.transport_errors import from_transport_error
 
 __all__ = [
-    "LEG_ACTION_FIELD",
-    "LEG_TARGET_FIELD",
     "ExotelClient",
     "RequestObserver",
+    "Slot",
     "Throttle",
 ]
 
 logger = structlog.get_logger("services.exotel")
 T = TypeVar("T")
-
-LEG_ACTION_FIELD = "action"
-LEG_TARGET_FIELD = "TargetLegSid"
 
 #: Exotel call and leg sids are opaque alphanumerics; anything else never reaches a URL.
 _SID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -91,6 +94,21 @@ class RequestObserver(Protocol):
     def observe(
         self, *, account: str, endpoint: str, method: str, status: int | None, seconds: float
     ) -> None: ...
+
+
+class Slot:
+    """The rate limiter's grant for one request of ``family``: spent by that request."""
+
+    def __init__(self, family: ApiFamily) -> None:
+        self.family = family
+        self._spent = False
+
+    def spend(self, family: ApiFamily) -> None:
+        if self._spent:
+            raise ValueError("a rate-limiter slot is good for one request only")
+        if family != self.family:
+            raise ValueError(f"a {self.family!r} slot cannot send a {family!r} request")
+        self._spent = True
 
 
 @dataclass(frozen=True)
@@ -144,24 +162,28 @@ class ExotelClient:
 
     # ------------------------------------------------------------------ calls
 
-    async def connect_call_v1(self, form: Mapping[str, str]) -> PlacedCall:
-        """POST ``/v1/Accounts/{sid}/Calls/connect.json`` with ``form`` as given
-        (``From``, ``To`` or ``Url``, ``CallerId``, ``StatusCallbackEvents[0]``, ...)."""
-        payload = await self._send(
-            _Request("v1.connect", "voice", "POST", self._v1("Calls", "connect.json"), data=form)
-        )
-        placed = self._parse("v1.connect", lambda: PlacedCall.from_v1(payload))
-        logger.debug("exotel.call.placed", endpoint="v1.connect", call_sid=placed.call_sid)
-        return placed
+    async def wait_for_slot(self, family: ApiFamily) -> Slot:
+        """Wait for the rate limiter's grant of one request of ``family`` for this account."""
+        if self._throttle is not None:
+            await self._throttle.acquire(self._account.name, family)
+        return Slot(family)
 
-    async def create_call_ccm(
-        self, api: Literal["v2", "v3"], body: Mapping[str, Any]
-    ) -> PlacedCall:
-        """POST ``{ccm_base}/{api}/accounts/{sid}/calls`` with the JSON ``body``."""
+    async def place_call(self, request: ConnectRequest, *, slot: Slot | None = None) -> PlacedCall:
+        """v1: ``POST /v1/Accounts/{sid}/Calls/connect.json`` with the request's form;
+        v2/v3: ``POST {ccm_base}/{api}/accounts/{sid}/calls`` with its JSON body."""
+        if isinstance(request, V1ConnectRequest):
+            url = self._v1("Calls", "connect.json")
+            payload = await self._send(
+                _Request("v1.connect", "voice", "POST", url, data=request.form), slot
+            )
+            placed = self._parse("v1.connect", lambda: PlacedCall.from_v1(payload))
+            logger.debug("exotel.call.placed", endpoint="v1.connect", call_sid=placed.call_sid)
+            return placed
+        api = request.api
         _check_ccm(api)
         endpoint = f"{api}.calls.create"
         payload = await self._send(
-            _Request(endpoint, "voice", "POST", self._ccm(api, "calls"), json=body)
+            _Request(endpoint, "voice", "POST", self._ccm(api, "calls"), json=request.body), slot
         )
         return self._parse(endpoint, lambda: PlacedCall.from_ccm(api, payload))
 
@@ -283,58 +305,53 @@ class ExotelClient:
         tz = self._account.zone
         return self._parse("v1.activelegs", lambda: ActiveLeg.list_from(payload, tz))
 
-    async def create_monitor_leg(self, call_sid: str, form: Mapping[str, str]) -> Leg:
-        """``POST .../Calls/{call_sid}/legs.json`` (form as given: action, phone number,
-        target leg, status callback ...)."""
-        sid = _check_sid(call_sid, "call_sid")
+    async def create_monitor_leg(
+        self, request: MonitorLegRequest, *, slot: Slot | None = None
+    ) -> Leg:
+        """``POST .../Calls/{call_sid}/legs.json`` with the request's form."""
+        sid = _check_sid(request.call_sid, "call_sid")
         payload = await self._send(
             _Request(
                 "v1.legs.create",
                 "voice",
                 "POST",
                 self._v1("Calls", sid, "legs.json"),
-                data=form,
+                data=request.form,
                 log_fields={"call_sid": sid},
-            )
+            ),
+            slot,
         )
         tz = self._account.zone
         return self._parse("v1.legs.create", lambda: Leg.from_response(payload, tz))
 
     async def update_monitor_leg(
-        self,
-        call_sid: str,
-        leg_sid: str,
-        action: Literal["whisper", "barge"],
-        target_leg_sid: str | None = None,
+        self, request: MonitorUpgradeRequest, *, slot: Slot | None = None
     ) -> Leg:
         """Upgrade a monitor leg: ``PUT .../Calls/{call_sid}/legs/{leg_sid}.json``."""
-        if action not in ("whisper", "barge"):
-            raise ValueError("a monitor leg can only be upgraded to whisper or barge")
-        form: dict[str, str] = {LEG_ACTION_FIELD: action}
-        if target_leg_sid:
-            form[LEG_TARGET_FIELD] = _check_sid(target_leg_sid, "target_leg_sid")
-        return await self._put_leg("v1.legs.update", call_sid, leg_sid, form)
+        return await self._put_leg("v1.legs.update", request, slot)
 
-    async def hangup_leg(self, call_sid: str, leg_sid: str) -> Leg:
-        """Hang one leg up: ``PUT .../Calls/{call_sid}/legs/{leg_sid}.json`` ``action=hangup``."""
-        return await self._put_leg(
-            "v1.legs.hangup", call_sid, leg_sid, {LEG_ACTION_FIELD: "hangup"}
-        )
+    async def hangup_leg(self, request: HangupRequest, *, slot: Slot | None = None) -> Leg:
+        """Hang one leg up: ``PUT .../Calls/{call_sid}/legs/{leg_sid}.json``."""
+        return await self._put_leg("v1.legs.hangup", request, slot)
 
     async def _put_leg(
-        self, endpoint: str, call_sid: str, leg_sid: str, form: Mapping[str, str]
+        self,
+        endpoint: str,
+        request: MonitorUpgradeRequest | HangupRequest,
+        slot: Slot | None,
     ) -> Leg:
-        sid = _check_sid(call_sid, "call_sid")
-        leg = _check_sid(leg_sid, "leg_sid")
+        sid = _check_sid(request.call_sid, "call_sid")
+        leg = _check_sid(request.leg_sid, "leg_sid")
         payload = await self._send(
             _Request(
                 endpoint,
                 "voice",
                 "PUT",
                 self._v1("Calls", sid, "legs", f"{leg}.json"),
-                data=form,
+                data=request.form,
                 log_fields={"call_sid": sid, "leg_sid": leg},
-            )
+            ),
+            slot,
         )
         tz = self._account.zone
         return self._parse(endpoint, lambda: Leg.from_response(payload, tz))
@@ -371,14 +388,13 @@ class ExotelClient:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _send(self, req: _Request) -> Any:
-        """Send one request; return the decoded body of a real success or raise."""
+    async def _send(self, req: _Request, slot: Slot | None = None) -> Any:
+        """Send one request (after its rate-limiter slot, waited for here unless given);
+        return the decoded body of a real success or raise."""
         account = self._account.name
-        if self._throttle is not None:
-            await self._throttle.acquire(account, req.family)
-        hook = before_send.get()
-        if hook is not None:
-            await hook()
+        if slot is None:
+            slot = await self.wait_for_slot(req.family)
+        slot.spend(req.family)
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -457,7 +473,7 @@ class ExotelClient:
             method=req.method,
             status=status,
             elapsed_ms=round(elapsed * 1000, 1),
-            error=error.kind,
+            error=error.code,
             exotel_code=error.exotel_code,
             retryable=error.retryable,
             maybe_sent=error.maybe_sent,

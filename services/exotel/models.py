@@ -1,8 +1,9 @@
 """Typed views of Exotel's answers, read leniently.
 
-Every model keeps the decoded body (or its own item of it) as ``raw`` and ignores fields
-it does not know. Keys are matched case-insensitively (the captured LWB documentation is
-all lower case; the live API uses ``CamelCase`` for v1 and ``snake_case`` for v2/v3).
+Field names come from :mod:`services.exotel.fields`. Every model keeps the decoded body
+(or its own item of it) as ``raw`` and ignores fields it does not know. Keys are matched
+case-insensitively (the captured LWB documentation is all lower case; the live API uses
+``CamelCase`` for v1 and ``snake_case`` for v2/v3).
 Values that cannot be read (a duration of ``"abc"``, a date of ``"0000-00-00"``) become
 ``None`` rather than failing the whole answer; only a missing identifier (a call or leg
 ``sid``) is an error, raised as :class:`~services.exotel._payload.PayloadError` (the
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.exotel._payload import PayloadError, ci_get, first_of, items_of
 from services.exotel.accounts import ApiVersion
+from services.exotel.fields import V1, V2, V3, Ccm, Legs, Lwb
 
 __all__ = [
     "TERMINAL_V1_STATUSES",
@@ -115,7 +117,7 @@ def _raw(payload: Any) -> dict[str, Any]:
 
 
 def _ccm_block(payload: Any, key: str) -> Mapping[str, Any]:
-    response = ci_get(payload, "response")
+    response = ci_get(payload, Ccm.RESPONSE)
     return _mapping(ci_get(response, key), f"response.{key}")
 
 
@@ -137,31 +139,31 @@ class PlacedCall(_Model):
 
     @classmethod
     def from_v1(cls, payload: Any) -> PlacedCall:
-        call = _mapping(ci_get(payload, "Call"), "a Call object")
+        call = _mapping(ci_get(payload, V1.CALL), "a Call object")
         return cls(
             api="v1",
-            call_sid=_require_sid(ci_get(call, "Sid"), "Call.Sid"),
-            status=_text(ci_get(call, "Status")),
+            call_sid=_require_sid(ci_get(call, V1.SID), "Call.Sid"),
+            status=_text(ci_get(call, V1.STATUS)),
             raw=_raw(payload),
         )
 
     @classmethod
     def from_ccm(cls, api: Literal["v2", "v3"], payload: Any) -> PlacedCall:
         if api == "v2":
-            data = _ccm_block(payload, "data")
+            data = _ccm_block(payload, V2.DATA)
             return cls(
                 api="v2",
-                call_sid=_require_sid(ci_get(data, "call_sid"), "response.data.call_sid"),
-                status=_text(ci_get(data, "call_status")),
-                state=_text(ci_get(data, "call_state")),
+                call_sid=_require_sid(ci_get(data, V2.CALL_SID), "response.data.call_sid"),
+                status=_text(ci_get(data, V2.CALL_STATUS)),
+                state=_text(ci_get(data, V2.CALL_STATE)),
                 raw=_raw(payload),
             )
-        details = _ccm_block(payload, "call_details")
+        details = _ccm_block(payload, V3.CALL_DETAILS)
         return cls(
             api="v3",
-            call_sid=_require_sid(ci_get(details, "sid"), "response.call_details.sid"),
-            status=_text(ci_get(details, "status")),
-            state=_text(ci_get(details, "state")),
+            call_sid=_require_sid(ci_get(details, V3.SID), "response.call_details.sid"),
+            status=_text(ci_get(details, V3.STATUS)),
+            state=_text(ci_get(details, V3.STATE)),
             raw=_raw(payload),
         )
 
@@ -215,7 +217,7 @@ class CallDetails(_Model):
     @classmethod
     def from_v1_response(cls, payload: Any, tz: tzinfo) -> CallDetails:
         """From a whole ``GET /Calls/{sid}`` answer (``{"Call": {...}}``)."""
-        call = _mapping(ci_get(payload, "Call"), "a Call object")
+        call = _mapping(ci_get(payload, V1.CALL), "a Call object")
         return cls.from_v1(call, tz, raw=_raw(payload))
 
     @classmethod
@@ -223,25 +225,25 @@ class CallDetails(_Model):
         cls, call: Mapping[str, Any], tz: tzinfo, *, raw: dict[str, Any] | None = None
     ) -> CallDetails:
         """From one v1 ``Call`` object (as in call details and bulk call details)."""
-        details = ci_get(call, "Details")
+        details = ci_get(call, V1.DETAILS)
         legs = _v1_legs(details) if isinstance(details, Mapping) else []
         return cls(
             api="v1",
-            call_sid=_require_sid(ci_get(call, "Sid"), "Call.Sid"),
-            status=_text(ci_get(call, "Status")),
-            direction=_text(ci_get(call, "Direction")),
-            from_number=_text(ci_get(call, "From")),
-            to_number=_text(ci_get(call, "To")),
-            caller_id=_text(first_of(call, "PhoneNumber", "PhoneNumberSid")),
-            created_time=parse_datetime(ci_get(call, "DateCreated"), tz),
-            updated_time=parse_datetime(ci_get(call, "DateUpdated"), tz),
-            start_time=parse_datetime(ci_get(call, "StartTime"), tz),
-            end_time=parse_datetime(ci_get(call, "EndTime"), tz),
-            duration=_int(ci_get(call, "Duration")),
-            conversation_duration=_int(ci_get(details, "ConversationDuration")),
-            price=_text(ci_get(call, "Price")),
-            recording_url=_text(ci_get(call, "RecordingUrl")),
-            custom_field=_text(ci_get(call, "CustomField")),
+            call_sid=_require_sid(ci_get(call, V1.SID), "Call.Sid"),
+            status=_text(ci_get(call, V1.STATUS)),
+            direction=_text(ci_get(call, V1.DIRECTION)),
+            from_number=_text(ci_get(call, V1.FROM)),
+            to_number=_text(ci_get(call, V1.TO)),
+            caller_id=_text(first_of(call, V1.PHONE_NUMBER, V1.PHONE_NUMBER_SID)),
+            created_time=parse_datetime(ci_get(call, V1.DATE_CREATED), tz),
+            updated_time=parse_datetime(ci_get(call, V1.DATE_UPDATED), tz),
+            start_time=parse_datetime(ci_get(call, V1.START_TIME), tz),
+            end_time=parse_datetime(ci_get(call, V1.END_TIME), tz),
+            duration=_int(ci_get(call, V1.DURATION)),
+            conversation_duration=_int(ci_get(details, V1.CONVERSATION_DURATION)),
+            price=_text(ci_get(call, V1.PRICE)),
+            recording_url=_text(ci_get(call, V1.RECORDING_URL)),
+            custom_field=_text(ci_get(call, V1.CUSTOM_FIELD)),
             legs=legs,
             raw=raw if raw is not None else _raw(call),
         )
@@ -250,16 +252,16 @@ class CallDetails(_Model):
     def from_ccm(cls, api: Literal["v2", "v3"], payload: Any, tz: tzinfo) -> CallDetails:
         """From a whole v2 (``response.data``) or v3 (``response.call_details``) answer."""
         if api == "v2":
-            return cls._from_v2(_ccm_block(payload, "data"), tz, _raw(payload))
-        return cls._from_v3(_ccm_block(payload, "call_details"), tz, _raw(payload))
+            return cls._from_v2(_ccm_block(payload, V2.DATA), tz, _raw(payload))
+        return cls._from_v3(_ccm_block(payload, V3.CALL_DETAILS), tz, _raw(payload))
 
     @classmethod
     def _from_v2(cls, data: Mapping[str, Any], tz: tzinfo, raw: dict[str, Any]) -> CallDetails:
-        agent = ci_get(data, "assigned_agent_details")
-        customer = ci_get(data, "customer_details")
+        agent = ci_get(data, V2.AGENT_DETAILS)
+        customer = ci_get(data, V2.CUSTOMER_DETAILS)
         legs: list[LegDetail] = []
-        agent_status = _text(ci_get(agent, "status"))
-        customer_status = _text(ci_get(customer, "status"))
+        agent_status = _text(ci_get(agent, V2.STATUS))
+        customer_status = _text(ci_get(customer, V2.STATUS))
         if agent_status is not None or customer_status is not None:
             legs = [
                 LegDetail(index=0, status=agent_status),
@@ -267,12 +269,12 @@ class CallDetails(_Model):
             ]
         return cls(
             api="v2",
-            call_sid=_require_sid(ci_get(data, "call_sid"), "response.data.call_sid"),
-            status=_text(ci_get(data, "call_status")),
-            state=_text(ci_get(data, "call_state")),
-            direction=_text(ci_get(data, "direction")),
-            from_number=_text(ci_get(agent, "contact_uri")),
-            to_number=_text(ci_get(customer, "contact_uri")),
+            call_sid=_require_sid(ci_get(data, V2.CALL_SID), "response.data.call_sid"),
+            status=_text(ci_get(data, V2.CALL_STATUS)),
+            state=_text(ci_get(data, V2.CALL_STATE)),
+            direction=_text(ci_get(data, V2.DIRECTION)),
+            from_number=_text(ci_get(agent, V2.CONTACT_URI)),
+            to_number=_text(ci_get(customer, V2.CONTACT_URI)),
             legs=legs,
             raw=raw,
             **_ccm_fields(data, tz),
@@ -282,10 +284,10 @@ class CallDetails(_Model):
     def _from_v3(cls, cd: Mapping[str, Any], tz: tzinfo, raw: dict[str, Any]) -> CallDetails:
         return cls(
             api="v3",
-            call_sid=_require_sid(ci_get(cd, "sid"), "response.call_details.sid"),
-            status=_text(ci_get(cd, "status")),
-            state=_text(ci_get(cd, "state")),
-            direction=_text(ci_get(cd, "direction")),
+            call_sid=_require_sid(ci_get(cd, V3.SID), "response.call_details.sid"),
+            status=_text(ci_get(cd, V3.STATUS)),
+            state=_text(ci_get(cd, V3.STATE)),
+            direction=_text(ci_get(cd, V3.DIRECTION)),
             raw=raw,
             **_ccm_fields(cd, tz),
         )
@@ -294,15 +296,15 @@ class CallDetails(_Model):
 def _ccm_fields(block: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
     """The fields v2 ``data`` and v3 ``call_details`` share, under the same names."""
     return {
-        "caller_id": _text(ci_get(block, "virtual_number")),
-        "created_time": parse_datetime(ci_get(block, "created_time"), tz),
-        "updated_time": parse_datetime(ci_get(block, "updated_time"), tz),
-        "start_time": parse_datetime(ci_get(block, "start_time"), tz),
-        "end_time": parse_datetime(ci_get(block, "end_time"), tz),
-        "duration": _int(ci_get(block, "total_duration")),
-        "conversation_duration": _int(ci_get(block, "total_talk_time")),
-        "recording_url": _first_recording(ci_get(block, "recordings")),
-        "custom_field": _text(ci_get(block, "custom_field")),
+        "caller_id": _text(ci_get(block, Ccm.VIRTUAL_NUMBER)),
+        "created_time": parse_datetime(ci_get(block, Ccm.CREATED_TIME), tz),
+        "updated_time": parse_datetime(ci_get(block, Ccm.UPDATED_TIME), tz),
+        "start_time": parse_datetime(ci_get(block, Ccm.START_TIME), tz),
+        "end_time": parse_datetime(ci_get(block, Ccm.END_TIME), tz),
+        "duration": _int(ci_get(block, Ccm.TOTAL_DURATION)),
+        "conversation_duration": _int(ci_get(block, Ccm.TOTAL_TALK_TIME)),
+        "recording_url": _first_recording(ci_get(block, Ccm.RECORDINGS)),
+        "custom_field": _text(ci_get(block, Ccm.CUSTOM_FIELD)),
     }
 
 
@@ -310,17 +312,17 @@ def _v1_legs(details: Mapping[str, Any]) -> list[LegDetail]:
     """``Details.Legs`` (``[{"Leg": {"Id": 1, "OnCallDuration": 21}}, ...]``) joined with
     ``Leg1Status``/``Leg2Status``."""
     by_index: dict[int, LegDetail] = {}
-    for item in items_of(details, "Legs", "Leg"):
-        leg_id = _int(ci_get(item, "Id"))
+    for item in items_of(details, V1.LEGS, V1.LEG):
+        leg_id = _int(ci_get(item, V1.LEG_ID))
         if leg_id is None or leg_id < 1:
             continue
         by_index[leg_id - 1] = LegDetail(
             index=leg_id - 1,
-            status=_text(ci_get(details, f"Leg{leg_id}Status")),
-            on_call_duration=_int(ci_get(item, "OnCallDuration")),
+            status=_text(ci_get(details, V1.leg_status(leg_id))),
+            on_call_duration=_int(ci_get(item, V1.ON_CALL_DURATION)),
         )
     for leg_id in (1, 2):
-        status = _text(ci_get(details, f"Leg{leg_id}Status"))
+        status = _text(ci_get(details, V1.leg_status(leg_id)))
         if status is not None and leg_id - 1 not in by_index:
             by_index[leg_id - 1] = LegDetail(index=leg_id - 1, status=status)
     return [by_index[i] for i in sorted(by_index)]
@@ -329,7 +331,7 @@ def _v1_legs(details: Mapping[str, Any]) -> list[LegDetail]:
 def _first_recording(recordings: Any) -> str | None:
     if isinstance(recordings, list):
         for item in recordings:
-            url = _text(ci_get(item, "url")) if isinstance(item, Mapping) else _text(item)
+            url = _text(ci_get(item, Ccm.URL)) if isinstance(item, Mapping) else _text(item)
             if url:
                 return url
     return None
@@ -339,11 +341,11 @@ def bulk_page(payload: Any, tz: tzinfo) -> tuple[list[CallDetails], str | None]:
     """The calls of one bulk call-details page and its ``Metadata.NextPageUri``."""
     calls = [
         CallDetails.from_v1(item, tz)
-        for item in items_of(payload, "Calls", "Call")
+        for item in items_of(payload, V1.CALLS, V1.CALL)
         if isinstance(item, Mapping)
     ]
-    metadata = ci_get(payload, "Metadata")
-    next_uri = _text(ci_get(metadata, "NextPageUri"))
+    metadata = ci_get(payload, V1.METADATA)
+    next_uri = _text(ci_get(metadata, V1.NEXT_PAGE_URI))
     return calls, next_uri
 
 
@@ -353,15 +355,15 @@ def bulk_page(payload: Any, tz: tzinfo) -> tuple[list[CallDetails], str | None]:
 def _leg_fields(leg: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
     """The fields every v1 leg object has (active legs, monitor-leg answers, Legs API)."""
     return {
-        "sid": _require_sid(ci_get(leg, "Sid"), "leg Sid"),
-        "call_sid": _text(ci_get(leg, "CallSid")),
+        "sid": _require_sid(ci_get(leg, Lwb.SID), "leg Sid"),
+        "call_sid": _text(ci_get(leg, Lwb.CALL_SID)),
         # The documented monitor leg carries "endusernumber" instead of "phonenumber".
-        "phone_number": _text(first_of(leg, "PhoneNumber", "EndUserNumber")),
-        "status": _text(ci_get(leg, "Status")),
-        "origin": _text(ci_get(leg, "Origin")),
-        "last_action": _text(ci_get(leg, "LastAction")),
-        "date_created": parse_datetime(ci_get(leg, "DateCreated"), tz),
-        "date_updated": parse_datetime(ci_get(leg, "DateUpdated"), tz),
+        "phone_number": _text(first_of(leg, Lwb.LEG_PHONE_NUMBER, Lwb.END_USER_NUMBER)),
+        "status": _text(ci_get(leg, Lwb.STATUS)),
+        "origin": _text(ci_get(leg, Lwb.ORIGIN)),
+        "last_action": _text(ci_get(leg, Lwb.LAST_ACTION)),
+        "date_created": parse_datetime(ci_get(leg, Lwb.DATE_CREATED), tz),
+        "date_updated": parse_datetime(ci_get(leg, Lwb.DATE_UPDATED), tz),
     }
 
 
@@ -382,7 +384,7 @@ class ActiveLeg(_Model):
 
     @classmethod
     def list_from(cls, payload: Any, tz: tzinfo) -> list[ActiveLeg]:
-        return [cls.from_item(item, tz) for item in items_of(payload, "Legs", "Leg")]
+        return [cls.from_item(item, tz) for item in items_of(payload, Lwb.LEGS, Lwb.LEG)]
 
     @classmethod
     def from_item(cls, item: Any, tz: tzinfo) -> ActiveLeg:
@@ -412,15 +414,15 @@ class Leg(_Model):
 
     @classmethod
     def from_response(cls, payload: Any, tz: tzinfo) -> Leg:
-        items = items_of(payload, "Leg", "Legs")
+        items = items_of(payload, Lwb.LEG, Lwb.LEGS)
         if not items or not isinstance(items[0], Mapping):
             raise PayloadError("expected a Leg object in Exotel's answer")
         leg = items[0]
         return cls(
-            account_sid=_text(ci_get(leg, "AccountSid")),
-            start_time=parse_datetime(ci_get(leg, "StartTime"), tz),
+            account_sid=_text(ci_get(leg, Lwb.ACCOUNT_SID)),
+            start_time=parse_datetime(ci_get(leg, Lwb.START_TIME), tz),
             **_leg_fields(leg, tz),
-            exophone=_text(ci_get(leg, "ExoPhone")),
+            exophone=_text(ci_get(leg, Lwb.EXOPHONE)),
             raw=_raw(payload),
         )
 
@@ -445,14 +447,14 @@ class CompletedCallLeg(_Model):
     @classmethod
     def list_from(cls, payload: Any, tz: tzinfo) -> list[CompletedCallLeg]:
         out: list[CompletedCallLeg] = []
-        for item in items_of(payload, "Legs", "Leg"):
+        for item in items_of(payload, Legs.LEGS, Legs.LEG):
             leg = _mapping(item, "a leg object")
             out.append(
                 cls(
-                    start_time=parse_datetime(ci_get(leg, "StartTime"), tz),
-                    end_time=parse_datetime(ci_get(leg, "EndTime"), tz),
-                    on_call_duration=_int(ci_get(leg, "OnCallDuration")),
-                    exophone=_text(ci_get(leg, "ExoPhone")),
+                    start_time=parse_datetime(ci_get(leg, Legs.START_TIME), tz),
+                    end_time=parse_datetime(ci_get(leg, Legs.END_TIME), tz),
+                    on_call_duration=_int(ci_get(leg, Legs.ON_CALL_DURATION)),
+                    exophone=_text(ci_get(leg, Legs.EXOPHONE)),
                     raw=_raw(leg),
                     **_leg_fields(leg, tz),
                 )
@@ -486,12 +488,12 @@ class V3CallLegs(_Model):
 
     @classmethod
     def from_response(cls, payload: Any, tz: tzinfo) -> V3CallLegs:
-        details = _ccm_block(payload, "leg_details")
+        details = _ccm_block(payload, V3.LEG_DETAILS)
         return cls(
-            call_sid=_require_sid(ci_get(details, "call_sid"), "response.leg_details.call_sid"),
-            account_sid=_text(ci_get(details, "account_sid")),
-            from_legs=_v3_legs(ci_get(details, "from"), "from", tz),
-            to_legs=_v3_legs(ci_get(details, "to"), "to", tz),
+            call_sid=_require_sid(ci_get(details, V3.CALL_SID), "response.leg_details.call_sid"),
+            account_sid=_text(ci_get(details, V3.ACCOUNT_SID)),
+            from_legs=_v3_legs(ci_get(details, V3.FROM), "from", tz),
+            to_legs=_v3_legs(ci_get(details, V3.TO), "to", tz),
             raw=_raw(payload),
         )
 
@@ -502,14 +504,14 @@ def _v3_legs(items: Any, side: Literal["from", "to"], tz: tzinfo) -> list[V3Leg]
     return [
         V3Leg(
             side=side,
-            sid=_text(ci_get(item, "sid")),
-            name=_text(ci_get(item, "name")),
-            contact_uri=_text(ci_get(item, "contact_uri")),
-            status=_text(ci_get(item, "status")),
-            date_created=parse_datetime(ci_get(item, "date_created"), tz),
-            date_updated=parse_datetime(ci_get(item, "date_updated"), tz),
-            group_id=_text(ci_get(item, "group_id")),
-            group_name=_text(ci_get(item, "group_name")),
+            sid=_text(ci_get(item, V3.SID)),
+            name=_text(ci_get(item, V3.NAME)),
+            contact_uri=_text(ci_get(item, V3.CONTACT_URI)),
+            status=_text(ci_get(item, V3.STATUS)),
+            date_created=parse_datetime(ci_get(item, V3.DATE_CREATED), tz),
+            date_updated=parse_datetime(ci_get(item, V3.DATE_UPDATED), tz),
+            group_id=_text(ci_get(item, V3.GROUP_ID)),
+            group_name=_text(ci_get(item, V3.GROUP_NAME)),
             raw=_raw(item),
         )
         for item in items

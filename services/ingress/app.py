@@ -41,6 +41,7 @@ from starlette.types import Message
 
 from services.common.callback_signature import SIGNATURE_PARAM
 from services.common.http import probe_routes
+from services.common.kafka_health import KafkaHealth
 from services.ingress.metrics import IngressMetrics
 from services.ingress.parsing import (
     CORRELATION_PARAMS,
@@ -333,8 +334,7 @@ class CallbackEndpoint:
 
     @staticmethod
     def _respond(outcome: Outcome) -> Response:
-        if outcome.verdict is Verdict.ACCEPTED:
-            assert outcome.event is not None
+        if outcome.verdict is Verdict.ACCEPTED and outcome.event is not None:
             return JSONResponse({"status": "accepted", "event_id": outcome.event.event_id})
         if outcome.verdict is Verdict.UNREADABLE:
             return JSONResponse({"error": "unreadable", "reason": outcome.reason}, status_code=400)
@@ -375,11 +375,13 @@ async def connect_until_ready(
 
 def spooling_outlet(settings: IngressSettings, metrics: IngressMetrics) -> SpoolingOutlet:
     """Kafka, with the local spool behind it (the outlet the service runs with)."""
+    health = KafkaHealth()
     return SpoolingOutlet(
-        KafkaOutlet(settings.kafka),
+        KafkaOutlet(settings.kafka, health),
         Spool(settings.spool_dir, segment_bytes=settings.spool_segment_bytes),
         metrics=metrics,
         spool_after_seconds=settings.spool_after_seconds,
+        health=health,
     )
 
 

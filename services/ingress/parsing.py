@@ -1,6 +1,7 @@
 """Exotel status callbacks -> ``CallStatusEvent``: pure functions, no HTTP, no Kafka.
 
-Recognised shapes (the reference copies in ``exotel-api/``):
+Recognised shapes (Exotel's v1, v2/v3 CCM and LWB documents; field names from
+:mod:`services.exotel.fields`, read exactly, unlike the client's lenient models):
 
 * **v1** (``Calls/connect``): CamelCase keys (``CallSid``, ``EventType``, ``Status``, naive
   ``YYYY-MM-DD HH:mm:ss`` times, ``Legs`` as a JSON list or as ``Legs[0][Status]`` form
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 
 from contracts.status import CallStatusEvent, LegStatus, NormalisedStatus
 from services.common.call_status import normalise_status as normalise_status  # noqa: PLC0414 - re-export
+from services.exotel.fields import V1, V2, V3, Ccm, Lwb
 
 # --------------------------------------------------------------------------- exceptions
 
@@ -138,26 +140,36 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
         path = _form_path(key)
         if len(path) > MAX_DEPTH:
             raise UnreadableCallback(f"form field {_short(key)!r} is nested too deeply")
-        node: dict[Any, Any] = root
-        for depth, segment in enumerate(path):
-            last = depth == len(path) - 1
-            slot: Any = segment
-            if depth > 0 and segment == "":
-                slot = len(node)  # "[]": append
-            elif depth > 0 and segment.isdigit() and segment.isascii():
-                slot = int(segment)
-                if slot >= MAX_LEGS * 4:
-                    raise UnreadableCallback(f"form field {_short(key)!r} has an absurd index")
-            if last:
-                if isinstance(node.get(slot), dict):
-                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
-                node[slot] = value
-            else:
-                child = node.setdefault(slot, {})
-                if not isinstance(child, dict):
-                    raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
-                node = child
+        _put(root, key, path, value)
     return cast("dict[str, Any]", _listify(root))
+
+
+def _put(root: dict[Any, Any], key: str, path: list[str], value: str) -> None:
+    """Set ``value`` at ``path`` (the segments of form field ``key``) inside ``root``."""
+    node = root
+    for depth, segment in enumerate(path):
+        slot = _slot(node, key, depth, segment)
+        if depth == len(path) - 1:
+            if isinstance(node.get(slot), dict):
+                raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+            node[slot] = value
+            return
+        child = node.setdefault(slot, {})
+        if not isinstance(child, dict):
+            raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+        node = child
+
+
+def _slot(node: dict[Any, Any], key: str, depth: int, segment: str) -> Any:
+    """A segment's key in its container: ``[]`` appends, ``[3]`` is list index 3."""
+    if depth > 0 and segment == "":
+        return len(node)
+    if depth > 0 and segment.isdigit() and segment.isascii():
+        index = int(segment)
+        if index >= MAX_LEGS * 4:
+            raise UnreadableCallback(f"form field {_short(key)!r} has an absurd index")
+        return index
+    return segment
 
 
 def _listify(node: Any) -> Any:
@@ -189,28 +201,37 @@ def check_limits(payload: Mapping[Any, Any]) -> None:
             raise UnreadableCallback(f"payload is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict) or (depth == 0 and isinstance(value, Mapping)):
             for key, item in value.items():
-                if not isinstance(key, str):
-                    raise UnreadableCallback("payload keys must be strings")
-                if len(key) > MAX_KEY_CHARS:
-                    raise UnreadableCallback(f"a key is longer than {MAX_KEY_CHARS} characters")
-                _check_text(key)
+                _check_key(key)
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            if len(value) > MAX_VALUE_CHARS:
-                raise UnreadableCallback(f"a value is longer than {MAX_VALUE_CHARS} characters")
-            _check_text(value)
-        elif isinstance(value, bool) or value is None:
-            continue
-        elif isinstance(value, int):
-            if abs(value) > _MAX_INT:
-                raise UnreadableCallback("a number is out of range")
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise UnreadableCallback("a number is not finite")
         else:
-            raise UnreadableCallback(f"a value of type {type(value).__name__} is not JSON")
+            _check_scalar(value)
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise UnreadableCallback("payload keys must be strings")
+    if len(key) > MAX_KEY_CHARS:
+        raise UnreadableCallback(f"a key is longer than {MAX_KEY_CHARS} characters")
+    _check_text(key)
+
+
+def _check_scalar(value: Any) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_CHARS:
+            raise UnreadableCallback(f"a value is longer than {MAX_VALUE_CHARS} characters")
+        _check_text(value)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > _MAX_INT:
+            raise UnreadableCallback("a number is out of range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnreadableCallback("a number is not finite")
+    else:
+        raise UnreadableCallback(f"a value of type {type(value).__name__} is not JSON")
 
 
 def _check_text(text: str) -> None:
@@ -302,7 +323,7 @@ def _event_type(raw: str | None, *, where: str) -> EventType:
 
 
 def _first_recording(details: Mapping[str, Any]) -> str | None:
-    recordings = details.get("recordings")
+    recordings = details.get(Ccm.RECORDINGS)
     if recordings is None or recordings == "":
         return None
     if not isinstance(recordings, list):
@@ -310,7 +331,7 @@ def _first_recording(details: Mapping[str, Any]) -> str | None:
     for item in recordings:
         if not isinstance(item, Mapping):
             raise UnreadableCallback("call_details.recordings[] must be objects")
-        url = _text(item, "url", where="call_details.recordings[].")
+        url = _text(item, Ccm.URL, where="call_details.recordings[].")
         if url:
             return url
     return None
@@ -320,7 +341,7 @@ def _first_recording(details: Mapping[str, Any]) -> str | None:
 
 
 def _v1_legs(payload: Mapping[str, Any]) -> list[LegStatus]:
-    legs = payload.get("Legs")
+    legs = payload.get(V1.LEGS)
     if legs is None or legs == "":
         return []
     if isinstance(legs, str):  # a JSON list flattened into one form field
@@ -339,75 +360,75 @@ def _v1_legs(payload: Mapping[str, Any]) -> list[LegStatus]:
         if not isinstance(leg, Mapping):
             raise UnreadableCallback(f"Legs[{index}] must be an object")
         where = f"Legs[{index}]."
-        raw_status = _text(leg, "Status", where=where)
+        raw_status = _text(leg, V1.STATUS, where=where)
         out.append(
             LegStatus(
                 index=index,
                 status=normalise_status(raw_status),
                 exotel_status=raw_status,
-                on_call_duration=_count(leg, "OnCallDuration", where=where),
+                on_call_duration=_count(leg, V1.ON_CALL_DURATION, where=where),
             )
         )
     return out
 
 
 def _parse_v1(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
-    event_type = _event_type(_text(payload, "EventType"), where="EventType")
-    raw_status = _text(payload, "Status")
+    event_type = _event_type(_text(payload, V1.EVENT_TYPE), where=V1.EVENT_TYPE)
+    raw_status = _text(payload, V1.STATUS)
     return {
         "api": "v1",
-        "call_sid": _sid(payload, "CallSid", required=True),
+        "call_sid": _sid(payload, V1.CALL_SID, required=True),
         "event_type": event_type,
         "status": _call_status(raw_status, event_type),
         "exotel_status": raw_status,
-        "direction": _text(payload, "Direction"),
-        "from_": _text(payload, "From"),
-        "to": _text(payload, "To"),
-        "caller_id": _text(payload, "PhoneNumberSid"),
-        "started_at": _time(payload, "StartTime", tz),
-        "ended_at": _time(payload, "EndTime", tz),
-        "conversation_duration": _count(payload, "ConversationDuration"),
-        "recording_url": _text(payload, "RecordingUrl"),
+        "direction": _text(payload, V1.DIRECTION),
+        "from_": _text(payload, V1.FROM),
+        "to": _text(payload, V1.TO),
+        "caller_id": _text(payload, V1.PHONE_NUMBER_SID),
+        "started_at": _time(payload, V1.START_TIME, tz),
+        "ended_at": _time(payload, V1.END_TIME, tz),
+        "conversation_duration": _count(payload, V1.CONVERSATION_DURATION),
+        "recording_url": _text(payload, V1.RECORDING_URL),
         "legs": _v1_legs(payload),
-        "custom_field": _text(payload, "CustomField"),
+        "custom_field": _text(payload, V1.CUSTOM_FIELD),
     }
 
 
 def _ccm_leg(index: int, details: Mapping[str, Any], where: str) -> LegStatus | None:
     if not details:
         return None
-    raw_status = _text(details, "status", where=where)
+    raw_status = _text(details, V2.STATUS, where=where)
     return LegStatus(
         index=index,
         status=normalise_status(raw_status),
         exotel_status=raw_status,
-        phone_number=_text(details, "contact_uri", where=where),
+        phone_number=_text(details, V2.CONTACT_URI, where=where),
     )
 
 
 def _parse_ccm(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
-    event = _mapping(payload, "event_details")
-    details = _mapping(payload, "call_details")
+    event = _mapping(payload, Ccm.EVENT_DETAILS)
+    details = _mapping(payload, Ccm.CALL_DETAILS)
     if not details:
         raise UnreadableCallback("call_details is missing")
     event_type = _event_type(
-        _text(event, "event_type", where="event_details."), where="event_details.event_type"
+        _text(event, Ccm.EVENT_TYPE, where="event_details."), where="event_details.event_type"
     )
     where = "call_details."
     result: dict[str, Any] = {
         "event_type": event_type,
-        "direction": _text(details, "direction", where=where),
-        "caller_id": _text(details, "virtual_number", where=where),
-        "started_at": _time(details, "start_time", tz, where=where),
-        "ended_at": _time(details, "end_time", tz, where=where),
-        "conversation_duration": _count(details, "total_talk_time", where=where),
+        "direction": _text(details, Ccm.DIRECTION, where=where),
+        "caller_id": _text(details, Ccm.VIRTUAL_NUMBER, where=where),
+        "started_at": _time(details, Ccm.START_TIME, tz, where=where),
+        "ended_at": _time(details, Ccm.END_TIME, tz, where=where),
+        "conversation_duration": _count(details, Ccm.TOTAL_TALK_TIME, where=where),
         "recording_url": _first_recording(details),
-        "custom_field": _text(details, "custom_field", where=where),
+        "custom_field": _text(details, Ccm.CUSTOM_FIELD, where=where),
     }
-    if "call_sid" in details:  # v2 (ccm-api .../v2/...)
-        raw_status = _text(details, "call_status", where=where)
-        agent = _mapping(details, "assigned_agent_details", where=where)
-        customer = _mapping(details, "customer_details", where=where)
+    if V2.CALL_SID in details:  # v2 (ccm-api .../v2/...)
+        raw_status = _text(details, V2.CALL_STATUS, where=where)
+        agent = _mapping(details, V2.AGENT_DETAILS, where=where)
+        customer = _mapping(details, V2.CUSTOMER_DETAILS, where=where)
         inbound = (result["direction"] or "").lower().startswith("inbound")
         first, second = (customer, agent) if inbound else (agent, customer)
         first_where, second_where = (
@@ -418,57 +439,57 @@ def _parse_ccm(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         legs = [_ccm_leg(0, first, first_where), _ccm_leg(1, second, second_where)]
         result |= {
             "api": "v2",
-            "call_sid": _sid(details, "call_sid", where=where, required=True),
-            "from_": _text(first, "contact_uri", where=first_where) if first else None,
-            "to": _text(second, "contact_uri", where=second_where) if second else None,
+            "call_sid": _sid(details, V2.CALL_SID, where=where, required=True),
+            "from_": _text(first, V2.CONTACT_URI, where=first_where) if first else None,
+            "to": _text(second, V2.CONTACT_URI, where=second_where) if second else None,
             "legs": [leg for leg in legs if leg is not None],
         }
     else:  # v3: "sid", "state", "status"; legs is a URL to the legs API
-        raw_status = _text(details, "status", where=where)
-        result |= {"api": "v3", "call_sid": _sid(details, "sid", where=where, required=True)}
+        raw_status = _text(details, V3.STATUS, where=where)
+        result |= {"api": "v3", "call_sid": _sid(details, V3.SID, where=where, required=True)}
     result["status"] = _call_status(raw_status, event_type)
     result["exotel_status"] = raw_status
     return result
 
 
 def _parse_lwb(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
-    event_type = _event_type(_text(payload, "eventtype"), where="eventtype")
-    raw_status = _text(payload, "status")
-    leg_sid = _sid(payload, "legsid", required=False)
-    origin = _text(payload, "origin")
+    event_type = _event_type(_text(payload, Lwb.EVENT_TYPE), where=Lwb.EVENT_TYPE)
+    raw_status = _text(payload, Lwb.STATUS)
+    leg_sid = _sid(payload, Lwb.LEG_SID, required=False)
+    origin = _text(payload, Lwb.ORIGIN)
     leg = LegStatus(
         index=0,
         status=normalise_status(raw_status),
         exotel_status=raw_status,
-        on_call_duration=_count(payload, "oncallduration"),
+        on_call_duration=_count(payload, Lwb.ON_CALL_DURATION),
         leg_sid=leg_sid,
-        phone_number=_text(payload, "phonenumber"),
+        phone_number=_text(payload, Lwb.LEG_PHONE_NUMBER),
         origin=origin,
     )
     return {
         "api": "lwb",
-        "call_sid": _sid(payload, "callsid", required=True),
+        "call_sid": _sid(payload, Lwb.CALL_SID, required=True),
         "leg_sid": leg_sid,
         "event_type": event_type,
         "status": _call_status(raw_status, event_type),
         "exotel_status": raw_status,
-        "started_at": _time(payload, "starttime", tz),
-        "ended_at": _time(payload, "endtime", tz),
+        "started_at": _time(payload, Lwb.START_TIME, tz),
+        "ended_at": _time(payload, Lwb.END_TIME, tz),
         "origin": origin,
-        "last_action": _text(payload, "lastaction"),
-        "custom_field": _text(payload, "customfield"),
+        "last_action": _text(payload, Lwb.LAST_ACTION),
+        "custom_field": _text(payload, Lwb.LEG_CUSTOM_FIELD),
         "legs": [leg],
     }
 
 
 def detect_api(payload: Mapping[str, Any]) -> ApiName:
     """Which API's callback this is, from its shape."""
-    if "event_details" in payload or "call_details" in payload:
-        details = payload.get("call_details")
-        return "v2" if isinstance(details, Mapping) and "call_sid" in details else "v3"
-    if "CallSid" in payload:
+    if Ccm.EVENT_DETAILS in payload or Ccm.CALL_DETAILS in payload:
+        details = payload.get(Ccm.CALL_DETAILS)
+        return "v2" if isinstance(details, Mapping) and V2.CALL_SID in details else "v3"
+    if V1.CALL_SID in payload:
         return "v1"
-    if "callsid" in payload:
+    if Lwb.CALL_SID in payload:
         return "lwb"
     raise UnreadableCallback("not an Exotel status callback: no call sid")
 

@@ -1,4 +1,4 @@
-"""The ingress's configuration: environment variables only (DESIGN.md, "Configuration")."""
+"""The ingress's configuration: environment variables only (README, "Configuration")."""
 
 from __future__ import annotations
 
@@ -94,9 +94,8 @@ class IngressSettings(BaseSettings):
     @field_validator("callback_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:
-        checked = _check_token(value)
-        assert checked is not None
-        return checked
+        _check_token(value)
+        return value
 
     @field_validator("previous_callback_token", mode="before")
     @classmethod

@@ -24,6 +24,14 @@ from services.common.kafka import (
     make_broker,
     status_fact_headers,
 )
+from services.common.kafka_health import (
+    HEALTH_TOPIC,
+    HEALTH_TOPIC_CONFIG,
+    KafkaHealth,
+    KafkaWriteProbe,
+    publish_with,
+    start_write_probe,
+)
 from services.common.logging import redact
 from services.common.settings import KafkaSettings
 from services.ingress.spool import SpoolRecord
@@ -31,6 +39,8 @@ from services.ingress.spool import SpoolRecord
 log = structlog.get_logger(__name__)
 
 CALL_STATUS_DLQ = dlq(CALL_STATUS)
+OWN_TOPICS = (CALL_STATUS, CALL_STATUS_DLQ, HEALTH_TOPIC)
+OWN_TOPIC_CONFIGS = {HEALTH_TOPIC: HEALTH_TOPIC_CONFIG}
 CE_SOURCE = "voicebus/ingress"
 ORIGIN = "ingress"
 MAX_ERROR_HEADER_CHARS = 512
@@ -157,11 +167,14 @@ async def _publish(producer: RecordProducer, record: SpoolRecord) -> None:
 
 
 class KafkaOutlet:
-    """One FastStream broker (producer only) shared by both sinks (acks=all)."""
+    """One FastStream broker (producer only) shared by both sinks (acks=all), and the
+    write probe that tells ``health`` whether Kafka takes writes."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, health: KafkaHealth | None = None) -> None:
         self._settings = settings
         self.broker = make_broker(settings, client_id="ingress")
+        self.health = health or KafkaHealth()
+        self._probe: KafkaWriteProbe | None = None
         self._facts = KafkaFactSink(self)
         self._dead_letters = KafkaDeadLetterSink(self)
 
@@ -178,13 +191,22 @@ class KafkaOutlet:
         return True  # start() only returns once Kafka is connected
 
     def status(self) -> dict[str, object]:
-        return {}
+        return self.health.status()
 
     async def connect(self) -> None:
         # Topics again on every (re)connection: a replaced broker (e.g. the embedded one,
         # memory only) starts empty, and auto-created topics get the wrong partition count.
-        await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=1, wait=False)
+        await ensure_topics(
+            self._settings, OWN_TOPICS, attempts=1, wait=False, configs=OWN_TOPIC_CONFIGS
+        )
         await self.broker.connect()
+        await self._start_probe()
+
+    async def _start_probe(self) -> None:
+        if self._probe is None:
+            self._probe = await start_write_probe(
+                self._settings, publish_with(self.broker), self.health, service="ingress"
+            )
 
     async def send(self, record: SpoolRecord) -> Awaitable[object]:
         future: Awaitable[object] = await self.broker.publish(
@@ -197,8 +219,11 @@ class KafkaOutlet:
         return future
 
     async def start(self) -> None:
-        await ensure_topics(self._settings, [CALL_STATUS, CALL_STATUS_DLQ], attempts=3)
+        await ensure_topics(self._settings, OWN_TOPICS, attempts=3, configs=OWN_TOPIC_CONFIGS)
         await self.broker.connect()
+        await self._start_probe()
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            await self._probe.stop()
         await self.broker.stop()

@@ -237,25 +237,25 @@ class Spool:
         with self._lock:
             if not self._opened:
                 raise OSError("the spool is closed")
-            active = self._writable()
-            assert self._active_seq is not None
+            active, seq = self._writable()
             try:
                 active.write(data)
                 active.flush()
                 os.fsync(active.fileno())
             except OSError:
                 # Whatever part reached the file is cut off again: it was not acknowledged.
-                size = self._segments[self._active_seq]
+                size = self._segments[seq]
                 with contextlib.suppress(OSError):
                     active.truncate(size)
                 raise
-            self._segments[self._active_seq] += len(data)
+            self._segments[seq] += len(data)
             self._depth += len(lines)
 
-    def _writable(self) -> BinaryIO:
+    def _writable(self) -> tuple[BinaryIO, int]:
+        """The active segment (a new one when there is none or it is full) and its number."""
         if self._active is not None and self._active_seq is not None:
             if self._segments[self._active_seq] < self.segment_bytes:
-                return self._active
+                return self._active, self._active_seq
             self._active.close()  # rotate: the full segment waits for replay, then goes
             self._active, self._active_seq = None, None
         seq = self._next_seq
@@ -265,7 +265,7 @@ class Spool:
         self._active_seq = seq
         self._segments[seq] = path.stat().st_size
         _fsync_dir(self.directory)  # the new file's name is durable too
-        return self._active
+        return self._active, seq
 
     # ------------------------------------------------------------------ reading
 

@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from faststream.exceptions import FastStreamException
 
 from contracts.status import CallStatusEvent
+from services.common.kafka_health import KafkaHealth
 from services.common.kafka_security import KafkaAccessError
 from services.ingress.metrics import IngressMetrics
 from services.ingress.sinks import (
@@ -88,6 +89,7 @@ class SpoolingOutlet:
         connect_timeout_seconds: float = 10.0,
         ack_timeout_seconds: float = 15.0,
         stop_timeout_seconds: float = 10.0,
+        health: KafkaHealth | None = None,
     ) -> None:
         self._producer = producer
         self._spool = spool
@@ -96,6 +98,7 @@ class SpoolingOutlet:
         self._connect_timeout = connect_timeout_seconds
         self._ack_timeout = ack_timeout_seconds
         self._stop_timeout = stop_timeout_seconds
+        self._health = health or KafkaHealth()
         self._connected = False
         self._reached = False
         self._last_error: str | None = None
@@ -131,11 +134,16 @@ class SpoolingOutlet:
         return self._spool.depth
 
     def status(self) -> dict[str, object]:
+        """``kafka``: ``connected`` only while Kafka also takes writes (the write probe and
+        the last publish or replay say so); otherwise ``unavailable`` and callbacks go to
+        the spool. ``/readyz`` stays 200 either way: the ingress still accepts them."""
+        writable = self._connected and self._health.writable
         detail: dict[str, object] = {
-            "kafka": "connected" if self._connected else "unavailable",
+            **self._health.status(),
+            "kafka": "connected" if writable else "unavailable",
             "spool_depth": self._spool.depth,
         }
-        if not self._connected and self._last_error:
+        if not writable and self._last_error:
             detail["last_error"] = self._last_error
         return detail
 
@@ -177,6 +185,7 @@ class SpoolingOutlet:
                 except (TimeoutError, KafkaError, FastStreamException) as exc:
                     self._kafka_failed(exc, "publish")
                 else:
+                    self._health.succeeded()
                     return
             await self._append(record)
 
@@ -232,6 +241,7 @@ class SpoolingOutlet:
         self._connected = False
         # A KafkaAccessError says which setting or address is at fault (never a secret).
         self._last_error = str(exc) if isinstance(exc, KafkaAccessError) else type(exc).__name__
+        self._health.failed(f"{during}: {self._last_error}")
         self._wake.set()
 
     # ------------------------------------------------------------------ replay
@@ -315,6 +325,7 @@ class SpoolingOutlet:
             while done < len(records) and acked[done]:
                 done += 1
             if done:
+                self._health.succeeded()
                 await asyncio.to_thread(self._spool.advance, items[done - 1].end, done)
                 for record in records[:done]:
                     self._metrics.replayed.labels(record.topic).inc()

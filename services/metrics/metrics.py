@@ -8,10 +8,12 @@ call sid, a command id or a phone number.
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Final, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from contracts.catalog import COMMANDS
 from contracts.commands import CommandType
 from contracts.results import Outcome
 from contracts.status import TERMINAL_STATUSES
@@ -21,8 +23,6 @@ CALL_APIS: Final = ("v1", "v2", "v3")
 STATUS_APIS: Final = (*CALL_APIS, "lwb")
 EVENT_TYPES: Final = ("answered", "terminal")
 SOURCES: Final = ("callback", "poll")
-LWB_MODES: Final = ("listen", "whisper", "barge")
-HANGUP_LEGS: Final = ("agent", "customer", "monitor", "all", "sid")
 
 COMMAND_DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TALK_BUCKETS: Final = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -54,20 +54,17 @@ class FactMetrics:
             buckets=COMMAND_DURATION_BUCKETS,
             registry=registry,
         )
-        self.lwb_actions = Counter(
-            "voicebus_lwb_actions",
-            "lwb.action results, by monitor mode (listen, whisper, barge; unknown when the "
-            "command was not seen; invalid when it named none) and outcome.",
-            ["mode", "outcome"],
-            registry=registry,
-        )
-        self.hangups = Counter(
-            "voicebus_leg_hangups",
-            "leg.hangup results, by the leg asked for (agent, customer, monitor, all; sid "
-            "when a leg sid was given; unknown, invalid) and outcome.",
-            ["leg", "outcome"],
-            registry=registry,
-        )
+        #: results labelled from their command (the command table's ``result_label``)
+        self.labelled: dict[str, Counter] = {
+            spec.name: Counter(
+                spec.result_label.metric,
+                spec.result_label.documentation,
+                [spec.result_label.name, "outcome"],
+                registry=registry,
+            )
+            for spec in COMMANDS
+            if spec.result_label is not None
+        }
         # -- calls (call.status) ---------------------------------------------------------
         self.status_events = Counter(
             "voicebus_call_status_events",
@@ -167,21 +164,19 @@ class FactMetrics:
             self.facts_consumed.labels(topic)
         for topic in DLQ_TOPICS:
             self.dlq_messages.labels(topic)
-        for api in STATUS_APIS:
-            for event_type in EVENT_TYPES:
-                for source in SOURCES:
-                    self.status_events.labels(api, event_type, source)
-        for api in CALL_APIS:
-            for status in sorted(TERMINAL_STATUSES):
-                self.call_outcomes.labels(api, status)
+        outcomes = get_args(Outcome)
+        for api, event_type, source in product(STATUS_APIS, EVENT_TYPES, SOURCES):
+            self.status_events.labels(api, event_type, source)
+        for api, status in product(CALL_APIS, sorted(TERMINAL_STATUSES)):
+            self.call_outcomes.labels(api, status)
         for source in SOURCES:
             self.result_to_terminal.labels(source)
-        for command_type in get_args(CommandType):
-            for outcome in get_args(Outcome):
-                self.command_duration.labels(command_type, outcome)
-        for mode in LWB_MODES:
-            for outcome in get_args(Outcome):
-                self.lwb_actions.labels(mode, outcome)
+        for command_type, outcome in product(get_args(CommandType), outcomes):
+            self.command_duration.labels(command_type, outcome)
+        for spec in COMMANDS:
+            labels = spec.result_label.values if spec.result_label is not None else ()
+            for label, outcome in product(labels, outcomes):
+                self.labelled[spec.name].labels(label, outcome)
 
 
 class LagMetrics:

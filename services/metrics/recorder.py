@@ -26,16 +26,11 @@ from typing import Final, Literal
 import structlog
 from pydantic import ValidationError
 
+from contracts.catalog import COMMANDS, spec_for
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
-from contracts.topics import (
-    CALL_STATUS,
-    DLQ_TOPICS,
-    LEG_HANGUP,
-    LWB_ACTION,
-    RESULT_TOPIC,
-)
-from services.metrics.metrics import HANGUP_LEGS, LWB_MODES, FactMetrics
+from contracts.topics import CALL_STATUS, DLQ_TOPICS, RESULT_TOPIC
+from services.metrics.metrics import FactMetrics
 from services.metrics.state import Clock, RecentIds, TtlLru
 
 log = structlog.get_logger(__name__)
@@ -43,7 +38,7 @@ log = structlog.get_logger(__name__)
 RESULT_TOPICS: Final = frozenset(RESULT_TOPIC.values())
 DLQ_TOPIC_SET: Final = frozenset(DLQ_TOPICS)
 #: Command topics read only to learn the label their result lacks (mode, leg).
-LABEL_TOPICS: Final = (LWB_ACTION, LEG_HANGUP)
+LABEL_TOPICS: Final = tuple(spec.topic for spec in COMMANDS if spec.result_label is not None)
 #: How long a command's label waits for its result (and a result for its command).
 JOIN_TTL_SECONDS: Final = 900.0
 
@@ -182,10 +177,11 @@ class FactRecorder:
             m.command_duration.labels(result.command_type, result.outcome).observe(
                 max(elapsed, 0.0)
             )
-        if result.command_type == "call.connect":
+        spec = spec_for(result.command_type)
+        if spec is not None and spec.places_call:
             if result.outcome == "accepted" and result.call_sid:
                 self._accepted(result.call_sid, _aware(result.completed_at))
-        elif result.command_type in ("lwb.action", "leg.hangup"):
+        elif spec is not None and spec.result_label is not None:
             label = self._labels.pop(result.command_id)
             if label is None:
                 self._pending.put(result.command_id, (result.command_type, result.outcome))
@@ -253,15 +249,10 @@ class FactRecorder:
         if not isinstance(body, dict) or not isinstance(body.get("command_id"), str):
             return "ignored"
         command_id: str = body["command_id"]
-        if topic == LWB_ACTION:
-            action = body.get("action")
-            label = action if action in LWB_MODES else "invalid"
-        else:
-            leg = body.get("leg")
-            if body.get("leg_sid") and leg is None:
-                label = "sid"
-            else:
-                label = leg if leg in HANGUP_LEGS and leg != "sid" else "invalid"
+        spec = spec_for(topic)
+        if spec is None or spec.result_label is None:
+            return "ignored"
+        label = spec.result_label.of(body)
         pending = self._pending.pop(command_id)
         if pending is None:
             self._labels.put(command_id, label)
@@ -270,10 +261,7 @@ class FactRecorder:
         return "counted"
 
     def _count_labelled(self, command_type: str, label: str, outcome: str) -> None:
-        if command_type == "lwb.action":
-            self.metrics.lwb_actions.labels(label, outcome).inc()
-        else:
-            self.metrics.hangups.labels(label, outcome).inc()
+        self.metrics.labelled[command_type].labels(label, outcome).inc()
 
     # ------------------------------------------------------------------ evictions
     def _call_evicted(self, _key: str, _state: CallState, reason: str) -> None:

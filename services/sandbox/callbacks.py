@@ -95,7 +95,8 @@ class CallbackSender:
             record.finished = True
 
     async def _attempt(self, record: CallbackRecord, attempt: int) -> bool:
-        assert self._client is not None, "CallbackSender.start() was not awaited"
+        if self._client is None:
+            raise RuntimeError("CallbackSender.start() was not awaited")
         headers = {"Content-Type": record.content_type} if record.content_type else {}
         started = time.monotonic()
         status: int | None = None

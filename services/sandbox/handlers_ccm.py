@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from services.exotel.fields import V2, V3
 from services.sandbox import clock, numbers, views
 from services.sandbox.apirequest import ApiRequest
 from services.sandbox.context import Sandbox
@@ -64,14 +65,14 @@ def _subscriptions(value: Any, api: Api) -> list[Subscription]:
         raise bad("status_callback must be an array")
     found = []
     for item in value:
-        if not isinstance(item, dict) or item.get("event") not in ("answered", "terminal"):
+        if not isinstance(item, dict) or item.get(V3.EVENT) not in ("answered", "terminal"):
             raise bad("status_callback event can be answered or terminal")
-        url = _text(item, "url")
+        url = _text(item, V3.URL)
         if url is None:
             raise mandatory("status_callback url")
-        method = str(item.get("method") or "POST").upper() if api == "v3" else "POST"
+        method = str(item.get(V3.METHOD) or "POST").upper() if api == "v3" else "POST"
         content_type = (
-            str(item.get("content_type") or "application/json")
+            str(item.get(V3.CONTENT_TYPE) or "application/json")
             if api == "v3"
             else ("application/json")
         )
@@ -79,7 +80,7 @@ def _subscriptions(value: Any, api: Api) -> list[Subscription]:
             raise bad("status_callback method can be GET or POST")
         if content_type not in CONTENT_TYPES:
             raise bad("status_callback content_type can be application/json or multipart/form-data")
-        found.append(Subscription(str(item["event"]), url, method, content_type))
+        found.append(Subscription(str(item[V3.EVENT]), url, method, content_type))
     return found
 
 
@@ -107,22 +108,22 @@ def _place(sb: Sandbox, req: ApiRequest, call: Call) -> None:
 
 async def v2_create(sb: Sandbox, req: ApiRequest) -> Response:
     body = _body(req)
-    from_number = _text(body.get("from"), "user_contact_uri")
-    to_number = _text(body.get("to"), "customer_contact_uri")
-    virtual_number = _text(body, "virtual_number")
+    from_number = _text(body.get(V2.FROM), V2.USER_CONTACT_URI)
+    to_number = _text(body.get(V2.TO), V2.CUSTOMER_CONTACT_URI)
+    virtual_number = _text(body, V2.VIRTUAL_NUMBER)
     if from_number is None:
         raise mandatory("from.user_contact_uri")
     if to_number is None:
         raise mandatory("to.customer_contact_uri")
     if virtual_number is None:
         raise mandatory("virtual_number")
-    channels = _text(body, "recording_channels")
+    channels = _text(body, V2.RECORDING_CHANNELS)
     if channels is not None and channels not in CHANNELS:
         raise ApiError(400, "Valid values for RecordingChannels are single, dual", code=1002)
-    record = _flag(body.get("recording"), "recording")
-    time_limit = _number(body.get("max_time_limit"), "max_time_limit", 14400)
-    time_out = _number(body.get("attempt_time_out"), "attempt_time_out")
-    subscriptions = _subscriptions(body.get("status_callback"), "v2")
+    record = _flag(body.get(V2.RECORDING), V2.RECORDING)
+    time_limit = _number(body.get(V2.MAX_TIME_LIMIT), V2.MAX_TIME_LIMIT, 14400)
+    time_out = _number(body.get(V2.ATTEMPT_TIME_OUT), V2.ATTEMPT_TIME_OUT)
+    subscriptions = _subscriptions(body.get(V2.STATUS_CALLBACK), "v2")
     _check_numbers(sb, from_number, virtual_number, managed=True)
     at = clock.now()
     call = Call(
@@ -138,21 +139,21 @@ async def v2_create(sb: Sandbox, req: ApiRequest) -> Response:
         recording_channels=channels,
         time_limit=time_limit,
         time_out=time_out,
-        custom_field=_text(body, "custom_field"),
+        custom_field=_text(body, V2.CUSTOM_FIELD),
         state_management=True,
         request=body,
         subscriptions=subscriptions,
     )
     _place(sb, req, call)
-    return ccm_response("POST", "data", views.v2_call(call, sb.settings.recording_base_url))
+    return ccm_response("POST", V2.DATA, views.v2_call(call, sb.settings.recording_base_url))
 
 
 async def v3_create(sb: Sandbox, req: ApiRequest) -> Response:
     body = _body(req)
-    from_block = body.get("from")
-    from_number = _text(from_block, "contact_uri")
-    to_number = _text(body.get("to"), "contact_uri")
-    virtual_number = _text(body, "virtual_number")
+    from_block = body.get(V3.FROM)
+    from_number = _text(from_block, V3.CONTACT_URI)
+    to_number = _text(body.get(V3.TO), V3.CONTACT_URI)
+    virtual_number = _text(body, V3.VIRTUAL_NUMBER)
     if from_number is None:
         raise mandatory("from.contact_uri")
     if to_number is None:
@@ -160,22 +161,22 @@ async def v3_create(sb: Sandbox, req: ApiRequest) -> Response:
     if virtual_number is None:
         raise mandatory("virtual_number")
     managed = _flag(
-        from_block.get("state_management") if isinstance(from_block, dict) else None,
+        from_block.get(V3.STATE_MANAGEMENT) if isinstance(from_block, dict) else None,
         "from.state_management",
     )
-    recording = body.get("recording") or {}
+    recording = body.get(V3.RECORDING) or {}
     if not isinstance(recording, dict):
         raise bad("recording must be a JSON block")
-    channels = _text(recording, "channels")
+    channels = _text(recording, V3.CHANNELS)
     if channels is not None and channels not in CHANNELS:
         raise ApiError(400, "Valid values for RecordingChannels are single, dual", code=1002)
-    rec_format = _text(recording, "format")
+    rec_format = _text(recording, V3.FORMAT)
     if rec_format is not None and rec_format not in FORMATS:
         raise bad("Valid values for recording format are mp3, mp3-hq")
-    record = _flag(recording.get("record"), "recording.record")
-    time_limit = _number(body.get("max_time_limit"), "max_time_limit", 14400)
-    time_out = _number(body.get("attempt_time_out"), "attempt_time_out")
-    subscriptions = _subscriptions(body.get("status_callback"), "v3")
+    record = _flag(recording.get(V3.RECORD), "recording.record")
+    time_limit = _number(body.get(V3.MAX_TIME_LIMIT), V3.MAX_TIME_LIMIT, 14400)
+    time_out = _number(body.get(V3.ATTEMPT_TIME_OUT), V3.ATTEMPT_TIME_OUT)
+    subscriptions = _subscriptions(body.get(V3.STATUS_CALLBACK), "v3")
     _check_numbers(sb, from_number, virtual_number, managed=managed)
     at = clock.now()
     call = Call(
@@ -192,13 +193,15 @@ async def v3_create(sb: Sandbox, req: ApiRequest) -> Response:
         recording_format=rec_format,
         time_limit=time_limit,
         time_out=time_out,
-        custom_field=_text(body, "custom_field"),
+        custom_field=_text(body, V3.CUSTOM_FIELD),
         state_management=managed,
         request=body,
         subscriptions=subscriptions,
     )
     _place(sb, req, call)
-    return ccm_response("POST", "call_details", views.v3_call(call, sb.settings.recording_base_url))
+    return ccm_response(
+        "POST", V3.CALL_DETAILS, views.v3_call(call, sb.settings.recording_base_url)
+    )
 
 
 def _find(sb: Sandbox, req: ApiRequest, apis: tuple[Api, ...], error: ApiError) -> Call:
@@ -212,7 +215,7 @@ async def v2_get(sb: Sandbox, req: ApiRequest) -> Response:
     call = _find(
         sb, req, ("v2",), ApiError(404, "Call not found / unsupported in this API", code=3043)
     )
-    return ccm_response("GET", "data", views.v2_call(call, sb.settings.recording_base_url))
+    return ccm_response("GET", V2.DATA, views.v2_call(call, sb.settings.recording_base_url))
 
 
 def _v3_not_found() -> ApiError:
@@ -222,9 +225,9 @@ def _v3_not_found() -> ApiError:
 async def v3_get(sb: Sandbox, req: ApiRequest) -> Response:
     call = _find(sb, req, ("v1", "v2", "v3"), _v3_not_found())
     details = views.v3_call(call, sb.settings.recording_base_url, epoch_end_time=True)
-    return ccm_response("GET", "call_details", details)
+    return ccm_response("GET", V3.CALL_DETAILS, details)
 
 
 async def v3_legs(sb: Sandbox, req: ApiRequest) -> Response:
     call = _find(sb, req, ("v1", "v2", "v3"), _v3_not_found())
-    return ccm_response("GET", "leg_details", views.v3_legs(call))
+    return ccm_response("GET", V3.LEG_DETAILS, views.v3_legs(call))

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from services.exotel.fields import Legs, Lwb
 from services.sandbox import views
 from services.sandbox.apirequest import ApiRequest
 from services.sandbox.context import Sandbox
@@ -19,19 +20,19 @@ NOT_IN_PROGRESS = "Given callSid is not in progress"
 NO_SUCH_LEG = "Given LegSid does not exist please check the LegSid passed"
 
 _CAMEL = {
-    "sid": "Sid",
-    "callsid": "CallSid",
-    "accountsid": "AccountSid",
-    "phonenumber": "PhoneNumber",
-    "status": "Status",
-    "origin": "Origin",
-    "lastaction": "LastAction",
-    "datecreated": "DateCreated",
-    "dateupdated": "DateUpdated",
-    "starttime": "StartTime",
-    "exophone": "ExoPhone",
-    "backupexophone": "BackupExoPhone",
-    "uri": "Uri",
+    Lwb.SID: Legs.SID,
+    Lwb.CALL_SID: Legs.CALL_SID,
+    Lwb.ACCOUNT_SID: Legs.ACCOUNT_SID,
+    Lwb.LEG_PHONE_NUMBER: Legs.PHONE_NUMBER,
+    Lwb.STATUS: Legs.STATUS,
+    Lwb.ORIGIN: Legs.ORIGIN,
+    Lwb.LAST_ACTION: Legs.LAST_ACTION,
+    Lwb.DATE_CREATED: Legs.DATE_CREATED,
+    Lwb.DATE_UPDATED: Legs.DATE_UPDATED,
+    Lwb.START_TIME: Legs.START_TIME,
+    Lwb.EXOPHONE: Legs.EXOPHONE,
+    Lwb.BACKUP_EXOPHONE: "BackupExoPhone",
+    Lwb.URI: Legs.URI,
 }
 
 
@@ -51,54 +52,54 @@ async def active_legs(sb: Sandbox, req: ApiRequest) -> Response:
     call = _live_call(sb, req)
     legs = [views.active_leg(call, leg) for leg in call.legs if leg.active]
     return v1_response(
-        {"legs": legs},
+        {Lwb.LEGS: legs},
         as_json=req.as_json,
-        xml_children=[("Legs", [{"Leg": camel(leg)} for leg in legs])],
+        xml_children=[(Legs.LEGS, [{Legs.LEG: camel(leg)} for leg in legs])],
     )
 
 
 def _target(call: Call, sid: str | None, action: str) -> str | None:
     if not sid:
         if action == "whisper":
-            raise invalid("TargetLegSid", "TargetLegSid is mandatory when action is whisper")
+            raise invalid(Lwb.TARGET_LEG_SID, "TargetLegSid is mandatory when action is whisper")
         return None
     leg = call.find_leg(sid)
     if leg is None or not leg.active:
-        raise invalid("TargetLegSid", "TargetLegSid must be an active leg of the call")
+        raise invalid(Lwb.TARGET_LEG_SID, "TargetLegSid must be an active leg of the call")
     return sid
 
 
 def _subscriptions(req: ApiRequest) -> list[Subscription]:
-    url = req.get("StatusCallback")
-    content_type = req.get("StatusCallbackContentType") or "multipart/form-data"
+    url = req.get(Lwb.STATUS_CALLBACK)
+    content_type = req.get(Lwb.STATUS_CALLBACK_CONTENT_TYPE) or "multipart/form-data"
     if content_type not in CONTENT_TYPES:
-        raise invalid("StatusCallbackContentType", "multipart/form-data or application/json")
+        raise invalid(Lwb.STATUS_CALLBACK_CONTENT_TYPE, "multipart/form-data or application/json")
     events = req.events() or ["terminal"]
     if any(event != "terminal" for event in events):
-        raise invalid("StatusCallbackEvents", "Only terminal is supported")
+        raise invalid(Lwb.STATUS_CALLBACK_EVENTS, "Only terminal is supported")
     return [Subscription("terminal", url, "POST", content_type)] if url else []
 
 
 async def create_monitor_leg(sb: Sandbox, req: ApiRequest) -> Response:
     call = _live_call(sb, req)
-    action = (req.get("action") or "").lower()
+    action = (req.get(Lwb.ACTION) or "").lower()
     if action not in MONITOR_ACTIONS:
-        raise invalid("action", "Can be listen, whisper or barge")
-    phone = req.get("PhoneNumber")
+        raise invalid(Lwb.ACTION, "Can be listen, whisper or barge")
+    phone = req.get(Lwb.PHONE_NUMBER)
     if not phone:
-        raise invalid("PhoneNumber")
-    target = _target(call, req.get("TargetLegSid"), action)
+        raise invalid(Lwb.PHONE_NUMBER)
+    target = _target(call, req.get(Lwb.TARGET_LEG_SID), action)
     leg = sb.runner.add_monitor(
         call,
         phone,
         action,
         target_leg_sid=target,
-        custom_field=req.get("CustomField"),
+        custom_field=req.get(Lwb.CUSTOM_FIELD),
         subscriptions=_subscriptions(req),
     )
     req.record.leg_sid = leg.sid
     body = views.lwb_leg(call, leg, with_leg_uri=False)
-    return v1_response({"leg": body}, as_json=req.as_json, xml_children=[("Leg", camel(body))])
+    return v1_response({Lwb.LEG: body}, as_json=req.as_json, xml_children=[(Legs.LEG, camel(body))])
 
 
 def _existing_leg(sb: Sandbox, req: ApiRequest, message: str) -> tuple[Call, Leg]:
@@ -110,16 +111,16 @@ def _existing_leg(sb: Sandbox, req: ApiRequest, message: str) -> tuple[Call, Leg
 
 
 async def update_leg(sb: Sandbox, req: ApiRequest) -> Response:
-    action = (req.get("action") or "").lower()
-    if action == "hangup":
+    action = (req.get(Lwb.ACTION) or "").lower()
+    if action == Lwb.HANGUP:
         call, leg = _existing_leg(sb, req, "Not Found")
         sb.runner.hangup_leg(call, leg)
         body = views.lwb_leg(call, leg, hangup=True, with_leg_uri=True)
         return v1_response(
-            {"legs": body}, as_json=req.as_json, xml_children=[("Legs", camel(body))]
+            {Lwb.LEGS: body}, as_json=req.as_json, xml_children=[(Legs.LEGS, camel(body))]
         )
     if action not in ("whisper", "barge"):
-        raise invalid("action", "Can be whisper, barge or hangup")
+        raise invalid(Lwb.ACTION, "Can be whisper, barge or hangup")
     call, leg = _existing_leg(sb, req, NO_SUCH_LEG)
     if leg.role != "monitor":
         raise ApiError(400, "Only a monitor leg can be upgraded", description=f"{leg.sid}")
@@ -129,10 +130,10 @@ async def update_leg(sb: Sandbox, req: ApiRequest) -> Response:
             f"Invalid action transition from {leg.last_action} to {action}",
             description="Allowed: listen > whisper, whisper > barge, listen > barge",
         )
-    target = _target(call, req.get("TargetLegSid"), action)
+    target = _target(call, req.get(Lwb.TARGET_LEG_SID), action)
     sb.runner.upgrade(call, leg, action, target)
     body = views.lwb_leg(call, leg, with_leg_uri=True)
-    return v1_response({"leg": body}, as_json=req.as_json, xml_children=[("Leg", camel(body))])
+    return v1_response({Lwb.LEG: body}, as_json=req.as_json, xml_children=[(Legs.LEG, camel(body))])
 
 
 async def completed_call_legs(sb: Sandbox, req: ApiRequest) -> Response:
@@ -142,9 +143,9 @@ async def completed_call_legs(sb: Sandbox, req: ApiRequest) -> Response:
             400, "Bad Request", description="Please check the callSID passed", style="legs"
         )
     legs = [views.completed_leg(call, leg) for leg in call.legs if leg.status is not None]
-    metadata = {"Total": len(legs), "Count": len(legs)}
+    metadata = {Legs.TOTAL: len(legs), Legs.COUNT: len(legs)}
     return v1_response(
-        {"MetaData": metadata, "legs": legs},
+        {Legs.META_DATA: metadata, Lwb.LEGS: legs},
         as_json=req.as_json,
-        xml_children=[("MetaData", metadata), ("Legs", [{"Leg": leg} for leg in legs])],
+        xml_children=[(Legs.META_DATA, metadata), (Legs.LEGS, [{Legs.LEG: leg} for leg in legs])],
     )

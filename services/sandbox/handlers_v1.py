@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response
 
+from services.exotel.fields import V1
 from services.sandbox import clock, numbers, views
 from services.sandbox.apirequest import ApiRequest
 from services.sandbox.context import Sandbox
@@ -54,35 +55,35 @@ def find_call(sb: Sandbox, req: ApiRequest) -> Call | None:
 
 
 async def connect(sb: Sandbox, req: ApiRequest) -> Response:
-    from_number, to_number, flow_url = req.get("From"), req.get("To"), req.get("Url")
-    caller_id = req.get("CallerId")
+    from_number, to_number, flow_url = req.get(V1.FROM), req.get(V1.TO), req.get(V1.URL)
+    caller_id = req.get(V1.CALLER_ID)
     if not from_number:
-        raise invalid("From")
+        raise invalid(V1.FROM)
     if not to_number and not flow_url:
-        raise invalid("To", "Either To or Url is mandatory")
+        raise invalid(V1.TO, "Either To or Url is mandatory")
     if not caller_id:
-        raise invalid("CallerId")
+        raise invalid(V1.CALLER_ID)
     if numbers.is_unknown_exophone(caller_id):
         raise ApiError(
             400,
             f"Invalid parameter CallerId {caller_id} is not an ExoPhone of this account",
             description="CallerId must be one of the account's ExoPhones",
         )
-    record = parse_bool("Record", req.get("Record"))
-    channels = req.get("RecordingChannels")
+    record = parse_bool(V1.RECORD, req.get(V1.RECORD))
+    channels = req.get(V1.RECORDING_CHANNELS)
     if channels and channels not in ("single", "dual"):
         raise ApiError(400, "Valid values for RecordingChannels are single, dual")
-    rec_format = req.get("RecordingFormat")
+    rec_format = req.get(V1.RECORDING_FORMAT)
     if rec_format and rec_format not in ("mp3", "mp3-hq"):
         raise ApiError(400, "Valid values for RecordingFormat are mp3, mp3-hq")
-    time_limit = parse_int("TimeLimit", req.get("TimeLimit"), 14400)
-    time_out = parse_int("TimeOut", req.get("TimeOut"))
-    content_type = req.get("StatusCallbackContentType") or "multipart/form-data"
+    time_limit = parse_int(V1.TIME_LIMIT, req.get(V1.TIME_LIMIT), 14400)
+    time_out = parse_int(V1.TIME_OUT, req.get(V1.TIME_OUT))
+    content_type = req.get(V1.STATUS_CALLBACK_CONTENT_TYPE) or "multipart/form-data"
     if content_type not in CONTENT_TYPES:
-        raise invalid("StatusCallbackContentType", "multipart/form-data or application/json")
+        raise invalid(V1.STATUS_CALLBACK_CONTENT_TYPE, "multipart/form-data or application/json")
     events = req.events()
     if any(event not in EVENTS for event in events):
-        raise invalid("StatusCallbackEvents", "Can be terminal and/or answered")
+        raise invalid(V1.STATUS_CALLBACK_EVENTS, "Can be terminal and/or answered")
     at = clock.now()
     call = Call(
         sid=new_sid(),
@@ -99,11 +100,11 @@ async def connect(sb: Sandbox, req: ApiRequest) -> Response:
         recording_format=rec_format,
         time_limit=time_limit,
         time_out=time_out,
-        custom_field=req.get("CustomField"),
+        custom_field=req.get(V1.CUSTOM_FIELD),
         request=dict(req.form_items) if req.form_items else dict(req.body_json or {}),
         callback_content_type=content_type,
     )
-    callback_url = req.get("StatusCallback")
+    callback_url = req.get(V1.STATUS_CALLBACK)
     if callback_url:
         wanted = ["default"] if flow_url or not events else events
         call.subscriptions = [
@@ -114,7 +115,7 @@ async def connect(sb: Sandbox, req: ApiRequest) -> Response:
     body = views.v1_call(
         call, sb.settings.recording_base_url, status="in-progress", connect_json=req.as_json
     )
-    return v1_response({"Call": body}, as_json=req.as_json)
+    return v1_response({V1.CALL: body}, as_json=req.as_json)
 
 
 async def call_details(sb: Sandbox, req: ApiRequest) -> Response:
@@ -123,14 +124,14 @@ async def call_details(sb: Sandbox, req: ApiRequest) -> Response:
         raise ApiError(404, "Not Found", description=f"Call {req.params.get('call')} was not found")
     details = req.query.get("details", "").lower() == "true"
     body = views.v1_call(call, sb.settings.recording_base_url, details=details)
-    return v1_response({"Call": body}, as_json=req.as_json)
+    return v1_response({V1.CALL: body}, as_json=req.as_json)
 
 
 def _parse_when(value: str) -> datetime:
     try:
         return datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S").replace(tzinfo=clock.IST)
     except ValueError:
-        raise invalid("DateCreated", "Use gte:YYYY-MM-DD HH:mm:ss;lte:...") from None
+        raise invalid(V1.DATE_CREATED, "Use gte:YYYY-MM-DD HH:mm:ss;lte:...") from None
 
 
 def _date_filter(value: str) -> tuple[datetime | None, datetime | None]:
@@ -152,24 +153,26 @@ def _matches(call: Call, query: dict[str, str]) -> bool:
     def listed(name: str) -> list[str]:
         return [item.strip() for item in query.get(name, "").split(",") if item.strip()]
 
-    if (sids := listed("Sid")) and call.sid not in sids:
+    if (sids := listed(V1.SID)) and call.sid not in sids:
         return False
-    if (froms := listed("From")) and not any(
+    if (froms := listed(V1.FROM)) and not any(
         numbers.same_number(call.from_number, f) for f in froms
     ):
         return False
-    if (tos := listed("To")) and not any(numbers.same_number(call.to_number or "", t) for t in tos):
+    if (tos := listed(V1.TO)) and not any(
+        numbers.same_number(call.to_number or "", t) for t in tos
+    ):
         return False
-    if (vns := listed("PhoneNumber")) and not any(
+    if (vns := listed(V1.PHONE_NUMBER)) and not any(
         numbers.same_number(call.caller_id, v) for v in vns
     ):
         return False
-    if (statuses := listed("Status")) and call.status not in statuses:
+    if (statuses := listed(V1.STATUS)) and call.status not in statuses:
         return False
-    if (directions := listed("Direction")) and "outbound-api" not in directions:
+    if (directions := listed(V1.DIRECTION)) and "outbound-api" not in directions:
         return False
-    if query.get("DateCreated"):
-        low, high = _date_filter(query["DateCreated"])
+    if query.get(V1.DATE_CREATED):
+        low, high = _date_filter(query[V1.DATE_CREATED])
         created = call.created.replace(microsecond=0)
         if (low and created < low) or (high and created > high):
             return False
@@ -189,8 +192,8 @@ def _offset(cursor: str) -> int:
 
 async def bulk_calls(sb: Sandbox, req: ApiRequest) -> Response:
     query = req.query
-    page_size = parse_int("PageSize", query.get("PageSize"), 100) or 50
-    sort = query.get("SortBy", "DateCreated:desc")
+    page_size = parse_int(V1.PAGE_SIZE, query.get(V1.PAGE_SIZE), 100) or 50
+    sort = query.get(V1.SORT_BY, "DateCreated:desc")
     calls = [
         call
         for call in sb.store
@@ -198,30 +201,30 @@ async def bulk_calls(sb: Sandbox, req: ApiRequest) -> Response:
     ]
     calls.sort(key=lambda call: call.created, reverse=not sort.endswith(":asc"))
     start = 0
-    if query.get("After"):
-        start = _offset(query["After"])
-    elif query.get("Before"):
-        start = max(0, _offset(query["Before"]) - page_size)
+    if query.get(V1.AFTER):
+        start = _offset(query[V1.AFTER])
+    elif query.get(V1.BEFORE):
+        start = max(0, _offset(query[V1.BEFORE]) - page_size)
     page = calls[start : start + page_size]
     base = req.path
-    keep = {k: v for k, v in query.items() if k not in ("After", "Before")}
-    keep["PageSize"] = str(page_size)
+    keep = {k: v for k, v in query.items() if k not in (V1.AFTER, V1.BEFORE)}
+    keep[V1.PAGE_SIZE] = str(page_size)
 
     def uri(extra: dict[str, str]) -> str:
         return f"{base}?{urlencode({**keep, **extra})}"
 
     metadata: dict[str, Any] = {
-        "Total": len(calls),
-        "PageSize": len(page),
-        "FirstPageUri": uri({}),
-        "PrevPageUri": uri({"Before": _cursor(start)}) if start > 0 else None,
-        "NextPageUri": uri({"After": _cursor(start + page_size)})
+        V1.TOTAL: len(calls),
+        V1.PAGE_SIZE: len(page),
+        V1.FIRST_PAGE_URI: uri({}),
+        V1.PREV_PAGE_URI: uri({V1.BEFORE: _cursor(start)}) if start > 0 else None,
+        V1.NEXT_PAGE_URI: uri({V1.AFTER: _cursor(start + page_size)})
         if start + page_size < len(calls)
         else None,
     }
     rendered = [views.v1_call(call, sb.settings.recording_base_url) for call in page]
     return v1_response(
-        {"Metadata": metadata, "Calls": rendered},
+        {V1.METADATA: metadata, V1.CALLS: rendered},
         as_json=req.as_json,
-        xml_children=[("Metadata", metadata), *(("Call", body) for body in rendered)],
+        xml_children=[(V1.METADATA, metadata), *((V1.CALL, body) for body in rendered)],
     )

@@ -81,25 +81,24 @@ class CallRunner:
             self._finish(call, outcome, "from_leg_unanswered", cause=f"agent-{outcome}")
             return
         self._answer(call, agent)
-        if call.flow_url is not None:
+        if call.to_number is None:  # connected to a call flow, not to a second number
             call.phase, call.status = "connected", "in-progress"
             if await _pause(call.wake, self._talk_seconds(call, long=False)):
                 return
             self.end_call(call, cause="completed")
             return
-        await self._ring_customer(call, agent)
+        await self._ring_customer(call, agent, call.to_number)
 
-    async def _ring_customer(self, call: Call, agent: Leg) -> None:
+    async def _ring_customer(self, call: Call, agent: Leg, to_number: str) -> None:
         s = self._settings
-        assert call.to_number is not None
         at = clock.now()
         call.phase = "customer_ringing"
-        customer = call.add_leg("customer", call.to_number, at)
+        customer = call.add_leg("customer", to_number, at)
         customer.status = "ringing"
         call.touch(at)
         if await _pause(call.wake, s.ring_seconds):
             return
-        outcome = numbers.customer_outcome(call.to_number)
+        outcome = numbers.customer_outcome(to_number)
         if outcome not in ("answer", "long"):
             at = clock.now()
             customer.finish(outcome, at)

@@ -1,4 +1,5 @@
-"""Status-callback payloads, exactly in Exotel's shapes, and their HTTP encodings."""
+"""Status-callback payloads, exactly in Exotel's shapes (:mod:`services.exotel.fields`),
+and their HTTP encodings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from services.exotel.fields import V1, Ccm, Lwb
 from services.sandbox import views
 from services.sandbox.clock import v1_time
 from services.sandbox.state import Call, Leg
@@ -21,72 +23,72 @@ def v1_payload(call: Call, event: str, recording_base: str) -> dict[str, Any]:
     status = call.status if event != "answered" else "in-progress"
     if event == "default":
         return {
-            "CallSid": call.sid,
-            "Status": status,
-            "RecordingUrl": recording,
-            "DateUpdated": v1_time(call.updated or call.created),
+            V1.CALL_SID: call.sid,
+            V1.STATUS: status,
+            V1.RECORDING_URL: recording,
+            V1.DATE_UPDATED: v1_time(call.updated or call.created),
         }
     legs = []
     for role in ("agent", "customer"):
         leg = call.leg(role)
         legs.append(
             {
-                "OnCallDuration": leg.on_call_duration() if leg else 0,
-                "Status": leg.status if leg else None,
+                V1.ON_CALL_DURATION: leg.on_call_duration() if leg else 0,
+                V1.STATUS: leg.status if leg else None,
             }
         )
     payload: dict[str, Any] = {
-        "CallSid": call.sid,
-        "EventType": event,
-        "DateCreated": v1_time(call.created),
-        "DateUpdated": v1_time(call.updated or call.created),
-        "Status": status,
-        "To": call.to_number,
-        "From": call.from_number,
-        "PhoneNumberSid": call.caller_id,
-        "StartTime": v1_time(call.start_time or call.created),
-        "EndTime": v1_time(call.end_time),
-        "Direction": "outbound-api",
-        "RecordingUrl": recording,
-        "ConversationDuration": call.conversation_duration(),
-        "Legs": legs,
+        V1.CALL_SID: call.sid,
+        V1.EVENT_TYPE: event,
+        V1.DATE_CREATED: v1_time(call.created),
+        V1.DATE_UPDATED: v1_time(call.updated or call.created),
+        V1.STATUS: status,
+        V1.TO: call.to_number,
+        V1.FROM: call.from_number,
+        V1.PHONE_NUMBER_SID: call.caller_id,
+        V1.START_TIME: v1_time(call.start_time or call.created),
+        V1.END_TIME: v1_time(call.end_time),
+        V1.DIRECTION: "outbound-api",
+        V1.RECORDING_URL: recording,
+        V1.CONVERSATION_DURATION: call.conversation_duration(),
+        V1.LEGS: legs,
     }
     if event == "terminal" and call.custom_field is not None:
-        payload["CustomField"] = call.custom_field
+        payload[V1.CUSTOM_FIELD] = call.custom_field
     return payload
 
 
 def v2_payload(call: Call, event: str, recording_base: str) -> dict[str, Any]:
     return {
-        "event_details": {"event_type": event},
-        "call_details": views.v2_call(call, recording_base),
+        Ccm.EVENT_DETAILS: {Ccm.EVENT_TYPE: event},
+        Ccm.CALL_DETAILS: views.v2_call(call, recording_base),
     }
 
 
 def v3_payload(call: Call, event: str, recording_base: str) -> dict[str, Any]:
     return {
-        "event_details": {"event_type": event},
-        "call_details": views.v3_call(call, recording_base),
+        Ccm.EVENT_DETAILS: {Ccm.EVENT_TYPE: event},
+        Ccm.CALL_DETAILS: views.v3_call(call, recording_base),
     }
 
 
 def monitor_leg_payload(call: Call, leg: Leg) -> dict[str, Any]:
     """LWB monitor-leg terminal callback (the doc's lowercase keys, string values)."""
     return {
-        "legsid": leg.sid,
-        "callsid": call.sid,
-        "accountsid": call.account_sid,
-        "datecreated": v1_time(leg.created),
-        "dateupdated": v1_time(leg.updated),
-        "starttime": v1_time(leg.created),
-        "endtime": v1_time(leg.ended_at),
-        "phonenumber": leg.phone_number,
-        "status": leg.status,
-        "oncallduration": str(leg.on_call_duration()),
-        "origin": leg.origin,
-        "lastaction": leg.last_action,
-        "customfield": leg.custom_field,
-        "eventtype": "terminal",
+        Lwb.LEG_SID: leg.sid,
+        Lwb.CALL_SID: call.sid,
+        Lwb.ACCOUNT_SID: call.account_sid,
+        Lwb.DATE_CREATED: v1_time(leg.created),
+        Lwb.DATE_UPDATED: v1_time(leg.updated),
+        Lwb.START_TIME: v1_time(leg.created),
+        Lwb.END_TIME: v1_time(leg.ended_at),
+        Lwb.LEG_PHONE_NUMBER: leg.phone_number,
+        Lwb.STATUS: leg.status,
+        Lwb.ON_CALL_DURATION: str(leg.on_call_duration()),
+        Lwb.ORIGIN: leg.origin,
+        Lwb.LAST_ACTION: leg.last_action,
+        Lwb.LEG_CUSTOM_FIELD: leg.custom_field,
+        Lwb.EVENT_TYPE: "terminal",
     }
 
 

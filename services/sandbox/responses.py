@@ -8,6 +8,8 @@ from xml.sax.saxutils import escape
 
 from starlette.responses import JSONResponse, Response
 
+from services.exotel.fields import V1, Ccm
+
 ErrorStyle = Literal["standard", "legs"]
 
 
@@ -56,7 +58,8 @@ def _xml(tag: str, value: Any) -> str:
 def xml_document(children: list[tuple[str, Any]]) -> str:
     """``<TwilioResponse>`` holding the given elements, in order."""
     inner = "".join(_xml(tag, value) for tag, value in children)
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<TwilioResponse>{inner}</TwilioResponse>\n'
+    root = V1.TWILIO_RESPONSE
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}>{inner}</{root}>\n'
 
 
 def xml_response(children: list[tuple[str, Any]], status: int = 200) -> Response:
@@ -81,18 +84,18 @@ def v1_response(
 def v1_error(error: ApiError, *, as_json: bool) -> Response:
     if error.style == "legs":
         body: dict[str, Any] = {
-            "Code": error.code,
-            "Message": error.message,
-            "Description": error.description,
+            V1.CODE: error.code,
+            V1.MESSAGE: error.message,
+            V1.DESCRIPTION: error.description,
         }
     else:
-        body = {"Status": error.status, "Code": error.code, "Message": error.message}
+        body = {V1.STATUS: error.status, V1.CODE: error.code, V1.MESSAGE: error.message}
         if as_json:
-            body["Description"] = error.description
+            body[V1.DESCRIPTION] = error.description
     if as_json:
-        response: Response = JSONResponse({"RestException": body}, status_code=error.status)
+        response: Response = JSONResponse({V1.REST_EXCEPTION: body}, status_code=error.status)
     else:
-        response = xml_response([("RestException", body)], error.status)
+        response = xml_response([(V1.REST_EXCEPTION, body)], error.status)
     response.headers.update(error.headers)
     return response
 
@@ -102,20 +105,20 @@ def ccm_envelope(
     method: str, status: int, key: str, data: Any, error: ApiError | None = None
 ) -> dict[str, Any]:
     return {
-        "request_id": uuid.uuid4().hex,
-        "method": method,
-        "http_code": status,
-        "metadata": None,
-        "response": {
-            "code": status,
-            "error_data": None
+        Ccm.REQUEST_ID: uuid.uuid4().hex,
+        Ccm.METHOD: method,
+        Ccm.HTTP_CODE: status,
+        Ccm.METADATA: None,
+        Ccm.RESPONSE: {
+            Ccm.CODE: status,
+            Ccm.ERROR_DATA: None
             if error is None
             else {
-                "code": error.code,
-                "description": error.description or error.message,
-                "message": error.message,
+                Ccm.CODE: error.code,
+                Ccm.DESCRIPTION: error.description or error.message,
+                Ccm.MESSAGE: error.message,
             },
-            "status": "success" if error is None else "failure",
+            Ccm.STATUS: "success" if error is None else "failure",
             key: data,
         },
     }

@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from services.common.processes import ChildProcess, free_port, wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _DEFAULTS = {
     "SANDBOX_ACCOUNT_SID": "voicebus-sandbox",
@@ -42,13 +42,6 @@ _DEFAULTS = {
 }
 
 JsonDict = dict[str, Any]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class SandboxControl:
@@ -266,7 +259,7 @@ class SandboxServer:
             text = str(value).lower() if isinstance(value, bool) else str(value)
             self._extra_env[f"SANDBOX_{name.upper()}"] = text
         self._startup_timeout = startup_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child: ChildProcess | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._control: SandboxControl | None = None
         self.last_exit_code: int | None = None
@@ -326,38 +319,32 @@ class SandboxServer:
         self._cleanup()
         raise RuntimeError(f"sandbox did not start; its log ends with:\n{last_error}")
 
-    def _launch(self) -> bool:
-        log_path = self.log_path
-        assert log_path is not None
-        with log_path.open("ab") as log_file:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "services.sandbox"],
-                cwd=REPO_ROOT,
-                env=self._env(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + self._startup_timeout
-        with httpx.Client(timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self._process.poll() is not None:
-                    return False
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.base_url}/_sandbox/health").status_code == 200:
-                        return True
-                time.sleep(0.05)
-        return False
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
 
-    def _reap(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    def _launch(self) -> bool:
+        self._child = ChildProcess(
+            [sys.executable, "-m", "services.sandbox"],
+            name="sandbox",
+            env=self._env(),
+            cwd=REPO_ROOT,
+            log=self.log_path,
+        )
+        self._child.start()
+        child = self._child
+
+        def answers() -> bool:
+            with contextlib.suppress(httpx.HTTPError), httpx.Client(timeout=1.0) as client:
+                return client.get(f"{self.base_url}/_sandbox/health").status_code == 200
+            return False
+
+        up = wait_until(lambda: not child.running() or answers(), self._startup_timeout)
+        return up and child.running()
+
+    def _reap(self) -> int | None:
+        child, self._child = self._child, None
+        return child.stop(timeout=5) if child is not None else None
 
     def _cleanup(self) -> None:
         if self._tmp is not None:
@@ -366,15 +353,15 @@ class SandboxServer:
 
     def stop(self) -> int | None:
         """SIGTERM, then kill after 5 s. Returns the exit code."""
-        process = self._process
         if self._control is not None:
             self._control.close()
-        self._reap()
+        started = self._child is not None
+        code = self._reap()
         self._cleanup()
-        if process is None:
+        if not started:
             return None
-        self.last_exit_code = process.returncode
-        return process.returncode
+        self.last_exit_code = code
+        return code
 
     def __enter__(self) -> SandboxServer:
         return self.start()

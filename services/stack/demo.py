@@ -87,7 +87,8 @@ class Session:
 
     async def send(self, topic: str, command: dict[str, Any], key: str) -> dict[str, Any]:
         """Publish ``command`` and wait for its result."""
-        assert topic in COMMAND_TOPICS
+        if topic not in COMMAND_TOPICS:
+            raise ValueError(f"{topic} is not a command topic")
         await self.producer.send_and_wait(topic, json.dumps(command).encode(), key=key.encode())
         _show(f"published {topic}", command)
         result = await self.next_fact(

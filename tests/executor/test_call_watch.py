@@ -34,8 +34,9 @@ from services.executor.call_watch_kafka import (
 )
 from services.executor.settings import ExecutorSettings
 from services.exotel.accounts import ApiVersion
-from services.exotel.errors import ExotelError, ExotelUnavailable
+from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
+from tests.support.exotel import FakeExotel
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exotel"
 IST = ZoneInfo("Asia/Kolkata")
@@ -345,19 +346,6 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @dataclass
-class FakeExotel:
-    answers: dict[str, list[CallDetails | ExotelError]] = field(default_factory=dict)
-    asked: list[tuple[str, ApiVersion | None]] = field(default_factory=list)
-
-    async def call_details(self, call_sid: str, api: ApiVersion | None = None) -> CallDetails:
-        self.asked.append((call_sid, api))
-        answer = self.answers[call_sid].pop(0)
-        if isinstance(answer, ExotelError):
-            raise answer
-        return answer
-
-
-@dataclass
 class FakeMetrics:
     polls: list[PollOutcome] = field(default_factory=list)
     recoveries: int = 0
@@ -438,7 +426,7 @@ def runner(exotel: FakeExotel, after: float = 10) -> tuple[CallWatchRunner, Publ
 async def test_the_runner_polls_only_calls_missing_their_terminal_and_publishes_once() -> None:
     details = v1_details()
     lost = details.call_sid
-    exotel = FakeExotel({lost: [details]})
+    exotel = FakeExotel().answer("call_details", details, sid=lost)
     run, published, clock = runner(exotel)
     run.apply(record(CALL_CONNECT_RESULT, accepted_result(lost), T0), T0)
     run.apply(record(CALL_CONNECT_RESULT, accepted_result("CAok"), T0), T0)
@@ -460,7 +448,7 @@ async def test_the_runner_polls_only_calls_missing_their_terminal_and_publishes_
     assert await run.sweep() == 0
     clock.now = T0 + timedelta(seconds=10)
     assert await run.sweep() == 1
-    assert exotel.asked == [(lost, "v1")]
+    assert exotel.sent("call_details") == [(lost, "v1")]
     ((value, topic, key, headers),) = published.records
     assert topic == CALL_STATUS
     assert key == lost.encode()
@@ -479,23 +467,25 @@ async def test_the_runner_backs_off_while_active_and_after_errors() -> None:
     active = v3_details("v3_call_details_active.json")
     done = v3_details()
     sid = active.call_sid
-    exotel = FakeExotel({sid: [ExotelUnavailable("boom"), active, done]})
+    exotel = FakeExotel().answer("call_details", ExotelUnavailable("boom"), active, done, sid=sid)
     run, published, clock = runner(exotel, after=10)
     run.apply(record(CALL_CONNECT_RESULT, accepted_result(sid, api=None), T0), T0)
 
     clock.now = T0 + timedelta(seconds=10)
     await run.sweep()  # error: retried after min(30, after) = 10 s
-    assert exotel.asked == [(sid, "v3")], "no api on the result: the account's default"
+    assert exotel.sent("call_details") == [(sid, "v3")], (
+        "no api on the result: the account's default"
+    )
     clock.now += timedelta(seconds=9)
     await run.sweep()
-    assert len(exotel.asked) == 1
+    assert len(exotel.sent("call_details")) == 1
     clock.now += timedelta(seconds=1)
     await run.sweep()  # active: again after 10 s
-    assert len(exotel.asked) == 2
+    assert len(exotel.sent("call_details")) == 2
     assert published.records == []
     clock.now += timedelta(seconds=10)
     await run.sweep()  # terminal
-    assert len(exotel.asked) == 3
+    assert len(exotel.sent("call_details")) == 3
     assert len(published.records) == 1
     metrics = run._metrics
     assert isinstance(metrics, FakeMetrics)
@@ -506,7 +496,7 @@ async def test_the_runner_backs_off_while_active_and_after_errors() -> None:
 async def test_a_failed_publish_is_retried_by_a_later_poll() -> None:
     details = v1_details()
     sid = details.call_sid
-    exotel = FakeExotel({sid: [details, details]})
+    exotel = FakeExotel().answer("call_details", details, sid=sid)
     run, published, clock = runner(exotel)
     attempts = 0
 

@@ -1,4 +1,6 @@
-"""CallConnect maps onto each Exotel API's own field names (../shared/exotel-api/)."""
+"""Every Exotel request voicebus sends with an effect, from its command: call.connect onto
+each API's own field names (Exotel's v1 Calls/connect and v2/v3 CCM call documents),
+lwb.action and leg.hangup onto the LWB legs API's forms."""
 
 from __future__ import annotations
 
@@ -6,12 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from contracts.commands import CallConnect
-from services.executor.mapping import (
-    CallbackTarget,
-    UnsupportedOption,
-    build_connect_request,
-)
+from contracts.commands import ApiVersion, CallConnect, LwbAction
+from services.executor.mapping import CallbackTarget, legs
+from services.executor.mapping.connect import UnsupportedOption, build_connect_request
+from services.exotel.requests import CcmCallRequest, V1ConnectRequest
 
 CALLBACK = "https://voicebus.example/exotel/callbacks/tok?command_id=c-1&account=default&api=v1"
 
@@ -26,13 +26,24 @@ def command(**fields: object) -> CallConnect:
     return CallConnect.model_validate(base | fields)
 
 
+def v1_form(connect: CallConnect) -> dict[str, str]:
+    request = build_connect_request(connect, api="v1", callback_url=CALLBACK)
+    assert isinstance(request, V1ConnectRequest)
+    return dict(request.form)
+
+
+def ccm_body(connect: CallConnect, api: ApiVersion) -> dict[str, object]:
+    request = build_connect_request(connect, api=api, callback_url=CALLBACK)
+    assert isinstance(request, CcmCallRequest)
+    assert request.api == api
+    return dict(request.body)
+
+
 def test_v1_form_uses_exotel_parameter_names_and_indexed_callback_events() -> None:
-    request = build_connect_request(
-        command(record=True, time_limit=600, custom_field="order-42", recording_channels="dual"),
-        api="v1",
-        callback_url=CALLBACK,
+    form = v1_form(
+        command(record=True, time_limit=600, custom_field="order-42", recording_channels="dual")
     )
-    assert request.form == {
+    assert form == {
         "From": "+919876543210",
         "To": "+919812345678",
         "CallerId": "08047112345",
@@ -49,21 +60,18 @@ def test_v1_form_uses_exotel_parameter_names_and_indexed_callback_events() -> No
 
 def test_v1_connect_to_flow_sends_url_instead_of_to() -> None:
     flow = "http://my.exotel.com/Exotel/exoml/start_voice/926"
-    request = build_connect_request(
-        command(to=None, flow_url=flow), api="v1", callback_url=CALLBACK
-    )
-    assert request.form["Url"] == flow
-    assert "To" not in request.form
-    assert not any(k.startswith("StatusCallbackEvents") for k in request.form)
+    form = v1_form(command(to=None, flow_url=flow))
+    assert form["Url"] == flow
+    assert "To" not in form
+    assert not any(k.startswith("StatusCallbackEvents") for k in form)
 
 
 def test_v3_body_nests_from_to_recording_and_status_callbacks() -> None:
-    request = build_connect_request(
+    body = ccm_body(
         command(record=True, recording_channels="single", state_management=True, time_out=45),
-        api="v3",
-        callback_url=CALLBACK,
+        "v3",
     )
-    assert request.body == {
+    assert body == {
         "from": {"contact_uri": "+919876543210", "state_management": True},
         "to": {"contact_uri": "+919812345678"},
         "virtual_number": "08047112345",
@@ -87,10 +95,10 @@ def test_v3_body_nests_from_to_recording_and_status_callbacks() -> None:
 
 
 def test_v2_body_uses_user_and_customer_contact_uris() -> None:
-    request = build_connect_request(command(record=True), api="v2", callback_url=CALLBACK)
-    assert request.body["from"] == {"user_contact_uri": "+919876543210"}
-    assert request.body["to"] == {"customer_contact_uri": "+919812345678"}
-    assert request.body["recording"] is True
+    body = ccm_body(command(record=True), "v2")
+    assert body["from"] == {"user_contact_uri": "+919876543210"}
+    assert body["to"] == {"customer_contact_uri": "+919812345678"}
+    assert body["recording"] is True
 
 
 @pytest.mark.parametrize(
@@ -120,3 +128,60 @@ def test_callback_url_carries_correlation_without_losing_characters() -> None:
         "account": ["default"],
         "api": ["v3"],
     }
+
+
+# ------------------------------------------------------------------ the legs API
+
+
+def lwb(**fields: object) -> LwbAction:
+    base = {"command_id": "cmd-1", "call_sid": "call0001", "supervisor": "+919800000001"}
+    return LwbAction.model_validate(base | fields)
+
+
+def test_a_monitor_leg_is_created_with_the_documented_fields() -> None:
+    request = legs.monitor_leg(
+        lwb(action="listen", custom_field="team-7"),
+        target_leg_sid="agent1",
+        callback_url=CALLBACK,
+    )
+    assert request.call_sid == "call0001"
+    assert request.form == {
+        "action": "listen",
+        "PhoneNumber": "+919800000001",
+        "TargetLegSid": "agent1",
+        "StatusCallback": CALLBACK,
+        "StatusCallbackContentType": "multipart/form-data",
+        "StatusCallbackEvents[0]": "terminal",
+        "CustomField": "team-7",
+    }
+
+
+def test_a_monitor_leg_asks_for_json_callbacks_when_configured() -> None:
+    request = legs.monitor_leg(
+        lwb(action="barge"),
+        target_leg_sid="agent1",
+        callback_url=CALLBACK,
+        callback_content_type="application/json",
+    )
+    assert request.form["StatusCallbackContentType"] == "application/json"
+    assert "CustomField" not in request.form
+
+
+def test_an_upgrade_puts_the_new_action_and_a_whisper_its_target() -> None:
+    barge = legs.monitor_upgrade("call0001", "mon1", "barge")
+    whisper = legs.monitor_upgrade("call0001", "mon1", "whisper", target_leg_sid="agent1")
+    assert (barge.call_sid, barge.leg_sid, dict(barge.form)) == (
+        "call0001",
+        "mon1",
+        {"action": "barge"},
+    )
+    assert whisper.form == {"action": "whisper", "TargetLegSid": "agent1"}
+
+
+def test_a_hangup_puts_action_hangup_on_the_leg() -> None:
+    request = legs.hangup("call0001", "cust1")
+    assert (request.call_sid, request.leg_sid, dict(request.form)) == (
+        "call0001",
+        "cust1",
+        {"action": "hangup"},
+    )

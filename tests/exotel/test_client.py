@@ -1,5 +1,5 @@
-"""ExotelClient against a fake Exotel (httpx.MockTransport): URLs, auth, bodies, hooks,
-errors and secrecy."""
+"""ExotelClient against a fake Exotel (httpx.MockTransport): URLs, auth, bodies, the rate
+limiter's slot, errors and secrecy."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ from services.exotel import (
     ExotelTimeout,
     ExotelUnavailable,
 )
+from services.exotel.client import Slot
+from services.exotel.requests import (
+    CcmCallRequest,
+    HangupRequest,
+    MonitorLegRequest,
+    MonitorUpgradeRequest,
+    V1ConnectRequest,
+)
 from tests.exotel.conftest import (
     API_KEY,
     API_TOKEN,
@@ -43,6 +51,7 @@ CONNECT_FORM = {
     "StatusCallbackContentType": "application/json",
     "Record": "true",
 }
+CONNECT = V1ConnectRequest(CONNECT_FORM)
 BASIC = "Basic " + base64.b64encode(f"{API_KEY}:{API_TOKEN}".encode()).decode()
 
 
@@ -57,7 +66,7 @@ def form_of(request: httpx.Request) -> dict[str, str]:
 async def test_connect_posts_the_callers_form_to_the_v1_json_connect_url(harness: Harness) -> None:
     harness.exotel.reply(200, sample("v1_connect_response.json"))
 
-    placed = await harness.client.connect_call_v1(CONNECT_FORM)
+    placed = await harness.client.place_call(CONNECT)
 
     request = harness.exotel.last
     assert request.method == "POST"
@@ -69,7 +78,7 @@ async def test_connect_posts_the_callers_form_to_the_v1_json_connect_url(harness
 
 async def test_every_request_carries_basic_auth_and_asks_for_json(harness: Harness) -> None:
     harness.exotel.reply(200, sample("v1_connect_response.json"))
-    await harness.client.connect_call_v1(CONNECT_FORM)
+    await harness.client.place_call(CONNECT)
     request = harness.exotel.last
     assert request.headers["authorization"] == BASIC
     assert request.headers["accept"] == "application/json"
@@ -79,14 +88,14 @@ async def test_every_request_carries_basic_auth_and_asks_for_json(harness: Harne
 async def test_a_mumbai_account_calls_the_in_host(harness_factory: ClientFactory) -> None:
     harness = harness_factory(region="mumbai")
     harness.exotel.reply(200, sample("v1_connect_response.json"))
-    await harness.client.connect_call_v1(CONNECT_FORM)
+    await harness.client.place_call(CONNECT)
     assert harness.exotel.last.url.host == "api.in.exotel.com"
 
 
 async def test_a_base_url_override_sends_v1_there(harness_factory: ClientFactory) -> None:
     harness = harness_factory(base_url="http://127.0.0.1:8090")
     harness.exotel.reply(200, sample("v1_connect_response.xml"))
-    placed = await harness.client.connect_call_v1(CONNECT_FORM)
+    placed = await harness.client.place_call(CONNECT)
     assert str(harness.exotel.last.url) == (
         f"http://127.0.0.1:8090/v1/Accounts/{SID}/Calls/connect.json"
     )
@@ -97,7 +106,7 @@ async def test_connect_waits_on_the_voice_throttle_and_reports_a_bounded_label(
     harness: Harness,
 ) -> None:
     harness.exotel.reply(200, sample("v1_connect_response.json"))
-    await harness.client.connect_call_v1(CONNECT_FORM)
+    await harness.client.place_call(CONNECT)
     assert harness.throttle.acquired == [("default", "voice")]
     (observed,) = harness.observer.calls
     assert observed["account"] == "default"
@@ -128,7 +137,7 @@ async def test_a_ccm_call_posts_json_to_the_versioned_calls_url(
     }
     harness.exotel.reply(200, sample(fixture))
 
-    placed = await harness.client.create_call_ccm(api, body)
+    placed = await harness.client.place_call(CcmCallRequest(api, body))
 
     request = harness.exotel.last
     assert str(request.url) == f"https://ccm-api.exotel.com/{api}/accounts/{SID}/calls"
@@ -145,19 +154,19 @@ async def test_a_ccm_base_url_override_and_mumbai_region_are_honoured(
 ) -> None:
     mumbai = harness_factory(region="mumbai")
     mumbai.exotel.reply(200, sample("v3_create_call_response.json"))
-    await mumbai.client.create_call_ccm("v3", {})
+    await mumbai.client.place_call(CcmCallRequest("v3", {}))
     assert mumbai.exotel.last.url.host == "ccm-api.in.exotel.com"
 
     sandbox = harness_factory(ccm_base_url="http://localhost:8090")
     sandbox.exotel.reply(200, sample("v3_create_call_response.json"))
-    await sandbox.client.create_call_ccm("v3", {})
+    await sandbox.client.place_call(CcmCallRequest("v3", {}))
     assert str(sandbox.exotel.last.url) == f"http://localhost:8090/v3/accounts/{SID}/calls"
 
 
 async def test_a_busy_agent_device_is_rejected_with_exotel_code_10706(harness: Harness) -> None:
     harness.exotel.reply(409, sample("synth_v3_error_busy.json"))
     with pytest.raises(ExotelRejected) as excinfo:
-        await harness.client.create_call_ccm("v3", {})
+        await harness.client.place_call(CcmCallRequest("v3", {}))
     err = excinfo.value
     assert (err.http_status, err.exotel_code, err.retryable) == (409, "10706", False)
     assert err.message == "User device is currently busy"
@@ -167,13 +176,13 @@ async def test_a_busy_agent_device_is_rejected_with_exotel_code_10706(harness: H
 async def test_a_failure_reported_inside_a_200_is_still_an_error(harness: Harness) -> None:
     harness.exotel.reply(200, sample("synth_v3_error_busy.json"))
     with pytest.raises(ExotelRejected) as excinfo:
-        await harness.client.create_call_ccm("v3", {})
+        await harness.client.place_call(CcmCallRequest("v3", {}))
     assert excinfo.value.exotel_code == "10706"
 
 
 async def test_an_unknown_ccm_api_is_a_programming_error(harness: Harness) -> None:
     with pytest.raises(ValueError, match="v2"):
-        await harness.client.create_call_ccm("v1", {})  # type: ignore[arg-type]
+        await harness.client.place_call(CcmCallRequest("v1", {}))  # type: ignore[arg-type]
     assert harness.exotel.requests == []
 
 
@@ -362,7 +371,7 @@ async def test_a_monitor_leg_is_created_with_the_callers_form(harness: Harness) 
     harness.exotel.reply(200, sample("monitor_leg.xml"))
     form = {"action": "listen", "PhoneNumber": "09052161119", "TargetLegSid": "leg-agent"}
 
-    leg = await harness.client.create_monitor_leg("call123", form)
+    leg = await harness.client.create_monitor_leg(MonitorLegRequest("call123", form))
 
     request = harness.exotel.last
     assert request.method == "POST"
@@ -376,14 +385,18 @@ async def test_a_monitor_leg_is_created_with_the_callers_form(harness: Harness) 
 async def test_a_monitor_leg_with_a_bad_phone_number_is_rejected(harness: Harness) -> None:
     harness.exotel.reply(400, sample("restexception_400_status.xml"))
     with pytest.raises(ExotelRejected) as excinfo:
-        await harness.client.create_monitor_leg("call123", {"action": "listen"})
+        await harness.client.create_monitor_leg(MonitorLegRequest("call123", {"action": "listen"}))
     assert excinfo.value.message == "invalid parameter phonenumber is missing or invalid"
 
 
 async def test_upgrading_a_monitor_leg_puts_the_action_and_target(harness: Harness) -> None:
     harness.exotel.reply(200, sample("monitor_leg_upgrade.xml"))
 
-    leg = await harness.client.update_monitor_leg("call123", "leg-mon", "whisper", "leg-agent")
+    leg = await harness.client.update_monitor_leg(
+        MonitorUpgradeRequest(
+            "call123", "leg-mon", {"action": "whisper", "TargetLegSid": "leg-agent"}
+        )
+    )
 
     request = harness.exotel.last
     assert request.method == "PUT"
@@ -394,24 +407,20 @@ async def test_upgrading_a_monitor_leg_puts_the_action_and_target(harness: Harne
     assert harness.observer.calls[0]["endpoint"] == "v1.legs.update"
 
 
-async def test_upgrading_to_barge_without_a_target_sends_only_the_action(
-    harness: Harness,
-) -> None:
-    harness.exotel.reply(200, sample("monitor_leg_upgrade.xml"))
-    await harness.client.update_monitor_leg("call123", "leg-mon", "barge", None)
-    assert form_of(harness.exotel.last) == {"action": "barge"}
-
-
 async def test_upgrading_an_unknown_leg_is_not_found(harness: Harness) -> None:
     harness.exotel.reply(404, sample("restexception_leg_404.xml"))
     with pytest.raises(ExotelNotFound, match="given legsid does not exist"):
-        await harness.client.update_monitor_leg("call123", "leg-mon", "barge")
+        await harness.client.update_monitor_leg(
+            MonitorUpgradeRequest("call123", "leg-mon", {"action": "barge"})
+        )
 
 
 async def test_hanging_up_a_leg_puts_action_hangup_form_encoded(harness: Harness) -> None:
     harness.exotel.reply(200, sample("hangup_leg.json"))
 
-    leg = await harness.client.hangup_leg("call123", "leg-agent")
+    leg = await harness.client.hangup_leg(
+        HangupRequest("call123", "leg-agent", {"action": "hangup"})
+    )
 
     request = harness.exotel.last
     assert request.method == "PUT"
@@ -425,7 +434,7 @@ async def test_hanging_up_a_leg_puts_action_hangup_form_encoded(harness: Harness
 async def test_hanging_up_an_unknown_leg_is_not_found_in_json_too(harness: Harness) -> None:
     harness.exotel.reply(404, sample("restexception_404.json"))
     with pytest.raises(ExotelNotFound, match="not found"):
-        await harness.client.hangup_leg("call123", "leg-x")
+        await harness.client.hangup_leg(HangupRequest("call123", "leg-x", {"action": "hangup"}))
 
 
 async def test_completed_call_legs_use_the_legs_family(harness: Harness) -> None:
@@ -463,7 +472,7 @@ async def test_a_429_with_retry_after_penalises_the_throttle_and_raises_rate_lim
 ) -> None:
     harness.exotel.reply(429, b"", {"Retry-After": "5"})
     with pytest.raises(ExotelRateLimited) as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     assert excinfo.value.retry_after == 5.0
     assert excinfo.value.retryable is True
     assert excinfo.value.maybe_sent is False
@@ -490,7 +499,7 @@ async def test_v3_code_10724_penalises_the_get_family(harness: Harness) -> None:
 async def test_other_errors_do_not_penalise_the_throttle(harness: Harness) -> None:
     harness.exotel.reply(409, sample("synth_v3_error_busy.json"))
     with pytest.raises(ExotelRejected):
-        await harness.client.create_call_ccm("v3", {})
+        await harness.client.place_call(CcmCallRequest("v3", {}))
     assert harness.throttle.penalised == []
 
 
@@ -499,7 +508,7 @@ async def test_a_502_html_page_is_unavailable_and_may_have_been_acted_on(
 ) -> None:
     harness.exotel.reply(502, sample("synth_html_502.html"), {"content-type": "text/html"})
     with pytest.raises(ExotelUnavailable) as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     assert excinfo.value.message == "502 Bad Gateway"
     assert excinfo.value.maybe_sent is True
 
@@ -507,7 +516,7 @@ async def test_a_502_html_page_is_unavailable_and_may_have_been_acted_on(
 async def test_a_redirect_is_not_followed(harness: Harness) -> None:
     harness.exotel.reply(302, b"", {"Location": "https://evil.example/steal"})
     with pytest.raises(ExotelError):
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     assert len(harness.exotel.requests) == 1
 
 
@@ -534,7 +543,7 @@ async def test_transport_failures_raise_timeouts_that_say_whether_exotel_may_hav
 
     harness.exotel.handler = handler
     with pytest.raises(ExotelTimeout) as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     err = excinfo.value
     assert err.maybe_sent is maybe_sent
     assert err.retryable is True
@@ -558,7 +567,7 @@ async def test_a_200_without_a_call_sid_is_an_invalid_response_that_may_have_pla
 ) -> None:
     harness.exotel.reply(200, json.dumps({"Call": {"Status": "queued"}}))
     with pytest.raises(ExotelInvalidResponse, match=r"v1\.connect: .*Call\.Sid") as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     assert excinfo.value.maybe_sent is True
 
 
@@ -568,7 +577,7 @@ async def test_an_empty_200_is_an_invalid_response(harness: Harness) -> None:
         await harness.client.active_legs("call123")
 
 
-# ---------------------------------------------------------------- hooks are optional
+# ------------------------------------------------------- throttle and observer are optional
 
 
 async def test_a_client_works_without_throttle_or_observer(
@@ -580,8 +589,29 @@ async def test_a_client_works_without_throttle_or_observer(
     exchange = Exchange()
     exchange.reply(200, sample("hangup_leg.xml"))
     client = ExotelClient(make_account(), http_factory(exchange))
-    leg = await client.hangup_leg("call123", "leg1")
+    leg = await client.hangup_leg(HangupRequest("call123", "leg1", {"action": "hangup"}))
     assert leg.last_action == "hangup"
+
+
+async def test_a_request_given_its_slot_does_not_wait_for_the_limiter_again(
+    harness: Harness,
+) -> None:
+    slot = await harness.client.wait_for_slot("voice")
+    assert harness.throttle.acquired == [("default", "voice")]
+    harness.exotel.reply(200, sample("v1_connect_response.json"))
+    await harness.client.place_call(CONNECT, slot=slot)
+    assert harness.throttle.acquired == [("default", "voice")], "one grant, one request"
+
+
+async def test_a_slot_is_good_for_one_request_of_its_family_only(harness: Harness) -> None:
+    harness.exotel.reply(200, sample("v1_connect_response.json"))
+    slot = await harness.client.wait_for_slot("voice")
+    await harness.client.place_call(CONNECT, slot=slot)
+    with pytest.raises(ValueError, match="one request only"):
+        await harness.client.place_call(CONNECT, slot=slot)
+    with pytest.raises(ValueError, match="'get' slot"):
+        await harness.client.place_call(CONNECT, slot=Slot("get"))
+    assert len(harness.exotel.requests) == 1
 
 
 async def test_a_failing_observer_never_changes_the_outcome(harness: Harness) -> None:
@@ -590,7 +620,7 @@ async def test_a_failing_observer_never_changes_the_outcome(harness: Harness) ->
 
     harness.observer.observe = broken  # type: ignore[method-assign]
     harness.exotel.reply(200, sample("v1_connect_response.json"))
-    placed = await harness.client.connect_call_v1(CONNECT_FORM)
+    placed = await harness.client.place_call(CONNECT)
     assert placed.call_sid == "c5797dcbaaeed7678c4062a4a3ed2f8a"
 
 
@@ -626,9 +656,9 @@ async def test_no_exception_string_or_repr_contains_a_secret(
 ) -> None:
     harness.exotel.reply(status, body)
     with pytest.raises(ExotelError) as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     err = excinfo.value
-    for text in (str(err), repr(err), str(err.as_error_dict()), str(err.args)):
+    for text in (str(err), repr(err), str(err.args)):
         assert_no_secrets(text)
 
 
@@ -638,7 +668,7 @@ async def test_transport_error_messages_contain_no_secret(harness: Harness) -> N
 
     harness.exotel.handler = handler
     with pytest.raises(ExotelTimeout) as excinfo:
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
     assert_no_secrets(str(excinfo.value))
 
 
@@ -647,10 +677,10 @@ async def test_logs_carry_endpoint_status_and_time_but_no_secret_or_phone_number
 ) -> None:
     with capture_logs() as logs:
         harness.exotel.reply(200, sample("v1_connect_response.json"))
-        await harness.client.connect_call_v1(CONNECT_FORM)
+        await harness.client.place_call(CONNECT)
         harness.exotel.reply(409, sample("synth_v3_error_busy.json"))
         with pytest.raises(ExotelRejected):
-            await harness.client.create_call_ccm("v3", {"from": {"contact_uri": AGENT}})
+            await harness.client.place_call(CcmCallRequest("v3", {"from": {"contact_uri": AGENT}}))
         harness.exotel.reply(200, json.dumps({"Metadata": {}, "Calls": []}))
         await harness.client.bulk_call_details(from_numbers=[AGENT], to_numbers=[CUSTOMER])
 

@@ -17,9 +17,10 @@ from services.exotel import (
     ExotelTimeout,
     ExotelTransientError,
     ExotelUnavailable,
-    parse_error_response,
 )
-from services.exotel.errors import ExotelInvalidResponse, from_transport_error
+from services.exotel.error_answers import parse_error_response
+from services.exotel.errors import ExotelInvalidResponse
+from services.exotel.transport_errors import from_transport_error
 from tests.exotel.conftest import sample
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -298,15 +299,20 @@ def test_transport_error_messages_hide_phone_numbers_and_secrets() -> None:
     assert "tok-123" not in str(err)
 
 
-def test_an_error_renders_as_a_command_result_error() -> None:
-    err = parse_error_response(409, {}, sample("synth_v3_error_busy.json"))
-    assert err.as_error_dict() == {
-        "code": "exotel_rejected",
-        "message": "HTTP 409 [10706] User device is currently busy",
-        "http_status": 409,
-        "exotel_code": "10706",
-        "retryable": False,
-    }
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ExotelRateLimited("slow down"), "rate_limited"),
+        (ExotelTimeout("read timeout"), "exotel_timeout"),
+        (ExotelUnavailable("502 Bad Gateway"), "exotel_unavailable"),
+        (ExotelAuthError("401 Unauthorized"), "exotel_auth"),
+        (ExotelNotFound("not found"), "exotel_not_found"),
+        (ExotelRejected("User device is currently busy"), "exotel_rejected"),
+        (ExotelInvalidResponse("no Call.Sid"), "exotel_rejected"),
+    ],
+)
+def test_each_error_class_carries_its_result_code(error: ExotelError, code: str) -> None:
+    assert error.code == code
 
 
 def test_an_errors_repr_names_its_class_and_fields() -> None:

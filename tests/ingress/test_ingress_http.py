@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
 from contracts.topics import CALL_STATUS, dlq
-from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_params, signed_query
 from tests.support import broker as broker_support
 from tests.support.facts import Fact, FactReader
+from tests.support.services import ServiceProcess
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,72 +40,43 @@ CALL_STATUS_DLQ = dlq(CALL_STATUS)
 
 @dataclass
 class Ingress:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    stdout: Path
-    stderr: Path
+    """The ingress as a real process, addressed by its signed callback URLs."""
+
+    service: ServiceProcess
+
+    @property
+    def base_url(self) -> str:
+        return self.service.url
 
     def url(self, token: str = TOKEN, **query: str) -> str:
         return f"{self.base_url}/exotel/callbacks/{token}?{signed_query(**query)}"
 
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+    def stop(self, timeout: float = 20.0) -> int | None:
+        return self.service.stop(timeout)
 
     def output(self) -> str:
-        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+        return self.service.output
 
 
 @pytest.fixture(scope="module")
 def ingress(
     kafka_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ingress]:
-    port = free_port()
-    logs = tmp_path_factory.mktemp("ingress")
+    spool = tmp_path_factory.mktemp("ingress") / "spool"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CALLBACK_", "HTTP_"))},
         **kafka_env,
         "CALLBACK_TOKEN": TOKEN,
         "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
-        "INGRESS_SPOOL_DIR": str(logs / "spool"),
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(port),
+        "INGRESS_SPOOL_DIR": str(spool),
     }
-    files: list[BinaryIO] = [(logs / "stdout").open("wb"), (logs / "stderr").open("wb")]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.ingress"],
-        cwd=ROOT,
-        env=env,
-        stdout=files[0],
-        stderr=files[1],
-    )
-    running = Ingress(process, f"http://127.0.0.1:{port}", logs / "stdout", logs / "stderr")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"ingress exited: {running.output()}"
-            try:
-                if httpx.get(f"{running.base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"ingress never ready: {running.output()}"
-            time.sleep(0.05)
-        yield running
-    finally:
-        running.stop()
-        for file in files:
-            file.close()
+    service = ServiceProcess("ingress", env)
+    with service:
+        yield Ingress(service)
+    service.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def reader(broker: broker_support.TestBroker, ingress: Ingress) -> AsyncIterator[FactReader]:
+async def reader(broker: broker_support.SuiteBroker, ingress: Ingress) -> AsyncIterator[FactReader]:
     # Depends on `ingress`: its topics exist before the reader subscribes.
     facts = await FactReader(broker.bootstrap_servers, [CALL_STATUS, CALL_STATUS_DLQ]).start()
     try:

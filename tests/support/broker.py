@@ -21,7 +21,7 @@ from services.brokers.tansu import EmbeddedBroker
 
 
 @dataclass(frozen=True)
-class TestBroker:
+class SuiteBroker:
     bootstrap_servers: str
     kind: broker_choice.BrokerKind
     reason: str
@@ -45,10 +45,10 @@ def chosen_broker() -> broker_choice.BrokerChoice:
 
 
 @contextlib.contextmanager
-def test_broker() -> Iterator[TestBroker]:
+def test_broker() -> Iterator[SuiteBroker]:
     chosen = chosen_broker()
     with broker_choice.run(chosen) as running:
-        yield TestBroker(
+        yield SuiteBroker(
             running.bootstrap_servers, chosen.kind, chosen.reason, running.transactions
         )
 

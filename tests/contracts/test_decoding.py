@@ -7,7 +7,7 @@ import json
 import pytest
 
 from contracts.commands import CallConnect
-from services.executor.decoding import InvalidCommand, UnreadableCommand, decode_command
+from contracts.decoding import InvalidCommand, UnreadableCommand, decode_command
 
 VALID = {
     "command_id": "c-1",

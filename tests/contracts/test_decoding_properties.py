@@ -11,15 +11,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from contracts.commands import COMMAND_MODELS, CallConnect, LegHangup, LwbAction
-from services.executor.decoding import (
+from contracts.catalog import BY_TYPE
+from contracts.commands import CallConnect, LegHangup, LwbAction
+from contracts.decoding import (
     MAX_COMMAND_BYTES,
     InvalidCommand,
     UnreadableCommand,
     decode_command,
 )
 
-TOPICS = sorted(COMMAND_MODELS)
+TOPICS = sorted(BY_TYPE)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 VALID: dict[str, dict[str, Any]] = {
@@ -89,7 +90,7 @@ def check(topic: str, value: bytes | None) -> None:
         assert result.message
         assert len(result.account) <= 64
         return
-    assert isinstance(result, COMMAND_MODELS[topic])
+    assert isinstance(result, BY_TYPE[topic].model)
     assert isinstance(result, CallConnect | LwbAction | LegHangup)
 
 
@@ -139,7 +140,7 @@ def test_truncated_and_spliced_commands(topic: str, junk: bytes, cut: int) -> No
 @pytest.mark.parametrize("topic", TOPICS)
 def test_the_valid_samples_decode(topic: str) -> None:
     assert isinstance(
-        decode_command(topic, json.dumps(VALID[topic]).encode()), COMMAND_MODELS[topic]
+        decode_command(topic, json.dumps(VALID[topic]).encode()), BY_TYPE[topic].model
     )
 
 

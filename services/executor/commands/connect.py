@@ -1,0 +1,111 @@
+"""``call.connect``: place a call (v1 connect, v2/v3 CCM), or find the call an interrupted
+run placed; never ring anyone twice.
+
+    in doubt? ──────────────────────────────────────────► reconcile (bulk call details)
+    build the request ── option not offered ──► rejected invalid_command
+    slot, intent, POST ── accepted ──► accepted with the call sid
+                       ── timeout after sending (answer lost) ──► reconcile
+                       ── any other final error ──► rejected / failed with Exotel's code
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from contracts.commands import ApiVersion, CallConnect
+from contracts.results import CommandResult
+from services.executor.commands import outcomes
+from services.executor.commands.exchange import Failed
+from services.executor.commands.run import CommandRun
+from services.executor.mapping.connect import UnsupportedOption, build_connect_request
+from services.executor.ports import InDoubt
+from services.executor.retry import answer_lost
+
+log = structlog.get_logger(__name__)
+
+#: How far before the intent bulk call details are searched (clocks differ).
+RECONCILE_SLACK = timedelta(seconds=60)
+
+
+async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
+    if run.in_doubt is not None:
+        return await reconcile(command, run, run.in_doubt)
+    api = command.api or run.account.default_api
+    try:
+        request = build_connect_request(
+            command,
+            api=api,
+            callback_url=run.callback_url(api),
+            callback_content_type=run.callback_content_type,
+        )
+    except UnsupportedOption as exc:
+        return run.result.rejected(outcomes.unsupported(exc), api=api)
+
+    started = run.clock()
+    placed = await run.exotel.effect(
+        lambda slot: run.gateway.place_call(request, slot=slot),
+        evidence={"from": command.from_, "to": command.to or "", "api": api},
+        retry_lost_answers=False,
+    )
+    if not isinstance(placed, Failed):
+        return run.result.accepted(call_sid=placed.call_sid, api=api)
+    if answer_lost(placed.error):
+        # No answer, but the request reached Exotel: the call may be ringing. Look for it
+        # instead of placing it again (as after a crash).
+        log.warning("connect.answer_lost", error=placed.error.message)
+        return await reconcile(command, run, _Sent(at=started, evidence={"api": api}))
+    return run.result.exotel_refused(placed.error, api=api)
+
+
+async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> CommandResult:
+    """Find the call an interrupted run may have placed (bulk call details by From/To
+    since the intent); never place it again. Bulk details list only finished calls, so
+    look again until the reconcile window after the intent has passed."""
+    api = _api(intent.evidence.get("api")) or command.api or run.account.default_api
+    since = intent.at - RECONCILE_SLACK
+    loop = asyncio.get_running_loop()
+    elapsed = (run.clock() - intent.at).total_seconds()
+    give_up = loop.time() + max(0.0, run.reconcile_window_seconds - elapsed)
+    while True:
+        found = await run.exotel.read(
+            lambda: run.gateway.bulk_call_details(
+                from_numbers=[command.from_],
+                to_numbers=[command.to] if command.to else [],
+                created_from=since,
+            )
+        )
+        if not isinstance(found, Failed) and found:
+            call_sid = found[0].call_sid
+            log.info("connect.reconciled", call_sid=call_sid)
+            return run.result.accepted(call_sid=call_sid, api=api)
+        if loop.time() >= give_up:
+            break
+        await asyncio.sleep(run.reconcile_poll_seconds)
+    lookup = f" (lookup failed: {found.error.message})" if isinstance(found, Failed) else ""
+    return run.result.failed(
+        outcomes.in_doubt(
+            "the request may have reached Exotel before a restart; Exotel's bulk call "
+            f"details show no call from {command.from_} since {since.isoformat()}{lookup}; "
+            "not sent again so that nobody is rung twice"
+        ),
+        api=api,
+    )
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A request of this very run whose answer was lost (in doubt like after a crash)."""
+
+    at: datetime
+    evidence: dict[str, str]
+
+
+_APIS: dict[str, ApiVersion] = {"v1": "v1", "v2": "v2", "v3": "v3"}
+
+
+def _api(value: str | None) -> ApiVersion | None:
+    return _APIS.get(value or "")

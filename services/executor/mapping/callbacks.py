@@ -1,0 +1,30 @@
+"""Where Exotel sends a command's status callbacks: the ingress's URL with correlation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlencode
+
+from services.common.callback_signature import CallbackSigner
+
+CallbackContentType = Literal["multipart/form-data", "application/json"]
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    """Where Exotel sends status callbacks for a command.
+
+    With a ``signer`` the correlation parameters carry their HMAC (``sig``): the ingress
+    refuses callbacks whose parameters were not set by an executor holding the secret.
+    """
+
+    public_url: str
+    token: str
+    signer: CallbackSigner | None = field(default=None, repr=False)
+
+    def url(self, **correlation: str) -> str:
+        base = f"{self.public_url.rstrip('/')}/exotel/callbacks/{self.token}"
+        if self.signer is not None:
+            correlation = self.signer.signed(correlation)
+        return f"{base}?{urlencode(correlation)}" if correlation else base

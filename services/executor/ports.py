@@ -1,0 +1,110 @@
+"""What the executor's command handlers need from outside: its ports.
+
+The composition root (``app.py``) plugs in the adapters: an
+:class:`~services.exotel.client.ExotelClient` per account as the gateway, the Kafka-backed
+:class:`~services.executor.ledger.CommandLedger` as the journal, Prometheus metrics as the
+observer. The broker-free tests plug in ``tests/support/exotel.py``'s fake gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from contracts.commands import ApiVersion, CommandType
+from services.executor.supervision import LegLike
+from services.exotel.accounts import ApiFamily
+from services.exotel.client import Slot
+from services.exotel.errors import ExotelError
+from services.exotel.requests import (
+    ConnectRequest,
+    HangupRequest,
+    MonitorLegRequest,
+    MonitorUpgradeRequest,
+)
+
+
+class PlacedCallLike(Protocol):
+    @property
+    def call_sid(self) -> str: ...
+
+
+class LegAnswer(Protocol):
+    """Exotel's answer to creating, upgrading or hanging up a leg."""
+
+    @property
+    def sid(self) -> str: ...
+
+
+class ExotelGateway(Protocol):
+    """What the executor needs from Exotel for one account.
+
+    Requests with an effect take the rate limiter's :class:`Slot`, waited for first with
+    :meth:`wait_for_slot`, so that the command's intent is recorded between the two.
+    """
+
+    async def wait_for_slot(self, family: ApiFamily) -> Slot: ...
+
+    async def place_call(
+        self, request: ConnectRequest, *, slot: Slot | None = None
+    ) -> PlacedCallLike: ...
+
+    async def active_legs(self, call_sid: str) -> Sequence[LegLike]: ...
+
+    async def create_monitor_leg(
+        self, request: MonitorLegRequest, *, slot: Slot | None = None
+    ) -> LegAnswer: ...
+
+    async def update_monitor_leg(
+        self, request: MonitorUpgradeRequest, *, slot: Slot | None = None
+    ) -> LegAnswer: ...
+
+    async def hangup_leg(
+        self, request: HangupRequest, *, slot: Slot | None = None
+    ) -> LegAnswer: ...
+
+    async def bulk_call_details(
+        self,
+        *,
+        from_numbers: Sequence[str] = (),
+        to_numbers: Sequence[str] = (),
+        created_from: datetime | None = None,
+    ) -> Sequence[PlacedCallLike]: ...
+
+
+class EffectJournal(Protocol):
+    """Records an intent durably before a request with an effect (the command ledger)."""
+
+    async def intend(
+        self,
+        *,
+        command_id: str,
+        command_type: CommandType,
+        account: str,
+        evidence: Mapping[str, str],
+    ) -> object: ...
+
+
+class InDoubt(Protocol):
+    """A recorded intent with no outcome: the request may have reached Exotel."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def evidence(self) -> dict[str, str]: ...
+
+
+class ExecutorObserver(Protocol):
+    def retried(self, command_type: str, error: ExotelError) -> None: ...
+
+
+@dataclass(frozen=True)
+class Account:
+    """A configured Exotel account as the executor sees it."""
+
+    name: str
+    default_api: ApiVersion
+    gateway: ExotelGateway
