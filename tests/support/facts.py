@@ -23,6 +23,8 @@ class Fact:
     raw: bytes | None
     offset: int
     partition: int
+    #: The headers as they came off the wire, in order (for parsers such as CloudEvents').
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -65,6 +67,7 @@ class FactReader:
                     raw=record.value,
                     offset=record.offset,
                     partition=record.partition,
+                    raw_headers=tuple(record.headers),
                 )
             )
 
