@@ -176,6 +176,38 @@ def test_post_with_the_payload_in_the_query(client: TestClient, outlet: MemoryOu
     assert (event.call_sid, event.status, event.command_id) == ("q1", "failed", "c-10")
 
 
+@pytest.mark.parametrize("encoding", ["json", "multipart", "urlencoded", "get"])
+def test_a_monitor_legs_pascal_case_terminal_is_a_leg_event_in_every_encoding(
+    client: TestClient, outlet: MemoryOutlet, encoding: str
+) -> None:
+    """Issue 13: told by content alone (no ``api=lwb`` in the URL), through the endpoint."""
+    payload = samples.load("lwb_monitor_terminal_pascal.json")
+    pairs = [(k, str(v)) for k, v in payload.items()]
+    url = f"{BASE}?{signed_query(command_id='lwb-7')}"
+    if encoding == "json":
+        response = client.post(url, json=payload)
+    elif encoding == "multipart":
+        response = client.post(
+            url,
+            content=samples.multipart_body(pairs),
+            headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
+        )
+    elif encoding == "urlencoded":
+        response = client.post(url, data=dict(pairs))
+    else:
+        response = client.get(f"{url}&{urlencode(pairs)}")
+    assert response.status_code == 200, response.text
+    [event] = outlet.facts.events
+    assert (event.api, event.event_type, event.leg_sid, event.call_sid) == (
+        "lwb",
+        "terminal",
+        "xxxxxxx",
+        "xxxxxx",
+    ), "a monitor leg's end, not the call's"
+    assert (event.origin, event.last_action, event.command_id) == ("monitor", "whisper", "lwb-7")
+    assert event.raw["LegSid"] == "xxxxxxx", "raw keeps Exotel's spelling"
+
+
 def test_head_is_not_a_callback(client: TestClient, outlet: MemoryOutlet) -> None:
     assert client.head(URL + "&CallSid=h1&Status=busy").status_code == 405
     assert outlet.facts.events == []

@@ -289,6 +289,21 @@ def test_v2_carries_the_assigned_agent() -> None:
     assert event.total_talk_time == 5
 
 
+def test_v2_carries_the_assigned_agents_group() -> None:
+    payload = samples.load("v2_terminal.json")
+    payload["call_details"]["assigned_agent_details"] |= {
+        "group_id": "g-17",
+        "group_name": "Tier 2",
+    }
+    agent = parse(payload).assigned_agent
+    assert agent is not None
+    assert (agent.user_id, agent.group_id, agent.group_name) == (
+        "12898c52573645739e64864ad308f0a9",
+        "g-17",
+        "Tier 2",
+    )
+
+
 def test_an_agent_without_any_detail_is_no_agent() -> None:
     payload = samples.load("v2_terminal.json")
     payload["call_details"]["assigned_agent_details"] = {"contact_uri": "+9199531XXXX"}
