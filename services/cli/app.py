@@ -19,8 +19,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 
 from contracts.catalog import COMMANDS
 from contracts.commands import CommandType
@@ -53,7 +55,10 @@ from services.client import (
 )
 from services.client.reader import fetch_record, topic_partitions
 from services.common.kafka import ensure_topics
+from services.common.kafka_security import KafkaAccessError
 from services.common.settings import KafkaSettings
+from services.executor.mapping.callbacks import CallbackTarget
+from services.ingress.settings import IngressSettings, describe_errors
 
 EXIT_CODES = """\
 Exit codes: 0 accepted / ok; 1 rejected or failed, or a check found a problem;
@@ -82,12 +87,14 @@ app.add_typer(dlq_app, name="dlq")
 DLQ_HEADERS = frozenset({"error", "origin_topic", "origin_partition", "origin_offset", "failed_at"})
 REPUBLISHED_HEADER = "voicebus_republished_from"
 NO_SINCE = "earliest"
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class EventType(StrEnum):
     result = "result"
     answered = "answered"
     terminal = "terminal"
+    flow = "flow"
 
 
 class Api(StrEnum):
@@ -148,6 +155,8 @@ def run(work: Callable[[], Coroutine[Any, Any, Exit]]) -> None:
         code = asyncio.run(work())
     except (KafkaUnavailable, TopicsMissing) as exc:
         fail(Exit.KAFKA_UNAVAILABLE, str(exc))
+    except KafkaAccessError as exc:  # from topic creation: the setting to fix, named
+        fail(Exit.KAFKA_UNAVAILABLE, f"Kafka unreachable: {exc}")
     except VoicebusError as exc:
         fail(Exit.FAILED, str(exc))
     except KeyboardInterrupt:
@@ -638,9 +647,7 @@ def tail(
     colour = sys.stdout.isatty()
 
     async def work() -> Exit:
-        reader = TopicReader(
-            settings.bootstrap_servers, topics, since=start, client_id="voicebus-cli-tail"
-        )
+        reader = TopicReader(settings, topics, since=start, client_id="voicebus-cli-tail")
         await reader.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
@@ -707,9 +714,7 @@ def dlq_list(
     settings = settings_for(bootstrap)
 
     async def work() -> Exit:
-        reader = TopicReader(
-            settings.bootstrap_servers, topics, since=start, client_id="voicebus-cli-dlq"
-        )
+        reader = TopicReader(settings, topics, since=start, client_id="voicebus-cli-dlq")
         await reader.start()
         found = 0
         try:
@@ -800,7 +805,7 @@ async def republish_one(
 ) -> Exit:
     topic, partition, offset = entry
     name = f"{topic}:{partition}:{offset}"
-    record = await fetch_record(client.settings.bootstrap_servers, topic, partition, offset)
+    record = await fetch_record(client.settings, topic, partition, offset)
     if record is None:
         info(f"voicebus: {name}: no such dead letter")
         return Exit.FAILED
@@ -871,12 +876,12 @@ def topics(
     settings = settings.model_copy(update=overrides)
 
     async def work() -> Exit:
-        existing = await topic_partitions(settings.bootstrap_servers)
+        existing = await topic_partitions(settings)
         missing = [t for t in ALL_TOPICS if t not in existing]
         if create and missing:
             info(f"creating {len(missing)} topic(s) with {settings.topic_partitions} partitions")
             await ensure_topics(settings, missing, attempts=3)
-            existing = await topic_partitions(settings.bootstrap_servers)
+            existing = await topic_partitions(settings)
             missing = [t for t in ALL_TOPICS if t not in existing]
         for name in ALL_TOPICS:
             count = existing.get(name)
@@ -890,6 +895,60 @@ def topics(
         return Exit.FAILED if missing and (check or create) else Exit.OK
 
     run(work)
+
+
+# ── passthru-url ─────────────────────────────────────────────────────────────────────────
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+PASTE_HINT = """\
+Paste it as the URL of the Passthru applet(s) of your call flow on the Exotel dashboard
+(App Bazaar: the flow, its Passthru applet, URL). Every call through the flow then
+becomes call.status flow events keyed by its CallSid (inbound calls: a supervisor can
+act on them). "Make Passthru Async" is recommended; in sync mode voicebus answers 200
+once the event is durable, and anything else when it is not: route both branches to the
+same next applet. The URL holds the ingress's secret path token: keep it private."""
+
+
+@app.command("passthru-url")
+def passthru_url_command(
+    account: Annotated[
+        str,
+        typer.Option(
+            "--account",
+            "-a",
+            help="The configured Exotel account the flow's ExoPhones belong to (the call "
+            "watch polls the calls' details with it).",
+        ),
+    ] = "default",
+    public_url: Annotated[
+        str,
+        typer.Option(
+            "--public-url",
+            envvar="CALLBACK_PUBLIC_URL",
+            show_envvar=True,
+            help="The ingress's public base URL, as Exotel reaches it.",
+        ),
+    ] = DEFAULT_PUBLIC_URL,
+) -> None:
+    """Print the signed Passthru URL of the ingress, for an Exotel call flow (inbound calls).
+
+    Reads CALLBACK_TOKEN and CALLBACK_SIGNING_SECRET from the environment (the ingress's
+    own); prints the URL on stdout, how to use it on stderr.
+    """
+    if not ACCOUNT_NAME.fullmatch(account):
+        fail(Exit.USAGE, "--account must be a configured account's name (letters, digits, . _ -)")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        fail(Exit.USAGE, "--public-url must be http(s)://host[:port][/path] without a query")
+    try:
+        settings = IngressSettings()
+    except ValidationError as exc:
+        fail(Exit.USAGE, f"the ingress's settings are not usable: {describe_errors(exc)}")
+    target = CallbackTarget(
+        public_url, settings.callback_token.get_secret_value(), settings.signer()
+    )
+    typer.echo(target.passthru_url(account))
+    info(PASTE_HINT)
 
 
 # ── asyncapi ─────────────────────────────────────────────────────────────────────────────

@@ -38,9 +38,10 @@ DESCRIPTION = f"""\
 voicebus puts Exotel's voice API behind Kafka: services publish **commands**
 ({_COMMAND_NAMES}); the executor calls Exotel and publishes exactly one
 **result** per readable command on `<command topic>.result`; Exotel's status callbacks
-become **`call.status`** facts; call details (looked up, backfilled, or fetched a few
-minutes after a call ended) become **`call.details`** facts. A message that cannot be
-read at all goes to `<topic>.dlq` with the reason in its `error` header.
+become **`call.status`**, as do call flows' Passthru notifications (inbound calls); call
+details (looked up, backfilled, or fetched a few minutes after a call ended) become
+**`call.details`** facts. A message that cannot be read at all goes to `<topic>.dlq` with
+the reason in its `error` header.
 
 Values are UTF-8 JSON. Operations are written from voicebus's side: it *receives* commands
 and *sends* facts. Payload schemas are the exported JSON Schemas of `contracts/schemas/`
@@ -133,7 +134,8 @@ def build_broker() -> KafkaBroker:
         CALL_STATUS,
         title=CALL_STATUS,
         description="Exotel's status callbacks (answered, terminal; call and leg events) "
-        "as facts. At least once: dedupe by `event_id`.",
+        "and call flows' Passthru notifications (flow: inbound calls, never a call's end) as "
+        "facts. At least once: dedupe by `event_id`.",
         schema=CallStatusEvent,
     )
     broker.publisher(

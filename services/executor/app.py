@@ -155,6 +155,7 @@ def _command_service(
                 default_api=client.account.api,
                 gateway=client,
                 dnd_check=client.account.dnd_check,
+                lwb_encoding=client.account.lwb_request_encoding,
             )
             for name, client in clients.items()
         },

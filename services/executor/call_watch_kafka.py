@@ -8,6 +8,10 @@
   watches (and finalises) the calls of its partitions. Should ``call.details`` have another
   partition count than ``call.status``, finalisation stays off (logged): two replicas
   could otherwise finalise one call.
+* A ``call.status`` flow event (a call flow's Passthru: an inbound call, or a flow call
+  whose result was not read yet) makes its call watched like an accepted one, under the
+  account its Passthru URL names (``account``, else ``default``), polled in v1 call details
+  (:data:`FLOW_CALL_API`); a terminal call event (never a leg's) clears it.
 * Nothing is committed: on every assignment the partitions are read again from
   ``now - horizon`` (``offsets_for_times``; the embedded broker answers offset 0 for any
   time, so records older than the horizon are also skipped by timestamp). The state is
@@ -52,6 +56,7 @@ from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_CONNECT_RESULT, CALL_DETAILS, CALL_STATUS
 from services.common.kafka import status_fact_headers
+from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import (
     MAX_FINALISE_TRIES,
@@ -67,11 +72,15 @@ from services.executor.metrics import ExecutorMetrics
 from services.executor.publishing import details_headers
 from services.executor.retry import Failed
 from services.exotel.accounts import DEFAULT_ACCOUNT, ApiVersion
-from services.exotel.errors import ExotelError
+from services.exotel.errors import ExotelError, ExotelNotFound
 
 log = structlog.get_logger(__name__)
 
 CE_SOURCE = "voicebus/executor-call-watch"
+#: Calls first seen through a Passthru are polled in v1 call details, whatever the
+#: account's API: v1 covers inbound calls (Direction inbound), v2's GET does not ("Incoming
+#: / Outgoing calls connecting via flow is not yet available", v2-ccm-calls.txt).
+FLOW_CALL_API: ApiVersion = "v1"
 WATCHED_TOPICS = (CALL_CONNECT_RESULT, CALL_STATUS, CALL_DETAILS)
 #: Longest wait for the rebuild to reach the high-water marks before sweeping anyway.
 MAX_REPLAY_SECONDS = 120.0
@@ -202,6 +211,7 @@ class CallWatchRunner:
             max_poll_interval_ms=self._kafka.max_poll_interval_ms,
             request_timeout_ms=self._kafka.request_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **security_options(self._kafka),
         )
         await consumer.start()
         consumer.subscribe(list(WATCHED_TOPICS), listener=_Rebuild(self))
@@ -354,16 +364,40 @@ class CallWatchRunner:
 
     def _status(self, value: dict[str, Any], at: datetime, partition: int, now: datetime) -> None:
         """A ``call.status`` fact: a call's terminal clears its watch and schedules its
-        finalisation; a leg event says the call had more than two participants."""
+        finalisation; a leg event (a leg's, or a monitor leg's: ``api: lwb``) says the call
+        had more than two participants; a flow notification (a call first seen through a
+        Passthru: an inbound call) makes it watched."""
         call_sid = value.get("call_sid")
         if not isinstance(call_sid, str):
             return
-        if value.get("leg_sid"):
+        event_type = value.get("event_type")
+        if value.get("leg_sid") or value.get("api") == "lwb":
             self._watch.leg_event(call_sid, at)
             return
-        if value.get("event_type") != "terminal":
+        if event_type == "terminal":
+            self._watch.finished(call_sid, at)
+            self._schedule_finalisation(call_sid, value, at, partition, now)
             return
-        self._watch.finished(call_sid, at)
+        if event_type != "flow" or not self._watch.policy.watch_missing:
+            return
+        account = value.get("account") or DEFAULT_ACCOUNT
+        if account not in self._accounts:
+            log.warning("call_watch.unknown_account", account=account, call_sid=call_sid)
+            return
+        self._watch.accepted(
+            call_sid,
+            account=account,
+            api=FLOW_CALL_API,
+            command_id=None,
+            accepted_at=at,
+            partition=partition,
+            now=now,
+            seen_in="flow",
+        )
+
+    def _schedule_finalisation(
+        self, call_sid: str, value: dict[str, Any], at: datetime, partition: int, now: datetime
+    ) -> None:
         name = value.get("account") or DEFAULT_ACCOUNT
         account = self._accounts.get(name) if isinstance(name, str) else None
         if account is None:
@@ -451,6 +485,12 @@ class CallWatchRunner:
             return "error"
         try:
             details = await account.gateway.call_details(call.call_sid, call.api)
+        except ExotelNotFound:
+            if call.seen_in == "flow":
+                log.warning("call_watch.unknown_call", call_sid=call.call_sid, account=call.account)
+                return "unknown"
+            log.warning("call_watch.poll_failed", call_sid=call.call_sid, error="not found")
+            return "error"
         except ExotelError as exc:
             log.warning("call_watch.poll_failed", call_sid=call.call_sid, error=str(exc)[:200])
             return "error"

@@ -18,6 +18,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from services.common.kafka import topic_partitions
+from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.executor.ledger import CommandLedger, LedgerEntry
 
@@ -49,6 +50,7 @@ class KafkaLedgerLog:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **security_options(self._settings),
         )
         await consumer.start()
         self._consumer = consumer

@@ -16,7 +16,7 @@ from typing import Protocol
 from contracts.commands import ApiVersion, CommandType
 from contracts.details import CallDetails
 from services.executor.supervision import LegLike
-from services.exotel.accounts import ApiFamily
+from services.exotel.accounts import ApiFamily, LwbEncoding
 from services.exotel.client import BulkFilter, Slot
 from services.exotel.errors import ExotelError
 from services.exotel.models import BulkPage, CompletedCallLeg, NumberMetadata, V3CallLegs
@@ -138,3 +138,5 @@ class Account:
     gateway: ExotelGateway
     #: DND check of call.connect's `to` when the command does not say
     dnd_check: bool = False
+    #: how its LWB create / upgrade requests are encoded (the account's setting)
+    lwb_encoding: LwbEncoding = "form"

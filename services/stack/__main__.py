@@ -15,12 +15,16 @@ import secrets
 import shutil
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from services.brokers import choice as broker_choice
 from services.brokers.apache_kafka import ApacheKafkaError
 from services.brokers.tansu import EmbeddedBrokerError
+from services.common.callback_signature import CallbackSigner
+from services.executor.mapping.callbacks import CallbackTarget
+from services.stack.kcat import TANSU_NOTE, kcat_example
 from services.stack.processes import ServiceProcess
 
 RUN_DIR = Path(".run")
@@ -119,6 +123,11 @@ def _run_stack(broker: broker_choice.RunningBroker) -> int:
                 "metrics": metrics_port,
             },
             token=token,
+            passthru=CallbackTarget(
+                env["CALLBACK_PUBLIC_URL"],
+                token,
+                CallbackSigner(env["CALLBACK_SIGNING_SECRET"]),
+            ).passthru_url("default"),
         )
         while not stopping:
             for child, _ in children:
@@ -143,6 +152,7 @@ def _print_summary(
     sandbox: bool,
     ports: dict[str, int],
     token: str,
+    passthru: str | None = None,
 ) -> None:
     sandbox_port, ingress_port, executor_port = (
         ports["sandbox"],
@@ -150,33 +160,42 @@ def _print_summary(
         ports["executor"],
     )
     kafka = f"{bootstrap} ({broker.choice.label})"
-    librdkafka = (
-        "\n  note        Tansu cannot serve librdkafka clients (kcat, confluent-kafka, Go, Node):"
-        "\n              install Java 17+ and Maven for a real Apache Kafka, or set"
-        " KAFKA_BOOTSTRAP_SERVERS"
-        if broker.kind == "tansu"
+    tansu = broker.kind == "tansu"
+    librdkafka = f"\n  note        {_wrap(TANSU_NOTE)}" if tansu else ""
+    exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
+    passthru_line = (
+        f"\n  passthru    {passthru}"
+        "\n              (a call flow's Passthru URL: inbound calls; `voicebus passthru-url`)"
+        if passthru
         else ""
     )
-    exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
+    kcat = textwrap.indent(kcat_example(bootstrap), "  ")
+    kcat_intro = (
+        "or publish your own with kcat (needs a real Kafka: not Tansu, see the note above):"
+        if tansu
+        else "or publish your own with kcat, and read its result and call.status facts:"
+    )
     print(
         f"""
 voicebus is running (Ctrl-C stops everything)
   Kafka       {kafka}{librdkafka}
   Exotel      {exotel}
-  ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>
+  ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>{passthru_line}
   executor    http://127.0.0.1:{executor_port}/metrics  /readyz
   metrics     http://127.0.0.1:{ports["metrics"]}/metrics (business and SRE metrics from the facts)
   CALLBACK_TOKEN={token}
 
 Send a first command and watch its facts, from another terminal:
   make demo
-or publish your own:
-  echo '{{"command_id":"hello-1","from":"+919876543210","to":"+919812345678",'\\
-'"caller_id":"08047112345"}}' | kcat -P -b {bootstrap} -t call.connect -k +919876543210
-  kcat -C -b {bootstrap} -t call.connect.result -t call.status -o beginning
-""",
+{kcat_intro}
+{kcat}""",
         flush=True,
     )
+
+
+def _wrap(note: str) -> str:
+    """The note under the Kafka line, wrapped to the banner's value column."""
+    return "\n              ".join(textwrap.wrap(note, width=76))
 
 
 if __name__ == "__main__":

@@ -256,6 +256,48 @@ async def test_a_call_with_a_monitor_leg_is_asked_for_every_participant() -> Non
     assert details.legs_source == "legs_api"
 
 
+async def test_a_monitor_leg_event_without_a_leg_sid_still_asks_for_every_participant() -> None:
+    run, _, _ = runner(FakeExotel())
+    run.apply(record(CALL_STATUS, status(api="lwb", leg_sid=None), T0), T0)
+    run.apply(record(CALL_STATUS, status(), T0), T0)
+    pending = run.watch.pending_finalisation(SID)
+    assert pending is not None
+    assert pending.all_legs, "an LWB event is a monitor leg's, never the call's terminal"
+
+
+async def test_an_inbound_call_polled_to_its_end_is_finalised_in_v1() -> None:
+    exotel = FakeExotel().answer("call_details", finished_call())
+    run, published, clock = runner(exotel)
+    flow = {"call_sid": SID, "event_type": "flow", "api": "passthru", "account": "default"}
+    run.apply(record(CALL_STATUS, flow, T0), T0)
+    assert run.watch.finalisations == 0, "a flow event is never a call's end"
+    clock.now = T0 + timedelta(seconds=900)
+    assert await run.sweep() == 1
+    ((value, topic, _, _),) = published.records
+    assert topic == CALL_STATUS
+    run.apply(record(CALL_STATUS, json.loads(value), clock.now), clock.now)  # read back
+    pending = run.watch.pending_finalisation(SID)
+    assert pending is not None
+    assert (pending.api, pending.command_id) == ("v1", None)
+
+
+async def test_without_the_missing_callback_watch_a_flow_event_watches_nothing() -> None:
+    run = CallWatchRunner(
+        KafkaSettings(),
+        group_id="g",
+        watch=watch(watch_missing=False),
+        accounts={"default": WatchAccount(gateway=FakeExotel(), default_api="v1")},
+        publish=Published(),
+        metrics=FakeMetrics(),
+        sweep_seconds=1,
+    )
+    flow = {"call_sid": "CAin", "event_type": "flow", "api": "passthru", "account": "default"}
+    run.apply(record(CALL_STATUS, flow, T0), T0)
+    assert "CAin" not in run.watch
+    run.apply(record(CALL_STATUS, status("CAin"), T0), T0)
+    assert run.watch.finalisations == 1, "its terminal is still finalised"
+
+
 async def test_a_call_exotel_still_calls_active_is_fetched_again_then_published_as_it_is() -> None:
     exotel = FakeExotel().answer("call_details", active_call())
     run, published, clock = runner(exotel)
@@ -300,7 +342,8 @@ async def test_a_replica_losing_the_partition_waits_for_the_publish_it_started()
     await asyncio.wait_for(_until(lambda: bool(run._publishing)), timeout=5)
 
     revoke = asyncio.create_task(run.revoked([TopicPartition(CALL_STATUS, 0)]))
-    await asyncio.sleep(0.05)
+    # the revoke forgets the partition's finalisations, then waits for the publish
+    await asyncio.wait_for(_until(lambda: run.watch.finalisations == 0), timeout=5)
     assert not revoke.done(), "the rebalance waits for the finalisation being published"
     release.set()
     await asyncio.wait_for(revoke, timeout=5)
@@ -309,10 +352,11 @@ async def test_a_replica_losing_the_partition_waits_for_the_publish_it_started()
 
 
 async def test_a_fetch_that_ends_after_the_partition_was_revoked_publishes_nothing() -> None:
-    answered = asyncio.Event()
+    asked, answered = asyncio.Event(), asyncio.Event()
 
     class SlowExotel(FakeExotel):
         async def call_details(self, call_sid: str, api: Any = None) -> Any:
+            asked.set()
             await answered.wait()
             return finished_call()
 
@@ -322,7 +366,7 @@ async def test_a_fetch_that_ends_after_the_partition_was_revoked_publishes_nothi
     run.apply(record(CALL_STATUS, status(), T0), T0)
     clock.now = T0 + timedelta(seconds=AFTER)
     sweep = asyncio.create_task(run.sweep())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(asked.wait(), timeout=5)
     await run.revoked([TopicPartition(CALL_STATUS, 0)])
     answered.set()
     await asyncio.wait_for(sweep, timeout=5)

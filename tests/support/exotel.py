@@ -26,7 +26,7 @@ from services.executor.mapping import CallbackTarget
 from services.executor.numbers import NumberCache
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
-from services.exotel.accounts import ApiFamily
+from services.exotel.accounts import ApiFamily, LwbEncoding
 from services.exotel.client import BulkFilter, Slot
 from services.exotel.errors import (
     ExotelAuthError,
@@ -286,10 +286,11 @@ def executor(
     retries: RetryPolicy = FAST_RETRIES,
     reconcile_window: float = 0.0,
     numbers: NumberCache | None = None,
+    lwb_encoding: LwbEncoding = "form",
 ) -> CommandService:
     """The executor's service layer for one ``default`` account played by ``exotel``."""
     return CommandService(
-        accounts={"default": Account("default", default_api, exotel)},
+        accounts={"default": Account("default", default_api, exotel, lwb_encoding=lwb_encoding)},
         numbers=numbers if numbers is not None else NumberCache(),
         callbacks=CALLBACKS,
         retry_policy=retries,

@@ -23,6 +23,8 @@ class Fact:
     raw: bytes | None
     offset: int
     partition: int
+    #: The headers as they came off the wire, in order (for parsers such as CloudEvents').
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -65,6 +67,7 @@ class FactReader:
                     raw=record.value,
                     offset=record.offset,
                     partition=record.partition,
+                    raw_headers=tuple(record.headers),
                 )
             )
 
@@ -113,3 +116,8 @@ async def wait_until(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def for_command(command_id: str) -> Callable[[Fact], bool]:
+    """Facts (results, correlated statuses) of the command ``command_id``."""
+    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id
