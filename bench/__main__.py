@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         figure: Figure = asyncio.run(BENCHMARKS[name]())
         figures.append(figure)
         print(f"{figure.line}  [{time.monotonic() - started:.0f} s]", flush=True)
+        details = ", ".join(f"{key} = {value}" for key, value in figure.details.items())
+        print(f"  {details}", file=sys.stderr, flush=True)
     if not args.no_write and set(names) == set(BENCHMARKS):
         path = write_results(figures, machine())
         print(f"written to {path}", file=sys.stderr)
