@@ -26,6 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import ALL_TOPICS, CALL_CONNECT
+from services.brokers import choice as broker_choice
 from services.brokers.tansu import EmbeddedBroker
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
@@ -151,6 +152,20 @@ async def bench_stack(**sandbox_env: str) -> AsyncIterator[Bench]:
         await create_topics(broker.bootstrap_servers, ALL_TOPICS)
         await warm_up(sandbox)
         yield Bench(broker, sandbox)
+
+
+@asynccontextmanager
+async def chosen_broker() -> AsyncIterator[broker_choice.RunningBroker]:
+    """A fresh broker of the kind services/brokers/choice.py picks (``VOICEBUS_BROKER``
+    insists on one; Apache Kafka from its jars where Java is here), its line printed."""
+    chosen = broker_choice.choose()
+    print(f"[bench] {chosen.describe()}", file=sys.stderr, flush=True)
+    running = broker_choice.run(chosen)
+    broker = await asyncio.to_thread(running.__enter__)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(running.__exit__, None, None, None)
 
 
 async def warm_up(sandbox: SandboxServer, requests: int = 400, concurrency: int = 32) -> None:
