@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -37,6 +38,12 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
         logger=logging.getLogger("voicebus.kafka"),
         log_level=logging.DEBUG,
     )
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """What every aiokafka client voicebus makes is given: where Kafka is (and how to
+    authenticate, once the security settings exist)."""
+    return {"bootstrap_servers": settings.bootstrap_servers}
 
 
 async def ensure_topics(
@@ -148,6 +155,21 @@ async def topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
     if not partitions:
         raise KafkaError(f"topic {topic} has no partitions in the metadata (was it created?)")
     return sorted(partitions)
+
+
+async def cluster_id(settings: KafkaSettings) -> str:
+    """The Kafka cluster's id (local state is only valid for the cluster it came from)."""
+    admin = AIOKafkaAdminClient(
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+        **client_options(settings),
+    )
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return str(described.get("cluster_id") or "unknown")
 
 
 def cloudevent_headers(

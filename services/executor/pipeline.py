@@ -18,10 +18,11 @@ import structlog
 from contracts.decoding import UnreadableCommand, command_type_of, decode_command
 from services.common.kafka_health import KafkaHealth
 from services.executor.incoming import IncomingCommand
-from services.executor.ledger import CommandLedger
+from services.executor.ledger import CommandLedger, Lanes
 from services.executor.metrics import ExecutorMetrics
-from services.executor.publishing import FactPublisher
+from services.executor.publishing import dead_letter_record, result_record
 from services.executor.service import CommandService
+from services.executor.state.lanes import LaneClosed
 
 log = structlog.get_logger(__name__)
 
@@ -33,33 +34,41 @@ class ShuttingDown(Exception):
 @dataclass
 class CommandPipeline:
     service: CommandService
-    publisher: FactPublisher
     metrics: ExecutorMetrics
     stopping: Callable[[], bool]
     ledger: CommandLedger
+    lanes: Lanes
     kafka_health: KafkaHealth | None = None
     publish_backoff_seconds: float = 0.5
 
     async def process(self, command: IncomingCommand) -> None:
+        """Everything one command message causes, in order. The writes go through the
+        partition's lane: with transactions, the outcome, the result and the offset past
+        the command are committed together after this returns."""
         with structlog.contextvars.bound_contextvars(
             topic=command.topic, partition=command.partition, offset=command.offset
         ):
+            lane = self.lanes.lane(command.partition)
             try:
                 decoded = decode_command(command.topic, command.value)
             except UnreadableCommand as exc:
-                reason = exc.reason
-                await self._until_acked(lambda: self.publisher.dead_letter(command, reason))
+                letter = dead_letter_record(command, exc.reason)
+                await self._until_acked(lambda: lane.finish([letter]))
                 self.metrics.dead_letters.labels(command.topic).inc()
-                log.warning("command.dead_lettered", reason=reason)
+                log.warning("command.dead_lettered", reason=exc.reason)
                 return
             command_type = command_type_of(decoded)
             with structlog.contextvars.bound_contextvars(command_id=decoded.command_id):
-                entry = self.ledger.lookup(command_type, decoded.command_id)
+                entry = await self.ledger.find(
+                    command_type, decoded.command_id, partition=command.partition
+                )
                 if entry is not None and entry.state == "done" and entry.result is not None:
                     # A redelivery or a duplicate publish: same result again, no request.
                     result = entry.result
                     self.metrics.duplicates.labels(command_type).inc()
                     log.info("command.duplicate", outcome=result.outcome)
+                    again = result_record(command, result)
+                    await self._until_acked(lambda: lane.finish([again]))
                 else:
                     if entry is not None:
                         self.metrics.in_doubt.labels(command_type).inc()
@@ -69,9 +78,12 @@ class CommandPipeline:
                         command_type=command_type,
                         requested_at=command.requested_at,
                         in_doubt=entry,
+                        journal=self.ledger.journal(command.partition),
                     )
-                    await self._until_acked(lambda: self.ledger.complete(result))
-                await self._until_acked(lambda: self.publisher.result(command, result))
+                    fact = result_record(command, result)
+                    await self._until_acked(
+                        lambda: self.ledger.complete(command.partition, result, facts=[fact])
+                    )
                 self.metrics.commands.labels(command_type, result.outcome, result.account).inc()
                 log.info(
                     "command.done",
@@ -81,12 +93,16 @@ class CommandPipeline:
                     error_code=result.error.code if result.error else None,
                 )
 
-    async def _until_acked(self, publish: Callable[[], Awaitable[None]]) -> None:
+    async def _until_acked(self, write: Callable[[], Awaitable[object]]) -> None:
+        """Retry a write until Kafka takes it (a plain lane waits for acks; a
+        transactional one only queues, and its transactions retry on their own)."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                await publish()
+                await write()
+            except LaneClosed:
+                raise  # the partition is gone: its next owner runs the command
             except Exception as exc:
                 if self.kafka_health is not None:
                     self.kafka_health.failed(f"{type(exc).__name__}: {exc}"[:300])

@@ -46,12 +46,14 @@ class CommandService:
         command_type: CommandType,
         requested_at: datetime | None = None,
         in_doubt: InDoubt | None = None,
+        journal: EffectJournal | None = None,
     ) -> CommandResult:
         """Run ``command`` against Exotel and say what happened.
 
         ``in_doubt``: an earlier run recorded its intent and then stopped (crash,
         rebalance); the request may have reached Exotel, so the command is reconciled
-        against Exotel instead of being sent again blindly.
+        against Exotel instead of being sent again blindly. ``journal``: where this
+        command's intent goes (its partition's ledger), instead of the service's own.
         """
         refused = Outcomes(
             command_type, command.command_id, command.account, requested_at, self.clock
@@ -67,7 +69,7 @@ class CommandService:
             command_id=command.command_id,
             command_type=command_type,
             account=account.name,
-            journal=self.journal,
+            journal=journal if journal is not None else self.journal,
             observer=self.observer,
         )
         run = CommandRun(

@@ -20,8 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from contracts.commands import ApiVersion, CommandType
-from services.executor.ledger import CommandLedger, LedgerEntry
+from services.executor.ledger import LedgerEntry
 from services.executor.mapping import CallbackTarget
+from services.executor.ports import EffectJournal
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
 from services.exotel.accounts import ApiFamily
@@ -226,7 +227,7 @@ class FakeJournal:
 def executor(
     exotel: FakeExotel,
     *,
-    journal: FakeJournal | CommandLedger | None = None,
+    journal: EffectJournal | None = None,
     default_api: ApiVersion = "v1",
     retries: RetryPolicy = FAST_RETRIES,
     reconcile_window: float = 0.0,
