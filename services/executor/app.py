@@ -98,6 +98,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 ledger=state.ledger,
                 lanes=state.lanes,
                 kafka_health=kafka_health,
+                restore_timeout_seconds=settings.restore_timeout_seconds,
             )
             register_handlers(
                 broker,

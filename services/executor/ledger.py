@@ -66,6 +66,9 @@ class Lanes(Protocol):
 
     def lane(self, partition: int) -> WriteLane: ...
 
+    async def acquired(self, partition: int, timeout: float) -> WriteLane:
+        """The lane once the partition's state is restored."""
+
 
 #: Reads one entry of another partition's ledger from Kafka (a duplicate published under
 #: another key): (partition, key, written at) -> the record's bytes, if found.

@@ -40,6 +40,7 @@ class CommandPipeline:
     lanes: Lanes
     kafka_health: KafkaHealth | None = None
     publish_backoff_seconds: float = 0.5
+    restore_timeout_seconds: float = 240.0
 
     async def process(self, command: IncomingCommand) -> None:
         """Everything one command message causes, in order. The writes go through the
@@ -48,7 +49,7 @@ class CommandPipeline:
         with structlog.contextvars.bound_contextvars(
             topic=command.topic, partition=command.partition, offset=command.offset
         ):
-            lane = self.lanes.lane(command.partition)
+            lane = await self.lanes.acquired(command.partition, self.restore_timeout_seconds)
             try:
                 decoded = decode_command(command.topic, command.value)
             except UnreadableCommand as exc:

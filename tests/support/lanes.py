@@ -58,6 +58,9 @@ class RecordingLanes:
     lanes: dict[int, RecordingLane] = field(default_factory=dict)
     hold_outcomes: bool = False
 
+    async def acquired(self, partition: int, timeout: float) -> RecordingLane:
+        return self.lane(partition)
+
     def lane(self, partition: int) -> RecordingLane:
         if partition not in self.lanes:
             self.lanes[partition] = RecordingLane(partition, hold_outcomes=self.hold_outcomes)

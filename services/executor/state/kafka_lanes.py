@@ -86,6 +86,7 @@ class KafkaLanes:
         self._lanes: dict[int, WriteLane] = {}
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._plain: AIOKafkaProducer | None = None
+        self._ready: dict[int, asyncio.Event] = {}
 
     async def start(self) -> None:
         """The shared producer: plain lanes' writes, and barriers."""
@@ -99,6 +100,18 @@ class KafkaLanes:
         if lane is None:
             raise LaneClosed(f"partition {partition} is not owned by this replica")
         return lane
+
+    async def acquired(self, partition: int, timeout: float) -> WriteLane:
+        """The lane of ``partition`` once its state is restored: aiokafka may deliver a
+        newly assigned partition's records while the rebalance listener still restores."""
+        event = self._ready.setdefault(partition, asyncio.Event())
+        async with asyncio.timeout(timeout):
+            await event.wait()
+        return self.lane(partition)
+
+    def mark_acquired(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._ready.setdefault(partition, asyncio.Event()).set()
 
     @property
     def owned(self) -> set[int]:
@@ -155,6 +168,9 @@ class KafkaLanes:
     async def close(self, partitions: Iterable[int] | None = None) -> None:
         chosen = list(self._lanes) if partitions is None else list(partitions)
         for partition in chosen:
+            ready = self._ready.get(partition)
+            if ready is not None:
+                ready.clear()
             lane = self._lanes.pop(partition, None)
             if lane is not None:
                 await lane.close()

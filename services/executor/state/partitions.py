@@ -37,6 +37,7 @@ class ExecutorState:
     async def acquire(self, partitions: set[int]) -> None:
         await self.lanes.open(partitions)
         await self.reader.restore(partitions)
+        self.lanes.mark_acquired(partitions)
 
     async def release(self, partitions: set[int], positions: Mapping[tuple[str, int], int]) -> None:
         if self.lanes.transactional:
