@@ -1,6 +1,6 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout. Each starts its own embedded broker, sandbox and
+Names: overhead, latency, rate, scaleout, state. Each starts its own embedded broker, sandbox and
 executor process(es). With every benchmark run (and without ``--no-write``) the figures and
 the machine are written to bench/RESULTS.md.
 """
@@ -17,6 +17,7 @@ from typing import Any
 from bench.harness import machine
 from bench.rate import rate_precision, scale_out
 from bench.results import write_results
+from bench.state import state_at_scale
 from bench.throughput import Figure, latency_hiding, overhead
 
 BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
@@ -24,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "latency": latency_hiding,
     "rate": rate_precision,
     "scaleout": scale_out,
+    "state": state_at_scale,
 }
 
 

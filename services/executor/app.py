@@ -67,24 +67,15 @@ def create_app(settings: ExecutorSettings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await ensure_topics(
-            settings.kafka,
-            (*ALL_TOPICS, LEDGER_TOPIC, INDEX_TOPIC, HEALTH_TOPIC),
-            configs={
-                LEDGER_TOPIC: LEDGER_TOPIC_CONFIG,
-                INDEX_TOPIC: INDEX_TOPIC_CONFIG,
-                HEALTH_TOPIC: HEALTH_TOPIC_CONFIG,
-            },
-        )
+        await _ensure_topics(settings)
         broker = make_broker(settings.kafka, client_id="executor")
         dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         state = await _open_state(settings, dispatcher, committer, restore_progress)
+        state_status[:] = [state.status]
         limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
 
-        def follow_partitions(owned: int, total: int) -> None:
-            limiter.set_share(partition_share(owned, total))
-            metrics.rate_share.set(limiter.share)
+        follow_partitions = _share_follower(limiter, metrics)
 
         async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
             clients = {
@@ -140,11 +131,37 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 await state.close()
                 log.info("executor.stopped", committed_partitions=len(positions))
 
+    state_status: list[Callable[[], dict[str, object]]] = []
+
     def ready() -> tuple[bool, dict[str, object]]:
         ok, detail = _ready(readiness, kafka_health, sorted(exotel_accounts))
-        return ok, detail | restore_progress.status()
+        for status in (*state_status, restore_progress.status):
+            detail |= status()
+        return ok, detail
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _share_follower(limiter: RateLimiter, metrics: ExecutorMetrics) -> Callable[[int, int], None]:
+    """Each account's limit is shared by partitions owned (recomputed on every rebalance)."""
+
+    def follow_partitions(owned: int, total: int) -> None:
+        limiter.set_share(partition_share(owned, total))
+        metrics.rate_share.set(limiter.share)
+
+    return follow_partitions
+
+
+async def _ensure_topics(settings: ExecutorSettings) -> None:
+    await ensure_topics(
+        settings.kafka,
+        (*ALL_TOPICS, LEDGER_TOPIC, INDEX_TOPIC, HEALTH_TOPIC),
+        configs={
+            LEDGER_TOPIC: LEDGER_TOPIC_CONFIG,
+            INDEX_TOPIC: INDEX_TOPIC_CONFIG,
+            HEALTH_TOPIC: HEALTH_TOPIC_CONFIG,
+        },
+    )
 
 
 async def _open_state(

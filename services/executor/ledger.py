@@ -66,7 +66,7 @@ class Lanes(Protocol):
 
     def lane(self, partition: int) -> WriteLane: ...
 
-    async def acquired(self, partition: int, timeout: float) -> WriteLane:
+    async def acquired(self, partition: int, within: float) -> WriteLane:
         """The lane once the partition's state is restored."""
 
 

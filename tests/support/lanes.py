@@ -58,7 +58,7 @@ class RecordingLanes:
     lanes: dict[int, RecordingLane] = field(default_factory=dict)
     hold_outcomes: bool = False
 
-    async def acquired(self, partition: int, timeout: float) -> RecordingLane:
+    async def acquired(self, partition: int, within: float) -> RecordingLane:
         return self.lane(partition)
 
     def lane(self, partition: int) -> RecordingLane:

@@ -101,11 +101,11 @@ class KafkaLanes:
             raise LaneClosed(f"partition {partition} is not owned by this replica")
         return lane
 
-    async def acquired(self, partition: int, timeout: float) -> WriteLane:
+    async def acquired(self, partition: int, within: float) -> WriteLane:
         """The lane of ``partition`` once its state is restored: aiokafka may deliver a
         newly assigned partition's records while the rebalance listener still restores."""
         event = self._ready.setdefault(partition, asyncio.Event())
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await event.wait()
         return self.lane(partition)
 

@@ -52,6 +52,19 @@ class ExecutorState:
         """Shutdown: the last positions of every partition, then every lane closed."""
         await self.release(set(self.lanes.owned), positions)
 
+    def status(self) -> dict[str, object]:
+        """What ``/readyz`` shows of the state: owned partitions, the entries held for them,
+        the commands in the index."""
+        owned = sorted(self.lanes.owned)
+        return {
+            "state": {
+                "partitions": owned,
+                "entries": self.store.entries_in(owned),
+                "indexed": self.store.counts()["indexed"],
+                "transactions": self.lanes.transactional,
+            }
+        }
+
     async def close(self) -> None:
         await self.reader.stop()
         await self.lanes.stop()

@@ -199,6 +199,18 @@ class StateStore:
             indexed = self._db.execute("SELECT COUNT(*) FROM command_index").fetchone()[0]
         return {"entries": int(entries), "indexed": int(indexed)}
 
+    def entries_in(self, partitions: Iterable[int]) -> int:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return 0
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM entries WHERE partition IN ({marks})",  # noqa: S608
+                wanted,
+            ).fetchone()
+        return int(row[0])
+
     def partitions_held(self) -> set[int]:
         with self._lock:
             rows = self._db.execute("SELECT DISTINCT partition FROM entries").fetchall()
