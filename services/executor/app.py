@@ -48,6 +48,7 @@ from services.executor.state.records import (
 )
 from services.executor.state.restore import RestoreProgress, StateReader
 from services.executor.state.store import open_store
+from services.executor.status_evidence import KafkaStatusEvidence
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
 from services.exotel.limiter import RateLimiter, partition_share
@@ -247,6 +248,7 @@ def _command_service(
         observer=metrics,
         reconcile_window_seconds=settings.reconcile_window_seconds,
         reconcile_poll_seconds=settings.reconcile_poll_seconds,
+        statuses=KafkaStatusEvidence(settings.kafka),
     )
 
 

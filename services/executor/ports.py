@@ -97,6 +97,23 @@ class InDoubt(Protocol):
     def evidence(self) -> dict[str, str]: ...
 
 
+class StatusSearch(Protocol):
+    """One command's search of ``call.status``, from a moment on."""
+
+    async def call_sid(self) -> str | None:
+        """The call sid of a status event carrying the command's id, if one has arrived
+        (each call reads on from where the previous one stopped)."""
+
+    async def close(self) -> None: ...
+
+
+class StatusEvidence(Protocol):
+    """The facts voicebus receives about its calls: a call whose connect answer was lost
+    still reports its status callbacks, and they carry the command's id."""
+
+    def search(self, command_id: str, since: datetime) -> StatusSearch: ...
+
+
 class ExecutorObserver(Protocol):
     def retried(self, command_type: str, error: ExotelError) -> None: ...
 

@@ -21,7 +21,13 @@ from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.commands.run import CommandRun
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
-from services.executor.ports import Account, EffectJournal, ExecutorObserver, InDoubt
+from services.executor.ports import (
+    Account,
+    EffectJournal,
+    ExecutorObserver,
+    InDoubt,
+    StatusEvidence,
+)
 from services.executor.retry import RetryPolicy
 
 __all__ = ["Account", "CommandService"]
@@ -38,6 +44,7 @@ class CommandService:
     journal: EffectJournal | None = None
     reconcile_window_seconds: float = 120.0
     reconcile_poll_seconds: float = 2.0
+    statuses: StatusEvidence | None = None
 
     async def execute(
         self,
@@ -82,5 +89,6 @@ class CommandService:
             reconcile_poll_seconds=self.reconcile_poll_seconds,
             clock=self.clock,
             in_doubt=in_doubt,
+            statuses=self.statuses,
         )
         return await HANDLERS[command_type](command, run)

@@ -13,7 +13,7 @@ from datetime import datetime
 from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
-from services.executor.ports import Account, ExotelGateway, InDoubt
+from services.executor.ports import Account, ExotelGateway, InDoubt, StatusEvidence
 
 
 @dataclass
@@ -31,6 +31,8 @@ class CommandRun:
     reconcile_poll_seconds: float
     clock: Callable[[], datetime]
     in_doubt: InDoubt | None = None
+    #: call.status as evidence of a call placed by a request whose answer was lost
+    statuses: StatusEvidence | None = None
 
     @property
     def gateway(self) -> ExotelGateway:
