@@ -32,6 +32,8 @@ class FactReader:
     bootstrap_servers: str
     topics: Sequence[str]
     seen: list[Fact] = field(default_factory=list)
+    #: as consumers of voicebus's facts should read: aborted transactions never show
+    isolation_level: str = "read_committed"
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -44,6 +46,7 @@ class FactReader:
             enable_auto_commit=False,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
+            isolation_level=self.isolation_level,
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
