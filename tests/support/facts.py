@@ -23,6 +23,8 @@ class Fact:
     raw: bytes | None
     offset: int
     partition: int
+    #: the record's timestamp (its producer's time), milliseconds
+    timestamp_ms: int = 0
 
 
 @dataclass
@@ -68,6 +70,7 @@ class FactReader:
                     raw=record.value,
                     offset=record.offset,
                     partition=record.partition,
+                    timestamp_ms=record.timestamp or 0,
                 )
             )
 
