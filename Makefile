@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test test-tansu lint unit schemas asyncapi demo bench clean
+.PHONY: install tools run test test-tansu lint unit schemas asyncapi demo bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,19 @@ run: install
 demo: install
 	$(PY) -m services.stack.demo
 
-## make test: lint, types, schema drift, then the whole suite on a real broker
+## make tools: kcat, prometheus and promtool for the tests, from apt when missing (root)
+tools:
+	@sh deploy/install-tools.sh \
+	  || echo "make: not every tool could be installed; the tests that need one skip and say why"
+
+## make test: lint, types, schema drift, the tests' tools, then the whole suite on a real broker
 ## (KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else Apache Kafka from its jars, else Tansu)
-test: install lint
+test: install lint tools
 	$(PY) -m pytest
 
 ## make test-tansu: the tests that use a broker, again on the embedded Tansu broker
 ## (what machines without Java get from `make run`)
-test-tansu: install
+test-tansu: install tools
 	VOICEBUS_BROKER=tansu VOICEBUS_BROKER_TESTS_ONLY=1 $(PY) -m pytest
 
 lint: install

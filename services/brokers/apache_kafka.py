@@ -160,13 +160,16 @@ class ClientListener:
 
     ``users``: SASL user name → password, created in each node's storage (SCRAM) or in
     the JAAS configuration (PLAIN). ``keystore``: a PEM file holding the broker's private
-    key (PKCS#8) and certificate chain, for SSL and SASL_SSL.
+    key (PKCS#8) and certificate chain, for SSL and SASL_SSL. ``truststore``: a PEM file of
+    the CA(s) whose client certificates the brokers accept; with it a client certificate is
+    required (mutual TLS).
     """
 
     protocol: str = "PLAINTEXT"
     mechanisms: tuple[str, ...] = ()
     users: Mapping[str, str] = field(default_factory=dict)
     keystore: Path | None = None
+    truststore: Path | None = None
 
     @property
     def sasl(self) -> bool:
@@ -175,6 +178,49 @@ class ClientListener:
     @property
     def tls(self) -> bool:
         return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def enabled_mechanisms(self) -> tuple[str, ...]:
+        """The SASL mechanisms the listener enables (both SCRAM ones unless told)."""
+        if not self.sasl:
+            return ()
+        return self.mechanisms or ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+    def properties(self) -> dict[str, str]:
+        """The CLIENT listener's server properties for TLS and SASL."""
+        props: dict[str, str] = {}
+        if self.tls:
+            if self.keystore is None:
+                raise ApacheKafkaError(f"{self.protocol} needs a keystore (PEM key and chain)")
+            props |= {
+                "listener.name.client.ssl.keystore.type": "PEM",
+                "listener.name.client.ssl.keystore.location": str(self.keystore),
+                "listener.name.client.ssl.client.auth": "none",
+            }
+            if self.truststore is not None:
+                props |= {
+                    "listener.name.client.ssl.truststore.type": "PEM",
+                    "listener.name.client.ssl.truststore.location": str(self.truststore),
+                    "listener.name.client.ssl.client.auth": "required",
+                }
+        if self.sasl:
+            props["listener.name.client.sasl.enabled.mechanisms"] = ",".join(
+                self.enabled_mechanisms
+            )
+            for mechanism in self.enabled_mechanisms:
+                key = f"listener.name.client.{mechanism.lower()}.sasl.jaas.config"
+                props[key] = _jaas(mechanism, self.users)
+        return props
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments creating the SCRAM users."""
+        return [
+            item
+            for mechanism in self.enabled_mechanisms
+            if mechanism.startswith("SCRAM-")
+            for name, password in self.users.items()
+            for item in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
 
 
 def _jaas(mechanism: str, users: Mapping[str, str]) -> str:
@@ -331,20 +377,7 @@ class ApacheKafka:
             "log.retention.check.interval.ms": "5000",
             "delete.topic.enable": "true",
         }
-        if self.listener.tls:
-            if self.listener.keystore is None:
-                raise ApacheKafkaError(f"{client} needs a keystore (PEM key and chain)")
-            props |= {
-                "listener.name.client.ssl.keystore.type": "PEM",
-                "listener.name.client.ssl.keystore.location": str(self.listener.keystore),
-                "listener.name.client.ssl.client.auth": "none",
-            }
-        if self.listener.sasl:
-            mechanisms = self.listener.mechanisms or ("SCRAM-SHA-256", "SCRAM-SHA-512")
-            props["listener.name.client.sasl.enabled.mechanisms"] = ",".join(mechanisms)
-            for mechanism in mechanisms:
-                key = f"listener.name.client.{mechanism.lower()}.sasl.jaas.config"
-                props[key] = _jaas(mechanism, self.listener.users)
+        props |= self.listener.properties()
         props |= self.broker_config
         return props
 
@@ -375,13 +408,7 @@ class ApacheKafka:
     def _format(self, node: KafkaNode) -> None:
         if (node.directory / "data" / "meta.properties").exists():
             return
-        scram = [
-            item
-            for mechanism in self.listener.mechanisms
-            if mechanism.startswith("SCRAM-")
-            for name, password in self.listener.users.items()
-            for item in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
-        ]
+        scram = self.listener.scram_arguments()
         command = self._java(
             STORAGE_TOOL,
             "format",
@@ -445,13 +472,16 @@ class ApacheKafka:
                     )
             running = [n for n in self.nodes if n.running()]
             asked = [
-                n for n in ([through] if through else running) if port_answers("127.0.0.1", n.port)
+                n
+                for n in ([through] if through else running)
+                if port_answers("127.0.0.1", self._probe_port(n))
             ]
             if not asked:
                 time.sleep(0.1)
                 continue
             try:
-                seen = _run(self._broker_ids(",".join(n.address for n in asked)))
+                probed = ",".join(f"127.0.0.1:{self._probe_port(n)}" for n in asked)
+                seen = _run(self._broker_ids(probed))
             except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
                 last = repr(exc)
             else:
@@ -464,39 +494,21 @@ class ApacheKafka:
         tails = "\n".join(f"--- node {n.node_id}\n{n.log_tail(30)}" for n in self.nodes)
         raise ApacheKafkaError(f"Kafka did not answer within {timeout}s ({last}):\n{tails}")
 
+    def _probe_port(self, node: KafkaNode) -> int:
+        """Where readiness is asked: the client port, or on a secured client listener the
+        brokers' own plaintext one (the launcher holds no client credentials)."""
+        return node.port if self.listener.protocol == "PLAINTEXT" else node.internal_port
+
     async def _broker_ids(self, bootstrap: str) -> set[int]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, **self.admin_security()
-        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await asyncio.wait_for(admin.start(), 5)
             cluster = await asyncio.wait_for(admin.describe_cluster(), 5)
             return {int(b["node_id"]) for b in cluster["brokers"]}
         finally:
             await admin.close()
-
-    def admin_security(self) -> dict[str, Any]:
-        """aiokafka options for the launcher's own readiness check on a secured listener."""
-        if self.listener.protocol == "PLAINTEXT":
-            return {}
-        from aiokafka.helpers import create_ssl_context
-
-        options: dict[str, Any] = {"security_protocol": self.listener.protocol}
-        if self.listener.tls:
-            context = create_ssl_context()
-            context.check_hostname = False
-            context.verify_mode = 0  # ssl.CERT_NONE: the launcher only checks liveness
-            options["ssl_context"] = context
-        if self.listener.sasl:
-            name, password = next(iter(self.listener.users.items()))
-            options |= {
-                "sasl_mechanism": (self.listener.mechanisms or ("SCRAM-SHA-256",))[0],
-                "sasl_plain_username": name,
-                "sasl_plain_password": password,
-            }
-        return options
 
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node (its data stays): the crash case."""
@@ -535,10 +547,14 @@ class ApacheKafka:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars), never
+    starting with ``-`` (as Kafka's own ids: the storage tool would read it as an option)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -48,6 +48,7 @@ from services.client import (
 )
 from services.client.reader import fetch_record, topic_partitions
 from services.common.kafka import ensure_topics
+from services.common.kafka_security import KafkaAccessError
 from services.common.settings import KafkaSettings
 
 EXIT_CODES = """\
@@ -137,6 +138,8 @@ def run(work: Callable[[], Coroutine[Any, Any, Exit]]) -> None:
         code = asyncio.run(work())
     except (KafkaUnavailable, TopicsMissing) as exc:
         fail(Exit.KAFKA_UNAVAILABLE, str(exc))
+    except KafkaAccessError as exc:  # from topic creation: the setting to fix, named
+        fail(Exit.KAFKA_UNAVAILABLE, f"Kafka unreachable: {exc}")
     except VoicebusError as exc:
         fail(Exit.FAILED, str(exc))
     except KeyboardInterrupt:
@@ -431,9 +434,7 @@ def tail(
     colour = sys.stdout.isatty()
 
     async def work() -> Exit:
-        reader = TopicReader(
-            settings.bootstrap_servers, topics, since=start, client_id="voicebus-cli-tail"
-        )
+        reader = TopicReader(settings, topics, since=start, client_id="voicebus-cli-tail")
         await reader.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
@@ -500,9 +501,7 @@ def dlq_list(
     settings = settings_for(bootstrap)
 
     async def work() -> Exit:
-        reader = TopicReader(
-            settings.bootstrap_servers, topics, since=start, client_id="voicebus-cli-dlq"
-        )
+        reader = TopicReader(settings, topics, since=start, client_id="voicebus-cli-dlq")
         await reader.start()
         found = 0
         try:
@@ -593,7 +592,7 @@ async def republish_one(
 ) -> Exit:
     topic, partition, offset = entry
     name = f"{topic}:{partition}:{offset}"
-    record = await fetch_record(client.settings.bootstrap_servers, topic, partition, offset)
+    record = await fetch_record(client.settings, topic, partition, offset)
     if record is None:
         info(f"voicebus: {name}: no such dead letter")
         return Exit.FAILED
@@ -664,12 +663,12 @@ def topics(
     settings = settings.model_copy(update=overrides)
 
     async def work() -> Exit:
-        existing = await topic_partitions(settings.bootstrap_servers)
+        existing = await topic_partitions(settings)
         missing = [t for t in ALL_TOPICS if t not in existing]
         if create and missing:
             info(f"creating {len(missing)} topic(s) with {settings.topic_partitions} partitions")
             await ensure_topics(settings, missing, attempts=3)
-            existing = await topic_partitions(settings.bootstrap_servers)
+            existing = await topic_partitions(settings)
             missing = [t for t in ALL_TOPICS if t not in existing]
         for name in ALL_TOPICS:
             count = existing.get(name)

@@ -35,8 +35,9 @@ from services.client.errors import (
     ResultTimeout,
     VoicebusError,
 )
-from services.client.reader import Record, TopicReader, kafka_unavailable
+from services.client.reader import Record, TopicReader, kafka_unavailable, start_failed
 from services.common.kafka import MAX_MESSAGE_BYTES
+from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
@@ -263,12 +264,13 @@ class VoicebusClient:
                 enable_idempotence=self.settings.enable_idempotence,
                 request_timeout_ms=self.settings.request_timeout_ms,
                 max_request_size=MAX_MESSAGE_BYTES,
+                **security_options(self.settings),
             )
             try:
                 await producer.start()
             except KafkaError as exc:
                 await producer.stop()
-                raise kafka_unavailable(exc, self.settings.bootstrap_servers) from exc
+                raise await start_failed(exc, self.settings) from exc
             self._producer = producer
 
     async def stop(self) -> None:
@@ -437,11 +439,10 @@ class VoicebusClient:
 
     async def _reader(self, topics: list[str], name: str) -> TopicReader:
         reader = TopicReader(
-            self.settings.bootstrap_servers,
+            self.settings,
             topics,
             since=datetime.now(UTC) - self.lookback,
             client_id=f"{self.client_id}-{name}",
-            request_timeout_ms=self.settings.request_timeout_ms,
         )
         return await reader.start()
 

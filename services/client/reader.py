@@ -26,6 +26,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from services.client.errors import KafkaUnavailable, TopicsMissing
 from services.common.kafka import MAX_MESSAGE_BYTES
+from services.common.kafka_security import KafkaAccessError, check_access, security_options
+from services.common.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,20 @@ def kafka_unavailable(exc: BaseException, bootstrap_servers: str) -> KafkaUnavai
     return KafkaUnavailable(f"Kafka unreachable at {bootstrap_servers}: {exc}")
 
 
+async def start_failed(exc: BaseException, settings: KafkaSettings) -> KafkaUnavailable:
+    """:class:`KafkaUnavailable` for a client that could not start, saying why: aiokafka
+    only says "Unable to bootstrap", so the connection is retraced once
+    (:func:`~services.common.kafka_security.check_access`) for the setting to fix (a wrong
+    password, an untrusted certificate, an address that does not answer)."""
+    reason: BaseException = exc
+    if not isinstance(exc, KafkaAccessError):
+        try:
+            await check_access(settings, wait=False)
+        except KafkaAccessError as found:
+            reason = found
+    return kafka_unavailable(reason, settings.bootstrap_servers)
+
+
 def _partitions(cluster: Any, topics: Sequence[str]) -> list[Any]:
     missing = [t for t in topics if not cluster.partitions_for_topic(t)]
     if missing:
@@ -98,19 +114,18 @@ class TopicReader:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        settings: KafkaSettings,
         topics: Sequence[str],
         *,
         since: datetime | None,
         client_id: str = "voicebus-reader",
-        request_timeout_ms: int = 30_000,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.settings = settings
+        self.bootstrap_servers = settings.bootstrap_servers
         self.topics = tuple(dict.fromkeys(topics))
         self.since = since
         self._since_ms = int(since.timestamp() * 1000) if since is not None else None
         self._client_id = client_id
-        self._request_timeout_ms = request_timeout_ms
         self._consumer: Any = None
         self._partitions: list[Any] = []
         self._end: dict[Any, int] = {}
@@ -122,15 +137,16 @@ class TopicReader:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            request_timeout_ms=self._request_timeout_ms,
+            request_timeout_ms=self.settings.request_timeout_ms,
             max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
             fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+            **security_options(self.settings),
         )
         try:
             await consumer.start()
         except (KafkaConnectionError, KafkaTimeoutError) as exc:
             await consumer.stop()
-            raise kafka_unavailable(exc, self.bootstrap_servers) from exc
+            raise await start_failed(exc, self.settings) from exc
         self._consumer = consumer
         try:
             self._partitions = _partitions(await consumer._client.fetch_all_metadata(), self.topics)
@@ -186,24 +202,28 @@ class TopicReader:
             await consumer.stop()
 
 
-async def _metadata(bootstrap_servers: str, client_id: str) -> tuple[Any, Any]:
+async def _metadata(settings: KafkaSettings, client_id: str) -> tuple[Any, Any]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, client_id=client_id, enable_auto_commit=False
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        enable_auto_commit=False,
+        request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
     )
     try:
         await consumer.start()
         cluster = await consumer._client.fetch_all_metadata()
     except KafkaError as exc:
         await consumer.stop()
-        raise kafka_unavailable(exc, bootstrap_servers) from exc
+        raise await start_failed(exc, settings) from exc
     return consumer, cluster
 
 
 async def topic_partitions(
-    bootstrap_servers: str, *, client_id: str = "voicebus-cli"
+    settings: KafkaSettings, *, client_id: str = "voicebus-cli"
 ) -> dict[str, int]:
     """Every topic the broker has, with its partition count."""
-    consumer, cluster = await _metadata(bootstrap_servers, client_id)
+    consumer, cluster = await _metadata(settings, client_id)
     try:
         return {t: len(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()}
     finally:
@@ -211,7 +231,7 @@ async def topic_partitions(
 
 
 async def fetch_record(
-    bootstrap_servers: str,
+    settings: KafkaSettings,
     topic: str,
     partition: int,
     offset: int,
@@ -220,7 +240,7 @@ async def fetch_record(
     client_id: str = "voicebus-cli",
 ) -> Record | None:
     """The record at ``topic:partition:offset``, or ``None`` when there is none."""
-    consumer, cluster = await _metadata(bootstrap_servers, client_id)
+    consumer, cluster = await _metadata(settings, client_id)
     try:
         if partition not in (cluster.partitions_for_topic(topic) or ()):
             return None

@@ -15,19 +15,29 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from contracts.status import CallStatusEvent
+from services.common.kafka_security import (
+    KafkaAccessError,
+    broker_security,
+    check_access,
+    security_options,
+)
 from services.common.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+#: TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED: the ACLs refuse the user.
+NOT_AUTHORIZED = (29, 31)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
-    """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all)."""
+    """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all),
+    secured as the settings say (TLS, SASL)."""
     return KafkaBroker(
         # A list: FastStream would take a comma-separated string for one host name.
         [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()],
+        security=broker_security(settings),
         client_id=f"{settings.client_id}-{client_id}",
         acks="all",
         enable_idempotence=settings.enable_idempotence,
@@ -41,28 +51,43 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """What every aiokafka client voicebus makes is given: where Kafka is (and how to
-    authenticate, once the security settings exist)."""
-    return {"bootstrap_servers": settings.bootstrap_servers}
+    """What every aiokafka client voicebus makes is given: where Kafka is and how to
+    authenticate to it (TLS, SASL)."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
+
+
+def admin_client(settings: KafkaSettings, *, client_id: str = "admin") -> AIOKafkaAdminClient:
+    """An (unstarted) aiokafka admin client, secured as the settings say."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.client_id}-{client_id}",
+        request_timeout_ms=settings.request_timeout_ms,
+        **security_options(settings),
+    )
 
 
 async def ensure_topics(
     settings: KafkaSettings,
     topics: Iterable[str],
     *,
-    attempts: int = 30,
+    attempts: int = 3,
+    wait: bool = True,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create ``topics`` when missing (idempotent), retrying while the broker comes up.
+    """Create ``topics`` when missing (idempotent).
+
+    First the bootstrap servers are checked as every client will reach them
+    (:func:`~services.common.kafka_security.check_access`): with ``wait``, a broker still
+    coming up is waited for, within ``KAFKA_REQUEST_TIMEOUT_MS``; a wrong password, an
+    untrusted certificate or an address that never answers raises
+    :class:`~services.common.kafka_security.KafkaAccessError` naming the setting. Then the
+    topics are created, retrying a transient admin failure up to ``attempts`` times.
 
     ``configs``: topic-level settings by topic name (e.g. ``cleanup.policy``)."""
     wanted = list(dict.fromkeys(topics))
+    await check_access(settings, wait=wait)
     for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=f"{settings.client_id}-admin",
-            request_timeout_ms=settings.request_timeout_ms,
-        )
+        admin = admin_client(settings)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -72,7 +97,7 @@ async def ensure_topics(
                 log.info("kafka.topics.created", topics=missing)
             await _until_led(admin, wanted, within=settings.request_timeout_ms / 1000)
         except (KafkaError, TimeoutError) as exc:
-            if attempt == attempts:
+            if attempt == attempts or isinstance(exc, KafkaAccessError):
                 raise
             log.warning("kafka.topics.retry", attempt=attempt, error=repr(exc))
             await asyncio.sleep(min(0.2 * attempt, 2.0))
@@ -127,6 +152,13 @@ async def _create(
         return
     for error in getattr(response, "topic_errors", ()):
         name, code = error[0], error[1]
+        if code in NOT_AUTHORIZED:
+            user = settings.sasl_username or "(no SASL user)"
+            raise KafkaAccessError(
+                "KAFKA_SASL_USERNAME",
+                f"KAFKA_SASL_USERNAME={user} may not create topic {name} (error code {code}): "
+                "grant it CREATE on the topic (or the cluster), or create the topics first",
+            )
         if code not in (0, TOPIC_ALREADY_EXISTS):
             raise KafkaError(f"cannot create topic {name}: error code {code}")
 
@@ -136,11 +168,7 @@ async def topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
 
     A consumer without a subscription knows no topic's partitions until it is assigned
     some (Apache Kafka answers its bootstrap metadata request with no topics), so ask."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-    )
+    admin = admin_client(settings)
     try:
         await admin.start()
         described = await admin.describe_topics([topic])
@@ -159,11 +187,7 @@ async def topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
 
 async def cluster_id(settings: KafkaSettings) -> str:
     """The Kafka cluster's id (local state is only valid for the cluster it came from)."""
-    admin = AIOKafkaAdminClient(
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-        **client_options(settings),
-    )
+    admin = admin_client(settings)
     try:
         await admin.start()
         described = await admin.describe_cluster()

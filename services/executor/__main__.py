@@ -7,6 +7,7 @@ import sys
 from pydantic import ValidationError
 
 from services.common.http import serve
+from services.common.kafka_security import refuse_to_start
 from services.common.logging import configure_logging, register_secrets
 from services.executor.app import create_app
 from services.executor.settings import ExecutorSettings
@@ -26,6 +27,8 @@ def main() -> int:
         register_secrets(account.secrets())
     if not accounts:
         print("executor: no Exotel account configured (set EXOTEL_ACCOUNT_SID...)", file=sys.stderr)
+        return 2
+    if refuse_to_start("executor", settings.kafka):
         return 2
     serve(
         create_app(settings),

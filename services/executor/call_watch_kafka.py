@@ -41,6 +41,7 @@ from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_CONNECT_RESULT, CALL_STATUS
 from services.common.kafka import status_fact_headers
+from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import CallWatch, PollOutcome, WatchedCall, poll_event
 from services.executor.metrics import ExecutorMetrics
@@ -169,6 +170,7 @@ class CallWatchRunner:
             max_poll_interval_ms=self._kafka.max_poll_interval_ms,
             request_timeout_ms=self._kafka.request_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **security_options(self._kafka),
         )
         await consumer.start()
         consumer.subscribe(list(WATCHED_TOPICS), listener=_Rebuild(self))

@@ -13,6 +13,7 @@ import structlog
 from pydantic import ValidationError
 
 from services.common.http import serve
+from services.common.kafka_security import refuse_to_start
 from services.common.logging import configure_logging, register_secrets
 from services.ingress.app import create_app
 from services.ingress.settings import IngressSettings, describe_errors
@@ -35,6 +36,8 @@ def main() -> int:
         print(f"ingress: invalid configuration: {settings}", file=sys.stderr)
         return 2
     register_secrets(settings.secrets())
+    if refuse_to_start("ingress", settings.kafka, spooling=True):
+        return 2
     log.info(
         "ingress.starting",
         host=settings.http_host,

@@ -196,7 +196,9 @@ class KafkaOutlet:
     async def connect(self) -> None:
         # Topics again on every (re)connection: a replaced broker (e.g. the embedded one,
         # memory only) starts empty, and auto-created topics get the wrong partition count.
-        await ensure_topics(self._settings, OWN_TOPICS, attempts=1, configs=OWN_TOPIC_CONFIGS)
+        await ensure_topics(
+            self._settings, OWN_TOPICS, attempts=1, wait=False, configs=OWN_TOPIC_CONFIGS
+        )
         await self.broker.connect()
         await self._start_probe()
 

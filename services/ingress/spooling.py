@@ -34,6 +34,7 @@ from faststream.exceptions import FastStreamException
 
 from contracts.status import CallStatusEvent
 from services.common.kafka_health import KafkaHealth
+from services.common.kafka_security import KafkaAccessError
 from services.ingress.metrics import IngressMetrics
 from services.ingress.sinks import (
     DeadLetter,
@@ -238,8 +239,9 @@ class SpoolingOutlet:
         if self._connected:
             log.warning("ingress.kafka.unavailable", during=during, error=repr(exc))
         self._connected = False
-        self._last_error = type(exc).__name__
-        self._health.failed(f"{during}: {type(exc).__name__}")
+        # A KafkaAccessError says which setting or address is at fault (never a secret).
+        self._last_error = str(exc) if isinstance(exc, KafkaAccessError) else type(exc).__name__
+        self._health.failed(f"{during}: {self._last_error}")
         self._wake.set()
 
     # ------------------------------------------------------------------ replay

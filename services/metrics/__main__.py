@@ -8,6 +8,7 @@ import sys
 from pydantic import ValidationError
 
 from services.common.http import serve
+from services.common.kafka_security import refuse_to_start
 from services.common.logging import configure_logging
 from services.metrics.app import create_app
 from services.metrics.settings import MetricsSettings
@@ -19,6 +20,8 @@ def main() -> int:
         settings = MetricsSettings()
     except ValidationError as exc:
         print(f"metrics: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if refuse_to_start("metrics", settings.kafka):
         return 2
     serve(
         create_app(settings),

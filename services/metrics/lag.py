@@ -25,6 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from contracts.topics import ALL_TOPICS, COMMAND_TOPICS
+from services.common.kafka import admin_client
+from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.metrics.metrics import LagMetrics
 
@@ -90,11 +92,7 @@ class LagMonitor:
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.settings.bootstrap_servers,
-                client_id=f"{self.settings.client_id}-metrics-lag",
-                request_timeout_ms=self.settings.request_timeout_ms,
-            )
+            admin = admin_client(self.settings, client_id="metrics-lag")
             await admin.start()
             self._admin = admin
         if self._offsets is None:
@@ -104,6 +102,7 @@ class LagMonitor:
                 group_id=None,
                 enable_auto_commit=False,
                 request_timeout_ms=self.settings.request_timeout_ms,
+                **security_options(self.settings),
             )
             await consumer.start()
             self._offsets = consumer

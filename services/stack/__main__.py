@@ -15,12 +15,14 @@ import secrets
 import shutil
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from services.brokers import choice as broker_choice
 from services.brokers.apache_kafka import ApacheKafkaError
 from services.brokers.tansu import EmbeddedBrokerError
+from services.stack.kcat import TANSU_NOTE, kcat_example
 from services.stack.processes import ServiceProcess
 
 RUN_DIR = Path(".run")
@@ -150,14 +152,15 @@ def _print_summary(
         ports["executor"],
     )
     kafka = f"{bootstrap} ({broker.choice.label})"
-    librdkafka = (
-        "\n  note        Tansu cannot serve librdkafka clients (kcat, confluent-kafka, Go, Node):"
-        "\n              install Java 17+ and Maven for a real Apache Kafka, or set"
-        " KAFKA_BOOTSTRAP_SERVERS"
-        if broker.kind == "tansu"
-        else ""
-    )
+    tansu = broker.kind == "tansu"
+    librdkafka = f"\n  note        {_wrap(TANSU_NOTE)}" if tansu else ""
     exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
+    kcat = textwrap.indent(kcat_example(bootstrap), "  ")
+    kcat_intro = (
+        "or publish your own with kcat (needs a real Kafka: not Tansu, see the note above):"
+        if tansu
+        else "or publish your own with kcat, and read its result and call.status facts:"
+    )
     print(
         f"""
 voicebus is running (Ctrl-C stops everything)
@@ -170,13 +173,15 @@ voicebus is running (Ctrl-C stops everything)
 
 Send a first command and watch its facts, from another terminal:
   make demo
-or publish your own:
-  echo '{{"command_id":"hello-1","from":"+919876543210","to":"+919812345678",'\\
-'"caller_id":"08047112345"}}' | kcat -P -b {bootstrap} -t call.connect -k +919876543210
-  kcat -C -b {bootstrap} -t call.connect.result -t call.status -o beginning
-""",
+{kcat_intro}
+{kcat}""",
         flush=True,
     )
+
+
+def _wrap(note: str) -> str:
+    """The note under the Kafka line, wrapped to the banner's value column."""
+    return "\n              ".join(textwrap.wrap(note, width=76))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts.topics import CALL_STATUS, COMMAND_TOPICS, RESULT_TOPIC
+from services.cli.config import ConfigError
+from services.cli.config import kafka_settings as cli_kafka_settings
+from services.common.kafka_security import security_options
+from services.common.settings import KafkaSettings
 
 STACK_ENV = Path(".run/stack.env")
 AGENT = os.environ.get("DEMO_FROM", "+919876543210")
@@ -32,15 +36,13 @@ SUPERVISOR = "+919811122233"
 CALLER_ID = os.environ.get("DEMO_CALLER_ID", "08047112345")
 
 
-def bootstrap_servers() -> str:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    if STACK_ENV.exists():
-        for line in STACK_ENV.read_text().splitlines():
-            name, _, value = line.partition("=")
-            if name == "KAFKA_BOOTSTRAP_SERVERS":
-                return value
-    raise SystemExit("no running stack: start one with `make run` (or set KAFKA_BOOTSTRAP_SERVERS)")
+def kafka_settings() -> KafkaSettings:
+    """``KAFKA_BOOTSTRAP_SERVERS`` (else ``.run/stack.env``) and the ``KAFKA_*`` security
+    settings, as the CLI reads them."""
+    try:
+        return cli_kafka_settings(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), stack_env=STACK_ENV)
+    except ConfigError as exc:
+        raise SystemExit(f"demo: {exc}") from exc
 
 
 def _compact(value: Any) -> Any:
@@ -59,13 +61,15 @@ def _show(title: str, value: dict[str, Any]) -> None:
 class Session:
     """Publishes commands and reads the facts, shared by both demos."""
 
-    def __init__(self, servers: str, wait_seconds: float) -> None:
+    def __init__(self, settings: KafkaSettings, wait_seconds: float) -> None:
         self.wait_seconds = wait_seconds
-        self.producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+        servers, security = settings.bootstrap_servers, security_options(settings)
+        self.producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", **security)
         self.consumer = AIOKafkaConsumer(
             *RESULT_TOPIC.values(),
             CALL_STATUS,
             bootstrap_servers=servers,
+            **security,
             group_id=f"voicebus-demo-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -200,8 +204,8 @@ async def demo_supervisor(session: Session) -> bool:
     return all(r["outcome"] == "accepted" for r in (barge, leave, end))
 
 
-async def run(servers: str, wait_seconds: float, which: str) -> int:
-    async with Session(servers, wait_seconds) as session:
+async def run(settings: KafkaSettings, wait_seconds: float, which: str) -> int:
+    async with Session(settings, wait_seconds) as session:
         ok = True
         if which in ("all", "call"):
             ok = await demo_call(session) and ok
@@ -215,7 +219,7 @@ def main() -> int:
     try:
         return asyncio.run(
             run(
-                bootstrap_servers(),
+                kafka_settings(),
                 float(os.environ.get("DEMO_TIMEOUT", "60")),
                 os.environ.get("DEMO", "all"),
             )

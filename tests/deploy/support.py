@@ -1,17 +1,17 @@
-"""Shared helpers of the deploy tests: paths, YAML, promtool, metric-name extraction."""
+"""Shared helpers of the deploy tests: paths, YAML, promtool, metric names, a scrape config."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-from functools import cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+
+from tests.support.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -19,7 +19,6 @@ PROMETHEUS = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
 K8S = DEPLOY / "k8s"
 DATA = Path(__file__).resolve().parent / "data"
-INSTALL_PROMTOOL = DEPLOY / "install-promtool.sh"
 
 
 def yaml_module() -> Any:
@@ -35,36 +34,8 @@ def load_yaml_all(path: Path) -> list[Any]:
     return [d for d in yaml_module().safe_load_all(path.read_text(encoding="utf-8")) if d]
 
 
-@cache
-def _promtool() -> tuple[str | None, str]:
-    """promtool's path, installing Debian's package once when missing (root + apt only)."""
-    found = shutil.which("promtool")
-    if found:
-        return found, ""
-    if os.environ.get("VOICEBUS_NO_PROMTOOL_INSTALL"):
-        return None, "promtool is not installed (VOICEBUS_NO_PROMTOOL_INSTALL is set)"
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None, (
-            "promtool is not installed and cannot be installed here (needs root and apt-get): "
-            "run deploy/install-promtool.sh or apt-get install prometheus"
-        )
-    try:
-        done = subprocess.run(
-            ["sh", str(INSTALL_PROMTOOL)], check=False, capture_output=True, text=True, timeout=900
-        )
-    except subprocess.TimeoutExpired:
-        return None, "installing promtool (apt-get install prometheus) timed out"
-    found = shutil.which("promtool")
-    if done.returncode != 0 or not found:
-        return None, f"installing promtool failed: {done.stderr[-500:]}"
-    return found, ""
-
-
 def promtool() -> str:
-    path, reason = _promtool()
-    if path is None:
-        pytest.skip(reason)
-    return path
+    return tool("promtool")
 
 
 def run_promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -106,3 +77,22 @@ def exported_names() -> set[str]:
 def recorded_names() -> set[str]:
     rules = load_yaml(PROMETHEUS / "rules.yml")
     return {rule["record"] for group in rules["groups"] for rule in group["rules"]}
+
+
+def scrape_config_for(targets: Mapping[str, str], *, interval: str = "1s") -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml for a test: each job scrapes ``targets[job_name]``
+    instead of its compose host name, every ``interval``; the repository's rule files are
+    read where they are, unchanged (a group's own ``interval:`` still applies)."""
+    config: dict[str, Any] = load_yaml(PROMETHEUS / "prometheus.yml")
+    config["global"] |= {
+        "scrape_interval": interval,
+        "scrape_timeout": interval,
+        "evaluation_interval": interval,
+    }
+    config["rule_files"] = [str(PROMETHEUS / name) for name in config["rule_files"]]
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == set(targets), f"prometheus.yml scrapes {sorted(jobs)}, not {sorted(targets)}"
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            static["targets"] = [targets[job["job_name"]]]
+    return config

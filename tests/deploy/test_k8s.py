@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from services.common.settings import KafkaSettings
 from tests.deploy.support import K8S, ROOT, load_yaml, load_yaml_all
 
 SERVICES = {"executor": 9101, "ingress": 8080, "metrics": 9100}
@@ -16,6 +17,9 @@ SECRET_KEYS = {
     "CALLBACK_TOKEN",
     "CALLBACK_SIGNING_SECRET",
 }
+#: Empty unless the cluster is secured; every service gets them (optional references).
+KAFKA_SECRET_KEYS = {"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD"}
+KAFKA_TLS_MOUNT = "/etc/voicebus/kafka-tls"
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +92,43 @@ def secret_refs(documents, name: str) -> dict[str, tuple[str, str]]:
 
 def test_secrets_come_from_the_secret(documents, config):
     secret = find(documents, "Secret", "voicebus-secrets")
-    assert set(secret["stringData"]) == SECRET_KEYS
-    assert secret_refs(documents, "executor") == {k: ("voicebus-secrets", k) for k in SECRET_KEYS}
-    ingress_keys = {"CALLBACK_TOKEN", "CALLBACK_SIGNING_SECRET"}
-    assert secret_refs(documents, "ingress") == {k: ("voicebus-secrets", k) for k in ingress_keys}
-    assert secret_refs(documents, "metrics") == {}
-    assert not SECRET_KEYS & set(config), "a secret in the ConfigMap"
+    assert set(secret["stringData"]) == SECRET_KEYS | KAFKA_SECRET_KEYS
+    wanted = {
+        "executor": SECRET_KEYS | KAFKA_SECRET_KEYS,
+        "ingress": {"CALLBACK_TOKEN", "CALLBACK_SIGNING_SECRET"} | KAFKA_SECRET_KEYS,
+        "metrics": KAFKA_SECRET_KEYS,
+    }
+    for name, keys in wanted.items():
+        assert secret_refs(documents, name) == {k: ("voicebus-secrets", k) for k in keys}, name
+    assert not (SECRET_KEYS | KAFKA_SECRET_KEYS) & set(config), "a secret in the ConfigMap"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_can_reach_a_secured_kafka(documents, name):
+    pod = find(documents, "Deployment", f"voicebus-{name}")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    optional = {
+        e["name"]
+        for e in container["env"]
+        if e.get("valueFrom", {}).get("secretKeyRef", {}).get("optional") is True
+    }
+    assert optional == KAFKA_SECRET_KEYS  # a plaintext cluster needs neither
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[KAFKA_TLS_MOUNT]["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[KAFKA_TLS_MOUNT]["name"]]
+    assert volume["secret"] == {"secretName": "voicebus-kafka-tls", "optional": True}
+
+
+def test_the_shipped_kafka_settings_are_valid_and_plaintext(documents, config):
+    secret = find(documents, "Secret", "voicebus-secrets")["stringData"]
+    values = {
+        name.removeprefix("KAFKA_").lower(): value
+        for name, value in {**config, **secret}.items()
+        if name.startswith("KAFKA_")
+    }
+    settings = KafkaSettings.model_validate(values)  # empty values count as unset
+    assert settings.security_protocol == "PLAINTEXT"
+    assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SSL_CA_FILE"} <= set(config)
 
 
 def test_ingress_spool_is_a_writable_volume(documents):

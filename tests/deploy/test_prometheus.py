@@ -1,8 +1,8 @@
 """Prometheus configuration, recording rules, alerts (promtool) and every service's /metrics.
 
-promtool comes from Debian's ``prometheus`` package: installed once per session when it is
-missing and we are root with apt (deploy/install-promtool.sh), otherwise these tests skip
-and say why.
+promtool comes from Debian's ``prometheus`` package: ``make test`` installs it when it is
+missing (deploy/install-tools.sh, root with apt), so does a bare pytest once per session;
+otherwise these tests skip and say why. test_live_prometheus.py runs Prometheus itself.
 """
 
 from __future__ import annotations

@@ -26,8 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
 from services.sandbox.testing import SandboxServer
@@ -35,6 +34,7 @@ from tests.integration.stack import executor_env
 from tests.support import broker as test_broker
 from tests.support.broker import own_broker
 from tests.support.facts import FactReader, wait_until
+from tests.support.kafka_admin import committed_offsets
 from tests.support.services import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -115,20 +115,6 @@ async def publish(bootstrap: str, commands: Sequence[dict[str, Any]]) -> list[Pu
         Published(c["command_id"], m.partition, m.offset)
         for c, m in zip(commands, metadata, strict=True)
     ]
-
-
-async def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = await admin.describe_topics([CALL_CONNECT])
-        partitions = [p["partition"] for p in topics[0]["partitions"]]
-        offsets = await admin.list_consumer_group_offsets(
-            group, partitions=[TopicPartition(CALL_CONNECT, p) for p in partitions]
-        )
-    finally:
-        await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 def result_ids(facts: FactReader, prefix: str) -> Counter[str]:
@@ -213,7 +199,7 @@ async def run_scenario(
         # the results the first executor published are on the topic before it exited
         await asyncio.sleep(1.0)
         results_before = result_ids(facts, run)
-        committed = await committed_offsets(bootstrap, group)
+        committed = await committed_offsets(bootstrap, group, CALL_CONNECT)
 
         await sandbox.control.set_latency_async(0)
         second = ServiceProcess("executor", env)

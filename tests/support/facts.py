@@ -25,6 +25,8 @@ class Fact:
     partition: int
     #: the record's timestamp (its producer's time), milliseconds
     timestamp_ms: int = 0
+    #: The headers as they came off the wire, in order (for parsers such as CloudEvents').
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -71,6 +73,7 @@ class FactReader:
                     offset=record.offset,
                     partition=record.partition,
                     timestamp_ms=record.timestamp or 0,
+                    raw_headers=tuple(record.headers),
                 )
             )
 

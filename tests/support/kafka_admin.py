@@ -1,4 +1,5 @@
-"""What the broker itself says about topics: configs, leaders, how many records are left."""
+"""What the broker itself says about topics and groups: configs, leaders, how many records
+are left, end and committed offsets."""
 
 from __future__ import annotations
 
@@ -52,8 +53,7 @@ async def records_left(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        (described,) = await describe(bootstrap, [topic])
-        tps = [TopicPartition(topic, int(p["partition"])) for p in described["partitions"]]
+        tps = await partitions_of(bootstrap, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
@@ -64,3 +64,39 @@ async def records_left(bootstrap: str, topic: str) -> int:
         return count
     finally:
         await consumer.stop()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    (described,) = await describe(bootstrap, [topic])
+    return [TopicPartition(topic, int(p["partition"])) for p in described["partitions"]]
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """``group``'s committed offset per partition of ``topic`` (partitions it committed on)."""
+    partitions = await partitions_of(bootstrap, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of each partition of ``topic``."""
+    partitions = await partitions_of(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed to the end of every non-empty partition of ``topic``."""
+    committed = await committed_offsets(bootstrap, group, topic)
+    ends = await end_offsets(bootstrap, topic)
+    return all(committed.get(partition, 0) >= end for partition, end in ends.items() if end)
