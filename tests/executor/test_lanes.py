@@ -23,9 +23,11 @@ class FakeTransactions:
     attempts fail first, ``fenced`` makes every one fail as fenced."""
 
     fail_commits: int = 0
+    hang_commits: int = 0
     fenced: bool = False
     committed: list[dict[str, Any]] = field(default_factory=list)
     aborted: int = 0
+    stopped: int = 0
     _open: dict[str, Any] | None = None
 
     async def begin_transaction(self) -> None:
@@ -45,6 +47,9 @@ class FakeTransactions:
     async def commit_transaction(self) -> None:
         if self.fenced:
             raise Fenced
+        if self.hang_commits:
+            self.hang_commits -= 1
+            await asyncio.Event().wait()  # a coordinator that never answers
         if self.fail_commits:
             self.fail_commits -= 1
             raise ConnectionError("broker gone")
@@ -56,21 +61,31 @@ class FakeTransactions:
         self.aborted += 1
         self._open = None
 
+    async def stop(self) -> None:
+        self.stopped += 1
+        self._open = None
+
 
 def record(key: str) -> Record:
     return Record("call.connect.result", None, key.encode(), b"{}", [])
 
 
-def lane_on(producer: FakeTransactions, positions: dict[tuple[str, int], int]) -> TransactionalLane:
+def lane_on(
+    producer: FakeTransactions, positions: dict[tuple[str, int], int], **options: Any
+) -> TransactionalLane:
+    async def reopen() -> FakeTransactions:
+        return producer  # the same fake plays the new producer of the same transactional id
+
     return TransactionalLane(
         0,
         producer=producer,
-        send=producer.send,
+        open_producer=reopen,
         positions=lambda: positions,
         group_id="voicebus-executor",
         offset_type=lambda topic, partition: (topic, partition),
         is_fenced=lambda exc: isinstance(exc, Fenced),
         retry_seconds=0.001,
+        **options,
     )
 
 
@@ -106,7 +121,18 @@ async def test_an_intent_returns_only_once_its_transaction_committed() -> None:
     lane = lane_on(producer, {})
     await lane.write_now([record("intent")])
     assert producer.committed == [{"records": [b"intent"], "offsets": {}}]
-    assert producer.aborted == 2  # the failed attempts were aborted, then retried as they were
+    # each failed attempt's producer was replaced (which aborts what it left open), then
+    # the same content was tried again
+    assert producer.stopped == 2
+    await lane.close()
+
+
+async def test_a_transaction_that_never_ends_is_given_up_and_tried_again() -> None:
+    producer = FakeTransactions(hang_commits=1)
+    lane = lane_on(producer, {}, transaction_timeout=0.05)
+    await lane.write_now([record("intent")])
+    assert producer.committed == [{"records": [b"intent"], "offsets": {}}]
+    assert producer.stopped == 1
     await lane.close()
 
 

@@ -63,6 +63,32 @@ def _sender(producer: AIOKafkaProducer) -> Any:
     return send
 
 
+class _TransactionalProducer:
+    """aiokafka's producer as a lane's ``TransactionProducer``."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._send = _sender(producer)
+
+    async def begin_transaction(self) -> None:
+        await self._producer.begin_transaction()
+
+    async def commit_transaction(self) -> None:
+        await self._producer.commit_transaction()
+
+    async def abort_transaction(self) -> None:
+        await self._producer.abort_transaction()
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        await self._producer.send_offsets_to_transaction(offsets, group_id)
+
+    async def send(self, record: Record) -> Any:
+        return await self._send(record)
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
 def _offset(topic: str, partition: int) -> TopicPartition:
     return TopicPartition(topic, partition)
 
@@ -84,7 +110,6 @@ class KafkaLanes:
         self.transactional = transactional
         self._positions_of = positions_of
         self._lanes: dict[int, WriteLane] = {}
-        self._producers: dict[int, AIOKafkaProducer] = {}
         self._plain: AIOKafkaProducer | None = None
         self._ready: dict[int, asyncio.Event] = {}
 
@@ -128,22 +153,25 @@ class KafkaLanes:
                 self._lanes[partition] = PlainLane(partition, send=send)
 
     async def _open_transactional(self, partition: int) -> None:
-        producer = _producer(
-            self._settings,
-            enable_idempotence=True,
-            transactional_id=f"{self._group_id}-p{partition}",
-        )
-        await producer.start()  # init_transactions: fences the previous owner
-        self._producers[partition] = producer
+        async def open_producer() -> _TransactionalProducer:
+            producer = _producer(
+                self._settings,
+                enable_idempotence=True,
+                transactional_id=f"{self._group_id}-p{partition}",
+            )
+            await producer.start()  # init_transactions: fences the previous owner
+            return _TransactionalProducer(producer)
+
         positions: Positions = self._positions_of(partition)
         self._lanes[partition] = TransactionalLane(
             partition,
-            producer=producer,
-            send=_sender(producer),
+            producer=await open_producer(),
+            open_producer=open_producer,
             positions=positions,
             group_id=self._group_id,
             offset_type=_offset,
             is_fenced=lambda exc: isinstance(exc, FENCED),
+            transaction_timeout=self._settings.request_timeout_ms / 1000 + 5,
         )
 
     async def flush(
@@ -174,9 +202,6 @@ class KafkaLanes:
             lane = self._lanes.pop(partition, None)
             if lane is not None:
                 await lane.close()
-            producer = self._producers.pop(partition, None)
-            if producer is not None:
-                await producer.stop()
 
     async def stop(self) -> None:
         await self.close()

@@ -76,6 +76,13 @@ class TransactionProducer(Protocol):
     async def commit_transaction(self) -> None: ...
     async def abort_transaction(self) -> None: ...
     async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None: ...
+    async def send(self, record: Record) -> Awaitable[Any]: ...
+    async def stop(self) -> None: ...
+
+
+#: Starts a transactional producer for the lane's ``transactional.id`` (which fences any
+#: earlier producer of that id, our own included, and aborts its open transaction).
+OpenProducer = Callable[[], Awaitable[TransactionProducer]]
 
 
 class TransactionalLane:
@@ -86,17 +93,19 @@ class TransactionalLane:
         partition: int,
         *,
         producer: TransactionProducer,
-        send: Send,
+        open_producer: OpenProducer,
         positions: Positions,
         group_id: str,
         offset_type: Callable[[str, int], Any],
         is_fenced: Callable[[BaseException], bool],
+        transaction_timeout: float = 30.0,
         retry_seconds: float = 0.5,
         max_queued: int = 2000,
     ) -> None:
         self.partition = partition
-        self._producer = producer
-        self._send = send
+        self._producer: TransactionProducer | None = producer
+        self._open_producer = open_producer
+        self._transaction_timeout = transaction_timeout
         self._positions = positions
         self._group_id = group_id
         self._offset_type = offset_type
@@ -170,22 +179,18 @@ class TransactionalLane:
                     waiter.set_result(None)
 
     async def _commit(self, records: list[Record], offsets: dict[tuple[str, int], int]) -> None:
-        """Commit ``records`` and ``offsets`` in one transaction, retrying an aborted one
-        with the same content until it commits or the partition is taken over."""
+        """Commit ``records`` and ``offsets`` in one transaction, retrying a failed one with
+        the same content until it commits or the partition is taken over.
+
+        Every attempt is bounded (aiokafka waits for a lost transaction coordinator
+        without end); after a failure the producer is replaced by a new one of the same
+        ``transactional.id``, which aborts whatever the failed attempt left open."""
         attempt = 0
         while True:
             attempt += 1
             try:
-                await self._producer.begin_transaction()
-                acks = [await self._send(record) for record in records]
-                for ack in acks:
-                    await ack
-                if offsets:
-                    await self._producer.send_offsets_to_transaction(
-                        {self._offset_type(t, p): o for (t, p), o in offsets.items()},
-                        self._group_id,
-                    )
-                await self._producer.commit_transaction()
+                async with asyncio.timeout(self._transaction_timeout):
+                    await self._transaction(records, offsets)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -198,14 +203,36 @@ class TransactionalLane:
                     partition=self.partition,
                     attempt=attempt,
                     records=len(records),
-                    error=repr(exc),
+                    error=repr(exc) or type(exc).__name__,
                 )
-                with contextlib.suppress(Exception):
-                    await self._producer.abort_transaction()
+                await self._drop_producer()
                 await asyncio.sleep(min(self._retry * attempt, 5.0))
             else:
                 self.transactions += 1
                 return
+
+    async def _transaction(
+        self, records: list[Record], offsets: dict[tuple[str, int], int]
+    ) -> None:
+        if self._producer is None:
+            self._producer = await self._open_producer()
+        producer = self._producer
+        await producer.begin_transaction()
+        acks = [await producer.send(record) for record in records]
+        for ack in acks:
+            await ack
+        if offsets:
+            await producer.send_offsets_to_transaction(
+                {self._offset_type(t, p): o for (t, p), o in offsets.items()}, self._group_id
+            )
+        await producer.commit_transaction()
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._transaction_timeout):
+                    await producer.stop()
 
     def _fail_queued(self, exc: BaseException) -> None:
         batch, self._queued = self._queued, _Batch()
@@ -217,6 +244,7 @@ class TransactionalLane:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         self._fail_queued(LaneClosed(f"partition {self.partition} closed"))
+        await self._drop_producer()
 
 
 class PlainLane:
