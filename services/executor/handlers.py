@@ -112,6 +112,11 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         partitions = {tp.partition for tp in assigned}
+        # Taken by the dispatcher at once: aiokafka can deliver the partitions' records
+        # while their state is still being restored (they wait for it, see
+        # ``KafkaLanes.acquired``); a record refused as "revoked" here would be skipped,
+        # since the consumer's position has moved past it.
+        self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
         try:
             await self._state.acquire(partitions)
         except Exception as exc:
@@ -121,7 +126,6 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
             if self._on_fatal is not None:
                 self._on_fatal(exc)
             raise
-        self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
         total = self._total_partitions()
         log.info("kafka.partitions_assigned", partitions=len(assigned), total=total)
         if self._on_share is not None:
