@@ -10,6 +10,7 @@ idempotent (where the broker allows it) producer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     InvalidProducerEpoch,
+    KafkaError,
     ProducerFenced,
     TransactionalIdAuthorizationFailed,
 )
@@ -153,14 +155,38 @@ class KafkaLanes:
                 self._lanes[partition] = PlainLane(partition, send=send)
 
     async def _open_transactional(self, partition: int) -> None:
+        attempt_seconds = self._settings.request_timeout_ms / 1000 + 5
+
         async def open_producer() -> _TransactionalProducer:
-            producer = _producer(
-                self._settings,
-                enable_idempotence=True,
-                transactional_id=f"{self._group_id}-p{partition}",
-            )
-            await producer.start()  # init_transactions: fences the previous owner
-            return _TransactionalProducer(producer)
+            """A started producer of the partition's ``transactional.id``.
+
+            Starting runs ``init_transactions``, which fences the previous owner; aiokafka
+            waits without end for a transaction coordinator that died meanwhile, so each
+            attempt is bounded and a stuck one is replaced (the caller bounds the whole)."""
+            attempt = 0
+            while True:
+                attempt += 1
+                producer = _producer(
+                    self._settings,
+                    enable_idempotence=True,
+                    transactional_id=f"{self._group_id}-p{partition}",
+                )
+                try:
+                    async with asyncio.timeout(attempt_seconds):
+                        await producer.start()
+                except (TimeoutError, KafkaError) as exc:
+                    log.warning(
+                        "lane.open_retry",
+                        partition=partition,
+                        attempt=attempt,
+                        error=repr(exc) or type(exc).__name__,
+                    )
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(attempt_seconds):
+                            await producer.stop()
+                    await asyncio.sleep(min(0.5 * attempt, 5.0))
+                    continue
+                return _TransactionalProducer(producer)
 
         positions: Positions = self._positions_of(partition)
         self._lanes[partition] = TransactionalLane(
@@ -171,7 +197,7 @@ class KafkaLanes:
             group_id=self._group_id,
             offset_type=_offset,
             is_fenced=lambda exc: isinstance(exc, FENCED),
-            transaction_timeout=self._settings.request_timeout_ms / 1000 + 5,
+            transaction_timeout=attempt_seconds,
         )
 
     async def flush(

@@ -10,13 +10,14 @@ close the lane, and drop what was pending for it.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from services.executor.ledger import CommandLedger
 from services.executor.state.kafka_lanes import KafkaLanes
-from services.executor.state.restore import StateReader
+from services.executor.state.restore import RestoreTimeout, StateReader
 from services.executor.state.store import StateStore
 
 CommitOffsets = Callable[[dict[tuple[str, int], int]], Awaitable[bool]]
@@ -35,7 +36,16 @@ class ExecutorState:
     temporary: bool = False
 
     async def acquire(self, partitions: set[int]) -> None:
-        await self.lanes.open(partitions)
+        """Lanes opened, then the state restored; all of it within the restore timeout
+        (:class:`RestoreTimeout` names the setting), never a silent wait."""
+        try:
+            async with asyncio.timeout(self.reader.timeout_seconds):
+                await self.lanes.open(partitions)
+        except TimeoutError as exc:
+            raise RestoreTimeout(
+                f"the write lanes of partitions {sorted(partitions)} did not open within "
+                f"EXECUTOR_RESTORE_TIMEOUT_SECONDS={self.reader.timeout_seconds:g}"
+            ) from exc
         await self.reader.restore(partitions)
         self.lanes.mark_acquired(partitions)
 

@@ -123,7 +123,7 @@ class StateReader:
         self._store = store
         self._exact = exact_end_offsets
         self._write_barrier = write_barrier
-        self._timeout = timeout_seconds
+        self.timeout_seconds = timeout_seconds
         self.progress = progress or RestoreProgress()
         self._owned: set[int] = set()
         self._index_partitions: list[int] = []
@@ -174,14 +174,14 @@ class StateReader:
             active=True, partitions=partitions, started=started, last=self.progress.last
         )
         consumer = self._consumer("restore")
-        await consumer.start()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self.timeout_seconds):
+                await consumer.start()
                 read = await self._read_to_end(consumer, tps)
         except TimeoutError as exc:
             raise RestoreTimeout(
                 f"restoring ledger partitions {partitions} did not finish within "
-                f"EXECUTOR_RESTORE_TIMEOUT_SECONDS={self._timeout:g}: "
+                f"EXECUTOR_RESTORE_TIMEOUT_SECONDS={self.timeout_seconds:g}: "
                 f"{self.progress.read} records read, {self.progress.remaining} left"
             ) from exc
         finally:
