@@ -94,7 +94,9 @@ class CallConnect(_Command):
     flow_url: HttpUrl | None = Field(
         default=None,
         description="Connect `from` to this Exotel call flow instead of `to` (v1 only): "
-        "http://my.exotel.com/{sid}/exoml/start_voice/{app_id}.",
+        "http://my.exotel.com/{sid}/exoml/start_voice/{app_id}. The flow API takes no "
+        "recording, wait_url, playback or status_events: a command setting them is rejected "
+        "naming the field.",
     )
     caller_id: PhoneNumber = Field(description="The ExoPhone (virtual number) shown to both legs.")
     api: ApiVersion | None = Field(
@@ -122,7 +124,9 @@ class CallConnect(_Command):
     custom_field: str | None = Field(
         default=None,
         max_length=1024,
-        description="Application value (order id...) echoed in the terminal status callback.",
+        description="Application value (order id...) echoed in the terminal status callback; "
+        "with `flow_url`, Exotel passes it to the flow's Passthru (and Greeting) applets "
+        "instead (a `call.status` flow event's `custom_field`), not to the terminal callback.",
     )
     status_events: list[StatusEvent] = Field(
         default_factory=_default_status_events,

@@ -18,8 +18,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
+from pydantic import ValidationError
 
 from contracts.catalog import COMMANDS
 from contracts.commands import CommandType
@@ -50,6 +52,8 @@ from services.client.reader import fetch_record, topic_partitions
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import KafkaAccessError
 from services.common.settings import KafkaSettings
+from services.executor.mapping.callbacks import CallbackTarget
+from services.ingress.settings import IngressSettings, describe_errors
 
 EXIT_CODES = """\
 Exit codes: 0 accepted / ok; 1 rejected or failed, or a check found a problem;
@@ -78,12 +82,14 @@ app.add_typer(dlq_app, name="dlq")
 DLQ_HEADERS = frozenset({"error", "origin_topic", "origin_partition", "origin_offset", "failed_at"})
 REPUBLISHED_HEADER = "voicebus_republished_from"
 NO_SINCE = "earliest"
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class EventType(StrEnum):
     result = "result"
     answered = "answered"
     terminal = "terminal"
+    flow = "flow"
 
 
 Bootstrap = Annotated[
@@ -682,6 +688,60 @@ def topics(
         return Exit.FAILED if missing and (check or create) else Exit.OK
 
     run(work)
+
+
+# ── passthru-url ─────────────────────────────────────────────────────────────────────────
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+PASTE_HINT = """\
+Paste it as the URL of the Passthru applet(s) of your call flow on the Exotel dashboard
+(App Bazaar: the flow, its Passthru applet, URL). Every call through the flow then
+becomes call.status flow events keyed by its CallSid (inbound calls: a supervisor can
+act on them). "Make Passthru Async" is recommended; in sync mode voicebus answers 200
+once the event is durable, and anything else when it is not: route both branches to the
+same next applet. The URL holds the ingress's secret path token: keep it private."""
+
+
+@app.command("passthru-url")
+def passthru_url_command(
+    account: Annotated[
+        str,
+        typer.Option(
+            "--account",
+            "-a",
+            help="The configured Exotel account the flow's ExoPhones belong to (the call "
+            "watch polls the calls' details with it).",
+        ),
+    ] = "default",
+    public_url: Annotated[
+        str,
+        typer.Option(
+            "--public-url",
+            envvar="CALLBACK_PUBLIC_URL",
+            show_envvar=True,
+            help="The ingress's public base URL, as Exotel reaches it.",
+        ),
+    ] = DEFAULT_PUBLIC_URL,
+) -> None:
+    """Print the signed Passthru URL of the ingress, for an Exotel call flow (inbound calls).
+
+    Reads CALLBACK_TOKEN and CALLBACK_SIGNING_SECRET from the environment (the ingress's
+    own); prints the URL on stdout, how to use it on stderr.
+    """
+    if not ACCOUNT_NAME.fullmatch(account):
+        fail(Exit.USAGE, "--account must be a configured account's name (letters, digits, . _ -)")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        fail(Exit.USAGE, "--public-url must be http(s)://host[:port][/path] without a query")
+    try:
+        settings = IngressSettings()
+    except ValidationError as exc:
+        fail(Exit.USAGE, f"the ingress's settings are not usable: {describe_errors(exc)}")
+    target = CallbackTarget(
+        public_url, settings.callback_token.get_secret_value(), settings.signer()
+    )
+    typer.echo(target.passthru_url(account))
+    info(PASTE_HINT)
 
 
 # ── asyncapi ─────────────────────────────────────────────────────────────────────────────

@@ -37,7 +37,8 @@ DESCRIPTION = f"""\
 voicebus puts Exotel's voice API behind Kafka: services publish **commands**
 ({_COMMAND_NAMES}); the executor calls Exotel and publishes exactly one
 **result** per readable command on `<command topic>.result`; Exotel's status callbacks
-become **`call.status`** facts. A message that cannot be read at all goes to
+and call flows' Passthru notifications (inbound calls) become **`call.status`** facts.
+A message that cannot be read at all goes to
 `<topic>.dlq` with the reason in its `error` header.
 
 Values are UTF-8 JSON. Operations are written from voicebus's side: it *receives* commands
@@ -131,7 +132,8 @@ def build_broker() -> KafkaBroker:
         CALL_STATUS,
         title=CALL_STATUS,
         description="Exotel's status callbacks (answered, terminal; call and leg events) "
-        "as facts. At least once: dedupe by `event_id`.",
+        "and call flows' Passthru notifications (flow: inbound calls, never a call's end) as "
+        "facts. At least once: dedupe by `event_id`.",
         schema=CallStatusEvent,
     )
     for topic in DLQ_TOPICS:

@@ -12,7 +12,7 @@ from typing import Final, cast
 
 from contracts.status import NormalisedStatus
 
-__all__ = ["normalise_status"]
+__all__ = ["flow_status", "normalise_status"]
 
 _V1_STATUSES: Final[frozenset[str]] = frozenset(
     {"queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"}
@@ -46,3 +46,22 @@ def normalise_status(raw: str | None) -> NormalisedStatus | None:
     if dashed in _V1_STATUSES:
         return cast("NormalisedStatus", dashed)
     return _CCM_STATUSES.get(dashed.replace("-", "_"), "unknown")
+
+
+# A Passthru's CallType (passthru-applet.txt) says where the call is in its flow; three
+# of its values mean a status, the other two (call-attempt: IVR only; voicemail) do not.
+_CALL_TYPE_STATUSES: Final[Mapping[str, NormalisedStatus]] = {
+    "completed": "completed",  # a conversation happened
+    "incomplete": "no-answer",  # Connect applet, no agent picked up
+    "client-hangup": "canceled",  # the caller hung up during the Connect applet
+}
+
+
+def flow_status(call_status: str | None, call_type: str | None) -> NormalisedStatus:
+    """A flow notification's status: the Connect applet's ``CallStatus`` when sent, else
+    the ``CallType`` where it means one, else ``"unknown"``."""
+    status = normalise_status(call_status)
+    if status is not None:
+        return status
+    value = (call_type or "").strip().lower().replace("_", "-").replace(" ", "-")
+    return _CALL_TYPE_STATUSES.get(value, "unknown")

@@ -235,7 +235,12 @@ def _command_service(
     pipeline passes ``ledger.journal(partition)``)."""
     return CommandService(
         accounts={
-            name: Account(name=name, default_api=client.account.api, gateway=client)
+            name: Account(
+                name=name,
+                default_api=client.account.api,
+                gateway=client,
+                lwb_encoding=client.account.lwb_request_encoding,
+            )
             for name, client in clients.items()
         },
         callbacks=CallbackTarget(

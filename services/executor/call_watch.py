@@ -3,8 +3,9 @@ status, when to ask Exotel about them, and the ``call.status`` fact a poll becom
 
 Exotel's documentation warns that status callbacks can be delayed or lost and advises
 falling back to the call details API. The executor's call watch (``call_watch_kafka``)
-feeds :class:`CallWatch` from Kafka (``call.connect.result`` accepted -> watched;
-``call.status`` terminal call event -> cleared) and asks it every few seconds which calls
+feeds :class:`CallWatch` from Kafka (``call.connect.result`` accepted, or a ``call.status``
+flow event of a call first seen through a Passthru -> watched; ``call.status`` terminal
+call event -> cleared) and asks it every few seconds which calls
 are :meth:`~CallWatch.due`. Nothing here does I/O or reads the clock: every method takes
 ``now``.
 
@@ -14,6 +15,8 @@ Schedule of one call (``after`` = ``EXECUTOR_CALL_WATCH_AFTER_SECONDS``)::
                                                  (doubling, at most MAX_BACKOFF_SECONDS apart)
                            └─ terminal ──► CallStatusEvent(source="poll") published, cleared
                            └─ error ─────► retried sooner (ERROR_BACKOFF), same give-up time
+                           └─ unknown ───► (a call first seen by Passthru that Exotel's call
+                                            details of its account do not know) dropped
 
 A call stays watched until ``accepted + MAX_CALL_SECONDS (4 h, the longest time_limit)
 + after``; if Exotel still calls it active then, the watch gives up (logged). Calls
@@ -53,7 +56,12 @@ MAX_BACKOFF_SECONDS: Final = 1800.0
 #: First pause after a failed poll (5xx, timeout, 429 beyond the client's own wait).
 ERROR_BACKOFF_SECONDS: Final = 30.0
 
-PollOutcome = Literal["terminal", "active", "error"]
+#: ``unknown``: Exotel does not know the call (404) and it was first seen through a
+#: Passthru: that account is not the call's (a Passthru URL naming another account, a call
+#: of a foreign flow), so it is dropped rather than polled for hours.
+PollOutcome = Literal["terminal", "active", "error", "unknown"]
+#: Where the watch learnt of a call: an accepted call.connect, or a flow's Passthru.
+SeenIn = Literal["result", "flow"]
 
 # Same namespace as the ingress's callback ids; the "poll" in the name keeps them apart.
 _EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
@@ -97,6 +105,7 @@ class WatchedCall:
     give_up_at: datetime
     polls: int = 0
     errors: int = 0
+    seen_in: SeenIn = "result"
 
 
 @dataclass
@@ -130,13 +139,19 @@ class CallWatch:
         accepted_at: datetime,
         partition: int,
         now: datetime,
+        seen_in: SeenIn = "result",
     ) -> bool:
-        """A ``call.connect`` was accepted: watch the call. False when there is nothing to
-        watch (already finished, already watched, or older than the horizon)."""
+        """A ``call.connect`` was accepted (or a flow's Passthru reported the call): watch
+        it. False when there is nothing to watch (already finished, already watched, or
+        older than the horizon)."""
         horizon = timedelta(seconds=self.policy.horizon_seconds)
         if call_sid in self._finished or accepted_at < now - horizon:
             return False
-        if call_sid in self._calls:  # a re-emitted result (duplicate command)
+        watched = self._calls.get(call_sid)
+        if watched is not None:  # a re-emitted result, a call's next flow notification
+            if watched.command_id is None and command_id is not None:
+                # its result, read after its flow event: a call voicebus placed
+                watched.command_id, watched.api, watched.seen_in = command_id, api, seen_in
             return False
         self._calls[call_sid] = WatchedCall(
             call_sid=call_sid,
@@ -148,6 +163,7 @@ class CallWatch:
             due_at=accepted_at + timedelta(seconds=self.policy.after_seconds),
             give_up_at=accepted_at
             + timedelta(seconds=self.policy.max_call_seconds + self.policy.after_seconds),
+            seen_in=seen_in,
         )
         return True
 
@@ -191,6 +207,9 @@ class CallWatch:
             return True
         if outcome == "terminal":
             self.finished(call_sid, now)
+            return True
+        if outcome == "unknown":
+            del self._calls[call_sid]
             return True
         if outcome == "active":
             call.polls += 1

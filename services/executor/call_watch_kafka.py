@@ -5,6 +5,10 @@
   by ``call_sid`` and have the same partition count, so partition *p* of one holds the same
   calls as partition *p* of the other; the range assignor hands each replica the same
   partition numbers of both topics, and each replica watches the calls of its partitions.
+* A ``call.status`` flow event (a call flow's Passthru: an inbound call, or a flow call
+  whose result was not read yet) makes its call watched like an accepted one, under the
+  account its Passthru URL names (``account``, else ``default``), polled in v1 call details
+  (:data:`FLOW_CALL_API`); a terminal call event (never a leg's) clears it.
 * Nothing is committed: on every assignment the partitions are read again from
   ``now - horizon`` (``offsets_for_times``; the embedded broker answers offset 0 for any
   time, so records older than the horizon are also skipped by timestamp). The state is
@@ -45,13 +49,17 @@ from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import CallWatch, PollOutcome, WatchedCall, poll_event
 from services.executor.metrics import ExecutorMetrics
-from services.exotel.accounts import ApiVersion
-from services.exotel.errors import ExotelError
+from services.exotel.accounts import DEFAULT_ACCOUNT, ApiVersion
+from services.exotel.errors import ExotelError, ExotelNotFound
 from services.exotel.models import CallDetails
 
 log = structlog.get_logger(__name__)
 
 CE_SOURCE = "voicebus/executor-call-watch"
+#: Calls first seen through a Passthru are polled in v1 call details, whatever the
+#: account's API: v1 covers inbound calls (Direction inbound), v2's GET does not ("Incoming
+#: / Outgoing calls connecting via flow is not yet available", v2-ccm-calls.txt).
+FLOW_CALL_API: ApiVersion = "v1"
 WATCHED_TOPICS = (CALL_CONNECT_RESULT, CALL_STATUS)
 #: Longest wait for the rebuild to reach the high-water marks before sweeping anyway.
 MAX_REPLAY_SECONDS = 120.0
@@ -261,12 +269,7 @@ class CallWatchRunner:
         if not isinstance(value, dict):
             return
         if record.topic == CALL_STATUS:
-            if (
-                value.get("event_type") == "terminal"
-                and not value.get("leg_sid")
-                and isinstance(value.get("call_sid"), str)
-            ):
-                self._watch.finished(value["call_sid"], at)
+            self._status(value, at, record.partition, now)
             return
         if record.topic != CALL_CONNECT_RESULT or value.get("outcome") != "accepted":
             return
@@ -288,6 +291,34 @@ class CallWatchRunner:
             accepted_at=at,
             partition=record.partition,
             now=now,
+        )
+
+    def _status(self, value: dict[str, Any], at: datetime, partition: int, now: datetime) -> None:
+        """A ``call.status`` fact: a call's terminal clears it; a flow notification (a call
+        first seen through a Passthru: an inbound call) makes it watched."""
+        call_sid = value.get("call_sid")
+        if not isinstance(call_sid, str):
+            return
+        event_type = value.get("event_type")
+        leg_event = bool(value.get("leg_sid")) or value.get("api") == "lwb"
+        if event_type == "terminal" and not leg_event:
+            self._watch.finished(call_sid, at)
+            return
+        if event_type != "flow":
+            return
+        account = value.get("account") or DEFAULT_ACCOUNT
+        if account not in self._accounts:
+            log.warning("call_watch.unknown_account", account=account, call_sid=call_sid)
+            return
+        self._watch.accepted(
+            call_sid,
+            account=account,
+            api=FLOW_CALL_API,
+            command_id=None,
+            accepted_at=at,
+            partition=partition,
+            now=now,
+            seen_in="flow",
         )
 
     async def _check_replay(self, consumer: AIOKafkaConsumer) -> None:
@@ -356,6 +387,12 @@ class CallWatchRunner:
             return "error"
         try:
             details = await account.gateway.call_details(call.call_sid, call.api)
+        except ExotelNotFound:
+            if call.seen_in == "flow":
+                log.warning("call_watch.unknown_call", call_sid=call.call_sid, account=call.account)
+                return "unknown"
+            log.warning("call_watch.poll_failed", call_sid=call.call_sid, error="not found")
+            return "error"
         except ExotelError as exc:
             log.warning("call_watch.poll_failed", call_sid=call.call_sid, error=str(exc)[:200])
             return "error"

@@ -82,7 +82,8 @@ class ExecutorMetrics:
         self.call_watch_polls = Counter(
             "voicebus_executor_call_watch_polls",
             "Call-details polls of calls missing a terminal callback, by outcome "
-            "(terminal, active, error).",
+            "(terminal, active, error; unknown: a call first seen by Passthru that the "
+            "account's call details do not know, dropped).",
             ["outcome"],
             registry=registry,
         )

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from contracts.commands import ApiVersion, CommandType
 from services.executor.supervision import LegLike
-from services.exotel.accounts import ApiFamily
+from services.exotel.accounts import ApiFamily, LwbEncoding
 from services.exotel.client import Slot
 from services.exotel.errors import ExotelError
 from services.exotel.requests import (
@@ -125,3 +125,5 @@ class Account:
     name: str
     default_api: ApiVersion
     gateway: ExotelGateway
+    #: how its LWB create / upgrade requests are encoded (the account's setting)
+    lwb_encoding: LwbEncoding = "form"

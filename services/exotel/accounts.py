@@ -11,6 +11,7 @@ named by ``EXOTEL_ACCOUNTS_FILE``::
     region = "mumbai"
     api = "v3"
     voice_calls_per_minute = 100
+    lwb_request_encoding = "json"         # LWB create / upgrade bodies: "form" or "json"
 
 Secrets are :class:`pydantic.SecretStr` everywhere, validation errors never echo input
 values (``hide_input_in_errors``), and configuration problems raise
@@ -45,12 +46,17 @@ __all__ = [
     "ExotelAccount",
     "ExotelConfigError",
     "ExotelSettings",
+    "LwbEncoding",
     "Region",
     "load_accounts_file",
 ]
 
 Region = Literal["singapore", "mumbai"]
 ApiVersion = Literal["v1", "v2", "v3"]
+#: How the LWB legs API's create and upgrade requests are encoded: ``form``
+#: (application/x-www-form-urlencoded, as the rest of v1) or ``json`` (application/json,
+#: as the LWB document's samples show). Its hang-up sample is a form, always sent so.
+LwbEncoding = Literal["form", "json"]
 #: Exotel rate-limit families: voice call APIs (connect, CCM calls, legs POST/PUT), GET
 #: APIs (call details, bulk, active legs, v3 legs) and the completed-call Legs API.
 ApiFamily = Literal["voice", "get", "legs"]
@@ -131,6 +137,7 @@ class ExotelAccount(BaseModel):
     voice_calls_per_minute: int = Field(default=200, gt=0)
     get_per_minute: int = Field(default=300, gt=0)
     legs_per_minute: int = Field(default=200, gt=0)
+    lwb_request_encoding: LwbEncoding = "form"
 
     @field_validator("api_key", "api_token")
     @classmethod
@@ -200,6 +207,7 @@ class ExotelSettings(BaseSettings):
     voice_calls_per_minute: int = Field(default=200, gt=0)
     get_per_minute: int = Field(default=300, gt=0)
     legs_per_minute: int = Field(default=200, gt=0)
+    lwb_request_encoding: LwbEncoding = "form"
 
     @field_validator("account_sid", "accounts_file", mode="before")
     @classmethod
@@ -250,6 +258,7 @@ class ExotelSettings(BaseSettings):
                 "voice_calls_per_minute": self.voice_calls_per_minute,
                 "get_per_minute": self.get_per_minute,
                 "legs_per_minute": self.legs_per_minute,
+                "lwb_request_encoding": self.lwb_request_encoding,
             },
             origin="environment",
         )

@@ -316,7 +316,8 @@ class ExotelClient:
                 "voice",
                 "POST",
                 self._v1("Calls", sid, "legs.json"),
-                data=request.form,
+                data=request.form if request.encoding == "form" else None,
+                json=request.form if request.encoding == "json" else None,
                 log_fields={"call_sid": sid},
             ),
             slot,
@@ -342,13 +343,15 @@ class ExotelClient:
     ) -> Leg:
         sid = _check_sid(request.call_sid, "call_sid")
         leg = _check_sid(request.leg_sid, "leg_sid")
+        as_json = isinstance(request, MonitorUpgradeRequest) and request.encoding == "json"
         payload = await self._send(
             _Request(
                 endpoint,
                 "voice",
                 "PUT",
                 self._v1("Calls", sid, "legs", f"{leg}.json"),
-                data=request.form,
+                data=None if as_json else request.form,
+                json=request.form if as_json else None,
                 log_fields={"call_sid": sid, "leg_sid": leg},
             ),
             slot,

@@ -13,14 +13,66 @@ refuses what it cannot read, the sandbox matches request parameters case-insensi
   envelope and fields;
 * :class:`Lwb`: the LWB legs API: the monitor-leg form (CamelCase like v1) and the legs it
   answers and calls back with (all lower case, as the LWB document shows them);
-* :class:`Legs`: the completed-call Legs API (CamelCase).
+* :class:`Legs`: the completed-call Legs API (CamelCase);
+* :class:`Passthru`: the query parameters of a call flow's Passthru applet (mixed case:
+  ``CallSid``, ``digits``, ``flow_id``).
+
+Exotel's spelling of one name varies between documents and captures (``CallSid``,
+``callsid``, ``call_sid``; ``CallFrom``, ``Callfrom``): :func:`fold` is the one
+spelling-insensitive form of a name, what the ingress compares callback keys by, and
+:func:`words` / :func:`spell` render a name in another spelling (the sandbox's setting).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from collections.abc import Mapping
+from typing import Final, Literal
 
-__all__ = ["V1", "V2", "V3", "Ccm", "Legs", "Lwb", "indexed"]
+__all__ = [
+    "V1",
+    "V2",
+    "V3",
+    "Ccm",
+    "Legs",
+    "Lwb",
+    "Passthru",
+    "Spelling",
+    "fold",
+    "indexed",
+    "spell",
+    "words",
+]
+
+#: How a payload's keys are spelled: ``CallSid``, ``callsid``, ``call_sid``.
+Spelling = Literal["PascalCase", "lowercase", "snake_case"]
+SPELLINGS: Final[tuple[Spelling, ...]] = ("PascalCase", "lowercase", "snake_case")
+
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def fold(name: str) -> str:
+    """A name's spelling-insensitive form: ``CallSid``, ``callsid``, ``call_sid`` and
+    ``Call-Sid`` all fold to ``callsid``."""
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def words(name: str) -> list[str]:
+    """The words of a PascalCase or snake_case name: ``OnCallDuration`` -> on, call,
+    duration. A lower-case name without separators is one word (the LWB document's
+    ``oncallduration`` lost its word breaks: :data:`Lwb.PASCAL` restores them)."""
+    return [word.lower() for word in _WORD.findall(Lwb.PASCAL.get(name, name))]
+
+
+def spell(name: str, spelling: Spelling) -> str:
+    """``name`` in ``spelling``: ``CallSid`` -> ``callsid`` / ``call_sid``; ``legsid`` ->
+    ``LegSid``."""
+    parts = words(name) or [name]
+    if spelling == "lowercase":
+        return "".join(parts)
+    if spelling == "snake_case":
+        return "_".join(parts)
+    return "".join(part.capitalize() for part in parts)
 
 
 def indexed(name: str, index: int) -> str:
@@ -254,6 +306,35 @@ class Lwb:
     LEG_CUSTOM_FIELD: Final = "customfield"
     EVENT_TYPE: Final = "eventtype"
 
+    #: Top-level keys only a leg's callback has (a call's callback has them inside its
+    #: ``Legs`` at most): what tells a monitor leg's event from the call's own.
+    ONLY_IN_LEG_EVENTS: Final = (LEG_SID, ORIGIN, LAST_ACTION, ON_CALL_DURATION)
+
+    #: The same names with their word breaks, as the Legs API spells its leg objects
+    #: (``LegSid``, ``CallSid``, ``LastAction``): the capture of the LWB document lost all
+    #: case, so Exotel may well send these. XML answers use them as element names.
+    PASCAL: Final[Mapping[str, str]] = {
+        SID: "Sid",
+        LEG_SID: "LegSid",
+        CALL_SID: "CallSid",
+        ACCOUNT_SID: "AccountSid",
+        LEG_PHONE_NUMBER: "PhoneNumber",
+        END_USER_NUMBER: "EndUserNumber",
+        STATUS: "Status",
+        ORIGIN: "Origin",
+        LAST_ACTION: "LastAction",
+        DATE_CREATED: "DateCreated",
+        DATE_UPDATED: "DateUpdated",
+        START_TIME: "StartTime",
+        END_TIME: "EndTime",
+        EXOPHONE: "ExoPhone",
+        BACKUP_EXOPHONE: "BackupExoPhone",
+        URI: "Uri",
+        ON_CALL_DURATION: "OnCallDuration",
+        LEG_CUSTOM_FIELD: "CustomField",
+        EVENT_TYPE: "EventType",
+    }
+
 
 class Legs:
     """The completed-call Legs API (``GET .../Calls/{sid}/Legs``), CamelCase."""
@@ -277,3 +358,64 @@ class Legs:
     ON_CALL_DURATION: Final = "OnCallDuration"
     EXOPHONE: Final = "ExoPhone"
     URI: Final = "Uri"
+
+
+class Passthru:
+    """A call flow's Passthru applet: the query parameters of its GET (passthru-applet.txt).
+
+    Only some are sent, depending on where in the flow the applet sits. Case has varied
+    between Exotel's articles (``CallFrom`` / ``Callfrom``), and older ones name ``From`` /
+    ``To`` instead of ``CallFrom`` / ``CallTo``: compare them with :func:`fold`.
+    """
+
+    CALL_SID: Final = "CallSid"
+    #: incoming: the caller; outgoing: the number the call is made from
+    CALL_FROM: Final = "CallFrom"
+    #: incoming: the ExoPhone the call landed on; outgoing: the number dialled
+    CALL_TO: Final = "CallTo"
+    #: the older articles' names for CallFrom / CallTo
+    FROM: Final = "From"
+    TO: Final = "To"
+    #: ``incoming`` or ``outbound-dial``
+    DIRECTION: Final = "Direction"
+    CREATED: Final = "Created"
+    #: seconds from the dial-out of the second leg until it ended (0: no second leg yet)
+    DIAL_CALL_DURATION: Final = "DialCallDuration"
+    START_TIME: Final = "StartTime"
+    #: Exotel's server time when it sent this request (changes when a request is repeated)
+    CURRENT_TIME: Final = "CurrentTime"
+    #: always :data:`EPOCH_END_TIME`, never the real end
+    END_TIME: Final = "EndTime"
+    #: where the call is in its life: :data:`CALL_TYPES`
+    CALL_TYPE: Final = "CallType"
+    #: sent to the Connect applet's URL: queued, ringing, in-progress, completed, ...
+    CALL_STATUS: Final = "CallStatus"
+    #: what a Gather applet collected, wrapped in double quotes: ``"123"``
+    DIGITS: Final = "digits"
+    RECORDING_URL: Final = "RecordingUrl"
+    #: the agent's number the Connect applet dialled
+    DIAL_WHOM_NUMBER: Final = "DialWhomNumber"
+    FLOW_ID: Final = "flow_id"
+    TENANT_ID: Final = "tenant_id"
+    CUSTOM_FIELD: Final = "CustomField"
+
+    INCOMING: Final = "incoming"
+    OUTBOUND_DIAL: Final = "outbound-dial"
+    EPOCH_END_TIME: Final = "1970-01-01 05:30:00"
+    #: call-attempt: IVR only, no Connect applet reached; completed: a conversation
+    #: happened; client-hangup: the caller hung up during the Connect applet; incomplete:
+    #: Connect applet, no agent picked up; voicemail: went to the voicemail applet
+    CALL_TYPES: Final = ("call-attempt", "completed", "client-hangup", "incomplete", "voicemail")
+    #: the parameters only a Passthru (or a Connect applet's URL) sends, never a status
+    #: callback: what tells a flow notification from a v1 callback by its content
+    ONLY_IN_FLOWS: Final = (
+        CALL_FROM,
+        CALL_TO,
+        CALL_TYPE,
+        CALL_STATUS,
+        CURRENT_TIME,
+        DIAL_CALL_DURATION,
+        DIAL_WHOM_NUMBER,
+        DIGITS,
+        FLOW_ID,
+    )

@@ -2,7 +2,9 @@
 
 ``services/executor/mapping/`` builds them from commands (it is the only place that
 writes Exotel's request fields); :class:`~services.exotel.client.ExotelClient` sends
-them as given: a form for v1 and the LWB legs API, a JSON body for v2/v3.
+them as given: a form for v1 and the LWB legs API (or, for an account whose
+``lwb_request_encoding`` is ``json``, the LWB create and upgrade fields as a JSON body), a
+JSON body for v2/v3.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from services.exotel.accounts import LwbEncoding
 
 __all__ = [
     "CcmCallRequest",
@@ -47,6 +51,8 @@ class MonitorLegRequest:
 
     call_sid: str
     form: Mapping[str, str]
+    #: the fields as a form, or as a JSON object (the same names and values)
+    encoding: LwbEncoding = "form"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class MonitorUpgradeRequest:
     call_sid: str
     leg_sid: str
     form: Mapping[str, str]
+    encoding: LwbEncoding = "form"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """Composition root and the thin HTTP layer of the webhook ingress.
 
-``POST|GET /exotel/callbacks/{token}``: authenticate (constant time), bound the body,
-decode it (JSON, multipart/form-data, x-www-form-urlencoded, or the GET query), hand it to
-:class:`CallbackService` and map its verdict to a status code:
+``POST|GET /exotel/callbacks/{token}`` (status callbacks) and ``GET|POST
+/exotel/passthru/{token}`` (a call flow's Passthru applet: inbound calls): authenticate
+(constant time; the same token and ``sig`` rules on both), bound the body, decode it
+(JSON, multipart/form-data, x-www-form-urlencoded, or the GET query), hand it to
+:class:`CallbackService` and map its verdict to a status code. A Passthru is answered
+within ``INGRESS_PASSTHRU_TIMEOUT_SECONDS`` (its fact spools after
+``INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS``), since a sync Passthru holds the caller:
 
 =====  =========================================================================
 200    the ``call.status`` fact is durable (Kafka acknowledged it, or it is fsync'd
@@ -25,7 +29,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -59,6 +63,9 @@ from services.ingress.spooling import SpoolingOutlet
 log = structlog.get_logger("services.ingress")
 
 CALLBACK_PATH = "/exotel/callbacks/{token}"
+PASSTHRU_PATH = "/exotel/passthru/{token}"
+#: which of the two endpoints a request came to
+Endpoint = Literal["callbacks", "passthru"]
 # Set by the executor on the callback URL: the correlation and its signature.
 _URL_PARAMS = frozenset((*CORRELATION_PARAMS, SIGNATURE_PARAM))
 JSON_TYPE = "application/json"
@@ -215,7 +222,10 @@ class CallbackEndpoint:
         service: CallbackService,
         metrics: IngressMetrics,
         readiness: Readiness,
+        endpoint: Endpoint = "callbacks",
     ) -> None:
+        self._endpoint: Endpoint = endpoint
+        self._log_event = "ingress.callback" if endpoint == "callbacks" else "ingress.passthru"
         self._tokens = settings.accepted_tokens()
         self._signer = settings.signer()
         self._max_body = settings.max_body_bytes
@@ -239,18 +249,26 @@ class CallbackEndpoint:
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
+        try:
+            return await self._answer(request, started)
+        finally:
+            self._metrics.answer_seconds.labels(self._endpoint).observe(
+                time.perf_counter() - started
+            )
+
+    async def _answer(self, request: Request, started: float) -> Response:
         received_at = datetime.now(UTC)
         if request.method not in ("GET", "POST"):  # starlette adds HEAD to GET routes
             return Response(status_code=405, headers={"Allow": "GET, POST"})
         if not self.authorised(str(request.path_params.get("token", ""))):
             self._metrics.rejected.labels("unauthorized").inc()
-            log.warning("ingress.callback", outcome="unauthorized", status_code=401)
+            log.warning(self._log_event, outcome="unauthorized", status_code=401)
             return JSONResponse({"error": "unauthorized"}, status_code=401)
 
         items = request.query_params.multi_items()
         if not self.signed(items):
             self._metrics.rejected.labels("bad_signature").inc()
-            log.warning("ingress.callback", outcome="bad_signature", status_code=401)
+            log.warning(self._log_event, outcome="bad_signature", status_code=401)
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         query = {k: v for k, v in items if k in CORRELATION_PARAMS}
         query_payload = [(k, v) for k, v in items if k not in _URL_PARAMS]
@@ -261,7 +279,7 @@ class CallbackEndpoint:
             event = outcome.event if outcome else None
             emit = log.info if response.status_code < 500 else log.warning
             emit(
-                "ingress.callback",
+                self._log_event,
                 outcome=outcome.verdict.value if outcome else "too_large",
                 status_code=response.status_code,
                 call_sid=event.call_sid if event else None,
@@ -329,6 +347,7 @@ class CallbackEndpoint:
                 raw_body=body,
                 content_type=content_type,
                 received_at=received_at,
+                passthru=self._endpoint == "passthru",
             )
         return self._respond(outcome), outcome
 
@@ -396,15 +415,29 @@ def create_app(
     metrics = IngressMetrics(registry)
     sinks: Outlet = outlet if outlet is not None else spooling_outlet(settings, metrics)
     readiness = Readiness(outlet=sinks)
+    flow_facts = (
+        sinks.facts_within(settings.passthru_spool_after_seconds)
+        if isinstance(sinks, SpoolingOutlet)
+        else sinks.facts
+    )
     service = CallbackService(
         facts=sinks.facts,
         dead_letters=sinks.dead_letters,
         metrics=metrics,
         tz=settings.tz,
         publish_timeout_seconds=settings.publish_timeout_seconds,
+        flow_facts=flow_facts,
+        flow_timeout_seconds=settings.passthru_timeout_seconds,
     )
-    endpoint = CallbackEndpoint(
-        settings=settings, service=service, metrics=metrics, readiness=readiness
+    callbacks, passthru = (
+        CallbackEndpoint(
+            settings=settings,
+            service=service,
+            metrics=metrics,
+            readiness=readiness,
+            endpoint=which,
+        )
+        for which in ("callbacks", "passthru")
     )
 
     @contextlib.asynccontextmanager
@@ -422,7 +455,8 @@ def create_app(
             log.info("ingress.stopped")
 
     routes: list[BaseRoute] = [
-        Route(CALLBACK_PATH, endpoint.handle, methods=["GET", "POST"]),
+        Route(CALLBACK_PATH, callbacks.handle, methods=["GET", "POST"]),
+        Route(PASSTHRU_PATH, passthru.handle, methods=["GET", "POST"]),
         *probe_routes(readiness.check, registry),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

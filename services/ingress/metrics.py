@@ -17,6 +17,10 @@ REJECT_REASONS: Final = (
 SPOOL_TOPICS: Final = ("call.status", "call.status.dlq")
 APIS: Final = ("v1", "v2", "v3", "lwb")
 EVENT_TYPES: Final = ("answered", "terminal")
+#: a call flow's Passthru notification (on either endpoint) has one label pair
+FLOW_LABELS: Final = ("passthru", "flow")
+ENDPOINTS: Final = ("callbacks", "passthru")
+ANSWER_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 PUBLISH_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -24,7 +28,8 @@ class IngressMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.received = Counter(
             f"{PREFIX}callbacks_received_total",
-            "Readable Exotel status callbacks, by API and event type.",
+            "Readable Exotel status callbacks and flow notifications, by API and event type "
+            "(passthru/flow: a call flow's Passthru applet).",
             ["api", "event_type"],
             registry=registry,
         )
@@ -41,6 +46,14 @@ class IngressMetrics:
             "Time from publishing a call.status fact to Kafka's acknowledgement.",
             ["outcome"],
             buckets=PUBLISH_BUCKETS,
+            registry=registry,
+        )
+        self.answer_seconds = Histogram(
+            f"{PREFIX}answer_duration_seconds",
+            "Time from a request's arrival to its answer, by endpoint (passthru: what a "
+            "sync Passthru's caller waits).",
+            ["endpoint"],
+            buckets=ANSWER_BUCKETS,
             registry=registry,
         )
         self.dlq_writes = Counter(
@@ -84,5 +97,8 @@ class IngressMetrics:
         for api in APIS:
             for event_type in EVENT_TYPES:
                 self.received.labels(api, event_type)
+        self.received.labels(*FLOW_LABELS)
+        for endpoint in ENDPOINTS:
+            self.answer_seconds.labels(endpoint)
         for outcome in ("ok", "failed"):
             self.dlq_writes.labels(outcome)

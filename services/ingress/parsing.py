@@ -1,18 +1,31 @@
-"""Exotel status callbacks -> ``CallStatusEvent``: pure functions, no HTTP, no Kafka.
+"""Exotel status callbacks and flow notifications -> ``CallStatusEvent``: pure functions,
+no HTTP, no Kafka.
 
-Recognised shapes (Exotel's v1, v2/v3 CCM and LWB documents; field names from
-:mod:`services.exotel.fields`, read exactly, unlike the client's lenient models):
+Recognised shapes (Exotel's v1, v2/v3 CCM, LWB and Passthru documents; field names from
+:mod:`services.exotel.fields`), told apart by their content:
 
-* **v1** (``Calls/connect``): CamelCase keys (``CallSid``, ``EventType``, ``Status``, naive
+* **v1** (``Calls/connect``): ``CallSid``, ``EventType``, ``Status``, naive
   ``YYYY-MM-DD HH:mm:ss`` times, ``Legs`` as a JSON list or as ``Legs[0][Status]`` form
-  keys). The basic callback sent when no event was subscribed has no ``EventType``: it is
+  keys. The basic callback sent when no event was subscribed has no ``EventType``: it is
   sent once the call completes, so it is a terminal event.
 * **v2** (CCM): ``event_details`` + ``call_details`` with ``call_sid``, ``call_state``,
   ``call_status``, ``assigned_agent_details``, ``customer_details`` and ISO 8601 times.
 * **v3** (CCM): ``event_details`` + ``call_details`` with ``sid``, ``state``, ``status``,
-  times like ``2022-11-03 00:18:32+05:30`` and ``recordings[0].url``.
-* **lwb**: the monitor-leg terminal callback of the LWB (legs) API, lowercase keys
-  (``legsid``, ``callsid``, ``status``, ``oncallduration``, ``origin``, ``lastaction``...).
+  times like ``2022-11-03 00:18:32+05:30`` and ``recordings[].url``.
+* **lwb**: a monitor leg's terminal callback of the LWB (legs) API (``legsid``,
+  ``callsid``, ``status``, ``oncallduration``, ``origin``, ``lastaction``...). A payload is
+  a leg event when it has a key only leg events have at the top (a leg sid, ``origin``,
+  ``lastaction``, ``oncallduration``: :data:`Lwb.ONLY_IN_LEG_EVENTS`) or when its URL's
+  signed correlation says ``api=lwb``: **a monitor-leg event is never a call terminal**.
+* **passthru**: a call flow's Passthru applet (``CallSid``, ``CallFrom``, ``CallTo``,
+  ``CallType``, ``digits``, ``DialWhomNumber``...): a ``flow`` event, never a terminal.
+  Recognised by the parameters only flows send (:data:`Passthru.ONLY_IN_FLOWS`), and always
+  on the ingress's Passthru endpoint (:func:`parse_passthru`).
+
+Keys are matched whatever their spelling (:func:`services.exotel.fields.fold`: ``CallSid``,
+``callsid``, ``call_sid`` and ``Call_Sid`` are one key; two keys of one payload that differ
+only in spelling and value are unreadable) and whatever the encoding (JSON, multipart,
+form, a GET query: the form decoder nests ``Legs[0][Status]`` keys first).
 
 Anything else raises :class:`UnreadableCallback` with a reason; the caller dead-letters
 the raw bytes. Nothing in here raises any other exception for any input.
@@ -31,9 +44,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from contracts.status import CallStatusEvent, LegStatus, NormalisedStatus
+from contracts.status import (
+    AssignedAgent,
+    CallStatusEvent,
+    LegStatus,
+    NormalisedStatus,
+    StatusApi,
+)
+from services.common.call_status import flow_status
 from services.common.call_status import normalise_status as normalise_status  # noqa: PLC0414 - re-export
-from services.exotel.fields import V1, V2, V3, Ccm, Lwb
+from services.exotel.fields import V1, V2, V3, Ccm, Lwb, Passthru, fold
 
 # --------------------------------------------------------------------------- exceptions
 
@@ -65,9 +85,11 @@ _MAX_INT: Final = 2**63 - 1
 # Query parameters the executor appends to the callback URL (never part of the payload).
 CORRELATION_PARAMS: Final = ("command_id", "account", "api")
 
-ApiName = Literal["v1", "v2", "v3", "lwb"]
-EventType = Literal["answered", "terminal"]
+ApiName = StatusApi
+#: the events a status callback reports (a flow notification is always ``flow``)
+CallbackEvent = Literal["answered", "terminal"]
 _EVENT_TYPES: Final[frozenset[str]] = frozenset({"answered", "terminal"})
+#: what the signed correlation parameter ``api`` may say (the executor's callback URLs)
 _APIS: Final[frozenset[str]] = frozenset({"v1", "v2", "v3", "lwb"})
 
 # Sids become Kafka keys and CloudEvents subjects: printable ASCII, no blanks.
@@ -79,7 +101,7 @@ _SID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_SID_CHARS)  # noqa: UP031 - a regex
 # watch); it is re-exported here for the ingress's callers.
 
 
-def _call_status(raw: str | None, event_type: EventType) -> NormalisedStatus:
+def _call_status(raw: str | None, event_type: CallbackEvent) -> NormalisedStatus:
     # An answered callback means a leg picked up: the call is in progress, whatever the
     # payload's status says (v2 sends null, v1 "in-progress").
     if event_type == "answered":
@@ -241,12 +263,45 @@ def _check_text(text: str) -> None:
         raise UnreadableCallback("text is not valid Unicode (lone surrogate)") from exc
 
 
+# --------------------------------------------------------------------------- spelling
+
+
+def fold_keys(value: Any) -> Any:
+    """``value`` with every object key in its spelling-insensitive form (:func:`fold`).
+
+    Two keys of one object that fold alike must carry the same value (``CallSid`` and
+    ``callsid`` both present and different: which one is the call?): unreadable.
+    """
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
+        for key, item in value.items():
+            name = fold(str(key))
+            folded = fold_keys(item)
+            if name in out and out[name] != folded:
+                raise UnreadableCallback(
+                    f"keys {_short(spelled[name])!r} and {_short(str(key))!r} differ only in "
+                    "spelling but not in value"
+                )
+            out[name], spelled[name] = folded, str(key)
+        return out
+    if isinstance(value, list):
+        return [fold_keys(item) for item in value]
+    return value
+
+
+def _has(payload: Mapping[str, Any], key: str) -> bool:
+    return fold(key) in payload
+
+
 # --------------------------------------------------------------------------- field readers
+# Every reader takes a payload whose keys were folded (fold_keys) and a field name as
+# Exotel spells it (the name errors show).
 
 
 def _text(payload: Mapping[str, Any], key: str, *, where: str = "") -> str | None:
     """A string field; empty -> None; numbers are accepted as their text."""
-    value = payload.get(key)
+    value = payload.get(fold(key))
     if value is None:
         return None
     if isinstance(value, bool | dict | list):
@@ -259,7 +314,7 @@ def _text(payload: Mapping[str, Any], key: str, *, where: str = "") -> str | Non
 
 def _count(payload: Mapping[str, Any], key: str, *, where: str = "") -> int | None:
     """A whole, non-negative number of seconds; empty -> None."""
-    value = payload.get(key)
+    value = payload.get(fold(key))
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -292,7 +347,7 @@ def _time(
 
 
 def _sid(payload: Mapping[str, Any], key: str, *, where: str = "", required: bool) -> str | None:
-    value = payload.get(key)
+    value = payload.get(fold(key))
     if value is None or value == "":
         if required:
             raise UnreadableCallback(f"{where}{key} (the call sid) is missing")
@@ -305,48 +360,54 @@ def _sid(payload: Mapping[str, Any], key: str, *, where: str = "", required: boo
 
 
 def _mapping(payload: Mapping[str, Any], key: str, *, where: str = "") -> Mapping[str, Any]:
-    value = payload.get(key)
-    if value is None:
+    value = payload.get(fold(key))
+    if value is None or value == "":
         return {}
     if not isinstance(value, Mapping):
         raise UnreadableCallback(f"{where}{key} must be an object")
     return value
 
 
-def _event_type(raw: str | None, *, where: str) -> EventType:
+def _event_type(raw: str | None, *, where: str) -> CallbackEvent:
     if raw is None:
         return "terminal"
     value = raw.lower()
     if value not in _EVENT_TYPES:
         raise UnreadableCallback(f"{where} {_short(raw)!r} is not a known event type")
-    return cast("EventType", value)
+    return cast("CallbackEvent", value)
 
 
-def _first_recording(details: Mapping[str, Any]) -> str | None:
-    recordings = details.get(Ccm.RECORDINGS)
+def _recordings(details: Mapping[str, Any]) -> list[str]:
+    """Every ``recordings[].url`` of a CCM call, in order."""
+    recordings = details.get(fold(Ccm.RECORDINGS))
     if recordings is None or recordings == "":
-        return None
+        return []
     if not isinstance(recordings, list):
         raise UnreadableCallback("call_details.recordings must be a list")
+    urls = []
     for item in recordings:
         if not isinstance(item, Mapping):
             raise UnreadableCallback("call_details.recordings[] must be objects")
         url = _text(item, Ccm.URL, where="call_details.recordings[].")
         if url:
-            return url
-    return None
+            urls.append(url)
+    return urls
+
+
+def _one(url: str | None) -> list[str]:
+    return [url] if url else []
 
 
 # --------------------------------------------------------------------------- shapes
 
 
 def _v1_legs(payload: Mapping[str, Any]) -> list[LegStatus]:
-    legs = payload.get(V1.LEGS)
+    legs = payload.get(fold(V1.LEGS))
     if legs is None or legs == "":
         return []
     if isinstance(legs, str):  # a JSON list flattened into one form field
         try:
-            legs = json.loads(legs)
+            legs = fold_keys(json.loads(legs))
         except (ValueError, RecursionError) as exc:
             raise UnreadableCallback("Legs is neither a list nor JSON") from exc
     if isinstance(legs, Mapping):  # Legs[a][Status] with non-numeric indices
@@ -375,6 +436,7 @@ def _v1_legs(payload: Mapping[str, Any]) -> list[LegStatus]:
 def _parse_v1(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     event_type = _event_type(_text(payload, V1.EVENT_TYPE), where=V1.EVENT_TYPE)
     raw_status = _text(payload, V1.STATUS)
+    recording = _text(payload, V1.RECORDING_URL)
     return {
         "api": "v1",
         "call_sid": _sid(payload, V1.CALL_SID, required=True),
@@ -388,7 +450,8 @@ def _parse_v1(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "started_at": _time(payload, V1.START_TIME, tz),
         "ended_at": _time(payload, V1.END_TIME, tz),
         "conversation_duration": _count(payload, V1.CONVERSATION_DURATION),
-        "recording_url": _text(payload, V1.RECORDING_URL),
+        "recording_url": recording,
+        "recording_urls": _one(recording),
         "legs": _v1_legs(payload),
         "custom_field": _text(payload, V1.CUSTOM_FIELD),
     }
@@ -406,6 +469,35 @@ def _ccm_leg(index: int, details: Mapping[str, Any], where: str) -> LegStatus | 
     )
 
 
+def _v2_agent(agent: Mapping[str, Any], where: str) -> AssignedAgent | None:
+    found = {
+        "user_id": _text(agent, V2.USER_ID, where=where),
+        "user_name": _text(agent, V2.USER_NAME, where=where),
+        "group_id": _text(agent, V2.GROUP_ID, where=where),
+        "group_name": _text(agent, V2.GROUP_NAME, where=where),
+    }
+    return AssignedAgent(**found) if any(found.values()) else None
+
+
+def _parse_v2(details: Mapping[str, Any], where: str, direction: str | None) -> dict[str, Any]:
+    agent_where = f"{where}assigned_agent_details."
+    customer_where = f"{where}customer_details."
+    agent = _mapping(details, V2.AGENT_DETAILS, where=where)
+    customer = _mapping(details, V2.CUSTOMER_DETAILS, where=where)
+    inbound = (direction or "").lower().startswith("inbound")
+    first, first_where = (customer, customer_where) if inbound else (agent, agent_where)
+    second, second_where = (agent, agent_where) if inbound else (customer, customer_where)
+    legs = [_ccm_leg(0, first, first_where), _ccm_leg(1, second, second_where)]
+    return {
+        "api": "v2",
+        "call_sid": _sid(details, V2.CALL_SID, where=where, required=True),
+        "from_": _text(first, V2.CONTACT_URI, where=first_where) if first else None,
+        "to": _text(second, V2.CONTACT_URI, where=second_where) if second else None,
+        "legs": [leg for leg in legs if leg is not None],
+        "assigned_agent": _v2_agent(agent, agent_where) if agent else None,
+    }
+
+
 def _parse_ccm(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     event = _mapping(payload, Ccm.EVENT_DETAILS)
     details = _mapping(payload, Ccm.CALL_DETAILS)
@@ -415,35 +507,26 @@ def _parse_ccm(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         _text(event, Ccm.EVENT_TYPE, where="event_details."), where="event_details.event_type"
     )
     where = "call_details."
+    recordings = _recordings(details)
+    talk_time = _count(details, Ccm.TOTAL_TALK_TIME, where=where)
     result: dict[str, Any] = {
         "event_type": event_type,
         "direction": _text(details, Ccm.DIRECTION, where=where),
         "caller_id": _text(details, Ccm.VIRTUAL_NUMBER, where=where),
         "started_at": _time(details, Ccm.START_TIME, tz, where=where),
         "ended_at": _time(details, Ccm.END_TIME, tz, where=where),
-        "conversation_duration": _count(details, Ccm.TOTAL_TALK_TIME, where=where),
-        "recording_url": _first_recording(details),
+        "conversation_duration": talk_time,
+        "total_talk_time": talk_time,
+        "recording_url": recordings[0] if recordings else None,
+        "recording_urls": recordings,
         "custom_field": _text(details, Ccm.CUSTOM_FIELD, where=where),
+        "digits": _text(details, Ccm.DIGITS, where=where),
+        "app_id": _text(details, Ccm.APP_ID, where=where),
+        "app_name": _text(details, Ccm.APP_NAME, where=where),
     }
-    if V2.CALL_SID in details:  # v2 (ccm-api .../v2/...)
+    if _has(details, V2.CALL_SID):  # v2 (ccm-api .../v2/...)
         raw_status = _text(details, V2.CALL_STATUS, where=where)
-        agent = _mapping(details, V2.AGENT_DETAILS, where=where)
-        customer = _mapping(details, V2.CUSTOMER_DETAILS, where=where)
-        inbound = (result["direction"] or "").lower().startswith("inbound")
-        first, second = (customer, agent) if inbound else (agent, customer)
-        first_where, second_where = (
-            (f"{where}customer_details.", f"{where}assigned_agent_details.")
-            if inbound
-            else (f"{where}assigned_agent_details.", f"{where}customer_details.")
-        )
-        legs = [_ccm_leg(0, first, first_where), _ccm_leg(1, second, second_where)]
-        result |= {
-            "api": "v2",
-            "call_sid": _sid(details, V2.CALL_SID, where=where, required=True),
-            "from_": _text(first, V2.CONTACT_URI, where=first_where) if first else None,
-            "to": _text(second, V2.CONTACT_URI, where=second_where) if second else None,
-            "legs": [leg for leg in legs if leg is not None],
-        }
+        result |= _parse_v2(details, where, result["direction"])
     else:  # v3: "sid", "state", "status"; legs is a URL to the legs API
         raw_status = _text(details, V3.STATUS, where=where)
         result |= {"api": "v3", "call_sid": _sid(details, V3.SID, where=where, required=True)}
@@ -482,21 +565,85 @@ def _parse_lwb(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def detect_api(payload: Mapping[str, Any]) -> ApiName:
-    """Which API's callback this is, from its shape."""
-    if Ccm.EVENT_DETAILS in payload or Ccm.CALL_DETAILS in payload:
-        details = payload.get(Ccm.CALL_DETAILS)
-        return "v2" if isinstance(details, Mapping) and V2.CALL_SID in details else "v3"
-    if V1.CALL_SID in payload:
-        return "v1"
-    if Lwb.CALL_SID in payload:
+def strip_quotes(digits: str | None) -> str | None:
+    """A Passthru's ``digits`` without the double quotes Exotel wraps them in."""
+    if digits is None:
+        return None
+    return digits.strip().strip('"').strip() or None
+
+
+def _parse_passthru(payload: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    call_type = _text(payload, Passthru.CALL_TYPE)
+    call_status = _text(payload, Passthru.CALL_STATUS)
+    direction = _text(payload, Passthru.DIRECTION)
+    if direction is not None and direction.lower() in (Passthru.INCOMING, "inbound"):
+        direction = "inbound"
+    to = _text(payload, Passthru.CALL_TO) or _text(payload, Passthru.TO)
+    recording = _text(payload, Passthru.RECORDING_URL)
+    return {
+        "api": "passthru",
+        "call_sid": _sid(payload, Passthru.CALL_SID, required=True),
+        "event_type": "flow",
+        "status": flow_status(call_status, call_type),
+        "exotel_status": call_status or call_type,
+        "call_type": call_type,
+        "direction": direction,
+        "from_": _text(payload, Passthru.CALL_FROM) or _text(payload, Passthru.FROM),
+        "to": to,
+        "caller_id": to if direction == "inbound" else None,
+        # EndTime is always the epoch in IST (passthru-applet.txt), never the real end.
+        "started_at": _time(payload, Passthru.START_TIME, tz),
+        "dial_call_duration": _count(payload, Passthru.DIAL_CALL_DURATION),
+        "dial_whom_number": _text(payload, Passthru.DIAL_WHOM_NUMBER),
+        "digits": strip_quotes(_text(payload, Passthru.DIGITS)),
+        "recording_url": recording,
+        "recording_urls": _one(recording),
+        "app_id": _text(payload, Passthru.FLOW_ID),
+        "custom_field": _text(payload, Passthru.CUSTOM_FIELD),
+    }
+
+
+def _is_leg_event(payload: Mapping[str, Any], hint: str | None) -> bool:
+    return hint == "lwb" or any(_has(payload, name) for name in Lwb.ONLY_IN_LEG_EVENTS)
+
+
+def detect_api(payload: Mapping[str, Any], *, hint: str | None = None) -> ApiName:
+    """Which API's callback this is, from its content (keys in any spelling).
+
+    ``hint`` is the signed correlation parameter ``api`` of the callback URL (the executor
+    sets ``lwb`` on monitor legs' callbacks): a leg event is recognised by its leg-only keys
+    or that hint before anything could read it as the call's own.
+    """
+    return _detect(fold_keys(payload), hint)
+
+
+def _detect(folded: Mapping[str, Any], hint: str | None) -> ApiName:
+    if _has(folded, Ccm.EVENT_DETAILS) or _has(folded, Ccm.CALL_DETAILS):
+        details = folded.get(fold(Ccm.CALL_DETAILS))
+        return "v2" if isinstance(details, Mapping) and _has(details, V2.CALL_SID) else "v3"
+    if not _has(folded, V1.CALL_SID):
+        raise UnreadableCallback("not an Exotel status callback: no call sid")
+    if _is_leg_event(folded, hint):
         return "lwb"
-    raise UnreadableCallback("not an Exotel status callback: no call sid")
+    if any(_has(folded, name) for name in Passthru.ONLY_IN_FLOWS):
+        return "passthru"
+    return "v1"
+
+
+_PARSERS: Final = {
+    "v1": _parse_v1,
+    "v2": _parse_ccm,
+    "v3": _parse_ccm,
+    "lwb": _parse_lwb,
+    "passthru": _parse_passthru,
+}
 
 
 # --------------------------------------------------------------------------- identity
 
 _EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
+#: Flow parameters that change when Exotel repeats one notification (its clock).
+_VOLATILE_FLOW_KEYS: Final = frozenset({fold(Passthru.CURRENT_TIME)})
 
 
 def canonical_json(payload: Mapping[str, Any]) -> str:
@@ -520,6 +667,15 @@ def event_id_for(
     """
     name = "\x1f".join((call_sid, leg_sid or "", event_type, canonical_json(payload)))
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, name))
+
+
+def flow_event_id(call_sid: str, folded: Mapping[str, Any]) -> str:
+    """A stable id for one flow notification: its parameters in any spelling and order,
+    without ``CurrentTime`` (Exotel's clock when it sent it), so the same notification
+    sent again keeps its id while a later point of the flow (another CallType, digits,
+    DialWhomNumber, DialCallDuration ...) gets its own."""
+    stable = {k: v for k, v in folded.items() if k not in _VOLATILE_FLOW_KEYS}
+    return event_id_for(call_sid, None, "flow", stable)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -548,26 +704,29 @@ def parse_callback(
     query: Mapping[str, str],
     received_at: datetime,
     tz: ZoneInfo,
+    shape: ApiName | None = None,
 ) -> CallStatusEvent:
     """One decoded callback (JSON object, form fields or GET query) -> a ``call.status`` fact.
 
     ``query`` holds the callback URL's correlation parameters (``command_id``, ``account``,
-    ``api``), set by the executor. The API is recognised from the payload's shape; the
-    ``api`` parameter is only checked for sanity.
+    ``api``), set by the executor and signed. The shape is recognised from the payload's
+    content (:func:`detect_api`, with ``api`` as a hint for leg events) unless ``shape``
+    names it (the Passthru endpoint: ``"passthru"``).
     """
     if not isinstance(payload, Mapping):
         raise UnreadableCallback("payload must be an object")
     check_limits(payload)
     correlation = _correlation(query)
-    api = detect_api(payload)
-    if api == "v1":
-        fields = _parse_v1(payload, tz)
-    elif api == "lwb":
-        fields = _parse_lwb(payload, tz)
-    else:
-        fields = _parse_ccm(payload, tz)
+    folded = fold_keys(payload)
+    api = shape or _detect(folded, correlation["api"])
+    fields = _PARSERS[api](folded, tz)
     raw = dict(payload)
-    event_id = event_id_for(fields["call_sid"], fields.get("leg_sid"), fields["event_type"], raw)
+    if api == "passthru":
+        event_id = flow_event_id(fields["call_sid"], folded)
+    else:
+        event_id = event_id_for(
+            fields["call_sid"], fields.get("leg_sid"), fields["event_type"], raw
+        )
     try:
         return CallStatusEvent(
             **fields,
@@ -581,3 +740,14 @@ def parse_callback(
     except ValidationError as exc:
         where = ", ".join(".".join(str(p) for p in err["loc"]) for err in exc.errors())
         raise UnreadableCallback(f"callback does not fit CallStatusEvent ({where})") from exc
+
+
+def parse_passthru(
+    payload: Mapping[str, Any],
+    *,
+    query: Mapping[str, str],
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> CallStatusEvent:
+    """A call flow's Passthru request (its query parameters) -> a ``flow`` fact."""
+    return parse_callback(payload, query=query, received_at=received_at, tz=tz, shape="passthru")

@@ -1,6 +1,9 @@
-"""The service layer: a decoded callback in, a durable fact (or dead letter) out.
+"""The service layer: a decoded callback (or Passthru request) in, a durable fact (or
+dead letter) out.
 
 No HTTP here: the route decodes the request and maps :class:`Outcome` to a status code.
+A Passthru's fact goes to its own sink with its own deadline (``flow_facts``,
+``flow_timeout_seconds``): a sync Passthru holds the caller until it is answered.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import structlog
 
 from contracts.status import CallStatusEvent
 from services.ingress.metrics import IngressMetrics
-from services.ingress.parsing import UnreadableCallback, parse_callback
+from services.ingress.parsing import UnreadableCallback, parse_callback, parse_passthru
 from services.ingress.sinks import DeadLetter, DeadLetterSink, FactSink, SinkUnavailable
 
 
@@ -44,12 +47,16 @@ class CallbackService:
         metrics: IngressMetrics,
         tz: ZoneInfo,
         publish_timeout_seconds: float,
+        flow_facts: FactSink | None = None,
+        flow_timeout_seconds: float | None = None,
     ) -> None:
         self._facts = facts
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._tz = tz
         self._timeout = publish_timeout_seconds
+        self._flow_facts = flow_facts or facts
+        self._flow_timeout = flow_timeout_seconds or publish_timeout_seconds
 
     async def ingest(
         self,
@@ -59,10 +66,16 @@ class CallbackService:
         raw_body: bytes,
         content_type: str,
         received_at: datetime,
+        passthru: bool = False,
     ) -> Outcome:
-        """Parse and publish one callback; dead-letter ``raw_body`` when it is unreadable."""
+        """Parse and publish one callback (``passthru``: a call flow's Passthru request);
+        dead-letter ``raw_body`` when it is unreadable."""
+        parse = parse_passthru if passthru else parse_callback
+        facts, timeout = (
+            (self._flow_facts, self._flow_timeout) if passthru else (self._facts, self._timeout)
+        )
         try:
-            event = parse_callback(payload, query=query, received_at=received_at, tz=self._tz)
+            event = parse(payload, query=query, received_at=received_at, tz=self._tz)
         except UnreadableCallback as exc:
             return await self.reject(
                 raw_body=raw_body,
@@ -80,11 +93,11 @@ class CallbackService:
                 api=event.api,
                 command_id=event.command_id,
             ):
-                async with asyncio.timeout(self._timeout):
-                    await self._facts.put(event)
+                async with asyncio.timeout(timeout):
+                    await facts.put(event)
         except TimeoutError:
             self._observe_publish(started, "timeout")
-            return self._unavailable(event, f"Kafka did not acknowledge within {self._timeout}s")
+            return self._unavailable(event, f"not durable within {timeout}s")
         except SinkUnavailable as exc:
             self._observe_publish(started, "error")
             return self._unavailable(event, str(exc))

@@ -30,7 +30,11 @@ def _check_token(value: SecretStr | None) -> SecretStr | None:
 
 
 class IngressSettings(BaseSettings):
-    """``CALLBACK_TOKEN``, ``HTTP_*``, ``INGRESS_*``, ``EXOTEL_TIMEZONE`` and ``KAFKA_*``."""
+    """``CALLBACK_TOKEN``, ``HTTP_*``, ``INGRESS_*``, ``EXOTEL_TIMEZONE`` and ``KAFKA_*``.
+
+    The token and the signing secret guard both endpoints: the status callbacks'
+    (``/exotel/callbacks/{token}``) and call flows' Passthru (``/exotel/passthru/{token}``).
+    """
 
     model_config = SettingsConfigDict(
         extra="ignore", populate_by_name=True, hide_input_in_errors=True
@@ -38,7 +42,8 @@ class IngressSettings(BaseSettings):
 
     callback_token: SecretStr = Field(
         validation_alias="CALLBACK_TOKEN",
-        description="Secret path token of /exotel/callbacks/{token} (at least 16 characters).",
+        description="Secret path token of /exotel/callbacks/{token} and "
+        "/exotel/passthru/{token} (at least 16 characters).",
     )
     previous_callback_token: SecretStr | None = Field(
         default=None,
@@ -65,6 +70,21 @@ class IngressSettings(BaseSettings):
         le=14.0,
         validation_alias="INGRESS_PUBLISH_TIMEOUT_SECONDS",
         description="How long a callback waits for Kafka's ack (Exotel waits 15 s for a 200).",
+    )
+    passthru_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=14.0,
+        validation_alias="INGRESS_PASSTHRU_TIMEOUT_SECONDS",
+        description="How long a Passthru request waits for its fact to be durable (a sync "
+        "Passthru holds the caller until it is answered).",
+    )
+    passthru_spool_after_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=10.0,
+        validation_alias="INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS",
+        description="How long a Passthru's fact waits for Kafka before it is spooled instead.",
     )
     spool_dir: Path = Field(
         default=Path(".run/ingress-spool"),
@@ -135,6 +155,12 @@ class IngressSettings(BaseSettings):
                 "INGRESS_SPOOL_AFTER_SECONDS must be below INGRESS_PUBLISH_TIMEOUT_SECONDS "
                 "(the spool write must fit in the answer's deadline)"
             )
+        if self.passthru_spool_after_seconds >= self.passthru_timeout_seconds:
+            raise ValueError(
+                "INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS must be below "
+                "INGRESS_PASSTHRU_TIMEOUT_SECONDS (the spool write must fit in the answer's "
+                "deadline)"
+            )
         return self
 
     @property
@@ -174,6 +200,8 @@ _ENV_NAMES = {
     "http_port": "HTTP_PORT",
     "max_body_bytes": "INGRESS_MAX_BODY_BYTES",
     "publish_timeout_seconds": "INGRESS_PUBLISH_TIMEOUT_SECONDS",
+    "passthru_timeout_seconds": "INGRESS_PASSTHRU_TIMEOUT_SECONDS",
+    "passthru_spool_after_seconds": "INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS",
     "exotel_timezone": "EXOTEL_TIMEZONE",
 }
 

@@ -61,11 +61,14 @@ class _Ordered:
 
 
 class _Facts:
-    def __init__(self, outlet: SpoolingOutlet) -> None:
+    def __init__(self, outlet: SpoolingOutlet, spool_after: float | None = None) -> None:
         self._outlet = outlet
+        self._spool_after = spool_after
 
     async def put(self, event: CallStatusEvent) -> None:
-        await self._outlet.put(fact_record(event), order_key=event.call_sid)
+        await self._outlet.put(
+            fact_record(event), order_key=event.call_sid, spool_after=self._spool_after
+        )
 
 
 class _DeadLetters:
@@ -119,6 +122,11 @@ class SpoolingOutlet:
     @property
     def dead_letters(self) -> DeadLetterSink:
         return self._dead_letters
+
+    def facts_within(self, spool_after_seconds: float) -> FactSink:
+        """The facts sink with its own wait for Kafka before spooling (a Passthru's caller
+        waits for the answer: it spools sooner than a status callback)."""
+        return _Facts(self, spool_after_seconds)
 
     @property
     def connected(self) -> bool:
@@ -174,12 +182,15 @@ class SpoolingOutlet:
 
     # ------------------------------------------------------------------ the write path
 
-    async def put(self, record: SpoolRecord, *, order_key: str | None) -> None:
-        """Return once ``record`` is acknowledged by Kafka or fsync'd to the spool."""
+    async def put(
+        self, record: SpoolRecord, *, order_key: str | None, spool_after: float | None = None
+    ) -> None:
+        """Return once ``record`` is acknowledged by Kafka (within ``spool_after``, default
+        ``INGRESS_SPOOL_AFTER_SECONDS``) or fsync'd to the spool."""
         async with self._in_order(order_key):
             if self._connected and self._spool.depth == 0:
                 try:
-                    async with asyncio.timeout(self._spool_after):
+                    async with asyncio.timeout(spool_after or self._spool_after):
                         ack = await self._producer.send(record)
                         await asyncio.shield(ack)
                 except (TimeoutError, KafkaError, FastStreamException) as exc:

@@ -23,6 +23,8 @@ CALL_APIS: Final = ("v1", "v2", "v3")
 STATUS_APIS: Final = (*CALL_APIS, "lwb")
 EVENT_TYPES: Final = ("answered", "terminal")
 SOURCES: Final = ("callback", "poll")
+#: a call flow's Passthru notification: its one (api, event_type, source) label set
+FLOW_LABELS: Final = ("passthru", "flow", "callback")
 
 COMMAND_DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TALK_BUCKETS: Final = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -71,6 +73,12 @@ class FactMetrics:
             "call.status facts (distinct event_id), by API, event type and source "
             "(callback: Exotel called us; poll: fetched by the missing-callback poller).",
             ["api", "event_type", "source"],
+            registry=registry,
+        )
+        self.flow_calls = Counter(
+            "voicebus_flow_calls",
+            "Calls seen in a call flow's Passthru (distinct call sid; inbound calls and "
+            "connect-to-flow calls). A flow event is never counted as an ended call.",
             registry=registry,
         )
         self.call_outcomes = Counter(
@@ -167,6 +175,7 @@ class FactMetrics:
         outcomes = get_args(Outcome)
         for api, event_type, source in product(STATUS_APIS, EVENT_TYPES, SOURCES):
             self.status_events.labels(api, event_type, source)
+        self.status_events.labels(*FLOW_LABELS)
         for api, status in product(CALL_APIS, sorted(TERMINAL_STATUSES)):
             self.call_outcomes.labels(api, status)
         for source in SOURCES:

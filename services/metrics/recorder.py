@@ -7,7 +7,8 @@ state only:
 * a window of recently counted ids (``event_id`` of ``call.status`` facts,
   ``command_type:command_id`` of results, the DLQ origin ``topic/partition/offset``) so a
   fact delivered twice (a retried callback, a replay after a rebalance) counts once;
-* per call (``call_sid``): when its ``call.connect`` was accepted, whether it was answered
+* per call (``call_sid``): when its ``call.connect`` was accepted, whether a call flow's
+  Passthru reported it (a ``flow`` event, never an ended call), whether it was answered
   and whether its terminal status was counted, for ring time, time to terminal and the
   calls still awaiting a terminal status;
 * per ``lwb.action`` / ``leg.hangup`` command (``command_id``): the monitor mode or leg it
@@ -52,6 +53,7 @@ class CallState:
     """What the recorder remembers about one call (bounded by :class:`TtlLru`)."""
 
     accepted_at: datetime | None = None
+    flow_seen: bool = False
     answered: bool = False
     terminal_counted: bool = False
     terminal_at: datetime | None = None
@@ -212,6 +214,13 @@ class FactRecorder:
         if state is None:
             state = CallState()
             self.calls.put(event.call_sid, state)
+        if event.event_type == "flow":
+            # A Passthru says where the call is in its flow, never that it ended (even with
+            # status completed): its end comes as a terminal fact (callback or poll).
+            if not state.flow_seen:
+                state.flow_seen = True
+                m.flow_calls.inc()
+            return "counted"
         if event.event_type == "answered":
             if not state.answered:
                 state.answered = True

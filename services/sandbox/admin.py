@@ -9,9 +9,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.exotel.fields import Spelling
 from services.sandbox.clock import iso
 from services.sandbox.context import Sandbox
 from services.sandbox.faults import ChaosSpec, FaultSpec
+from services.sandbox.inbound import InboundSpec
+from services.sandbox.settings import CallbackSpelling
 from services.sandbox.state import Call, CallbackRecord, Leg
 
 M = TypeVar("M", bound=BaseModel)
@@ -26,6 +29,10 @@ class RateLimitSpec(BaseModel):
     get_per_minute: int | None = Field(default=None, ge=0)
     legs_per_minute: int | None = Field(default=None, ge=0)
     enabled: bool | None = None
+
+
+class SpellingSpec(BaseModel):
+    spelling: CallbackSpelling
 
 
 def _sb(request: Request) -> Sandbox:
@@ -94,6 +101,9 @@ def call_view(call: Call) -> dict[str, Any]:
         "to": call.to_number,
         "caller_id": call.caller_id,
         "flow_url": call.flow_url,
+        "direction": call.direction,
+        "app_id": call.app_id,
+        "digits": call.digits,
         "custom_field": call.custom_field,
         "created": iso(call.created),
         "start_time": None if call.start_time is None else iso(call.start_time),
@@ -205,8 +215,34 @@ async def end_call(request: Request) -> Response:
     return JSONResponse(call_view(call))
 
 
+async def inbound(request: Request) -> Response:
+    """A caller rings an ExoPhone: its call flow runs (services/sandbox/inbound.py)."""
+    sb = _sb(request)
+    spec = await _model(request, InboundSpec)
+    if isinstance(spec, Response):
+        return spec
+    call = sb.inbound.start(spec)
+    return JSONResponse(call_view(call))
+
+
+def _spelling_view(spelling: Spelling | None) -> dict[str, str]:
+    return {"spelling": spelling or "documented"}
+
+
+async def callback_spelling(request: Request) -> Response:
+    """The key spelling of the callbacks the sandbox sends (``documented``: as documented)."""
+    sb = _sb(request)
+    if request.method == "POST":
+        spec = await _model(request, SpellingSpec)
+        if isinstance(spec, Response):
+            return spec
+        sb.sender.spelling = None if spec.spelling == "documented" else spec.spelling
+    return JSONResponse(_spelling_view(sb.sender.spelling))
+
+
 async def reset(request: Request) -> Response:
-    """Forget faults, chaos, latency, requests, rate windows and stats (limits as configured)."""
+    """Forget faults, chaos, latency, requests, rate windows and stats (limits and the
+    callback spelling as configured)."""
     sb = _sb(request)
     settings = sb.settings
     sb.faults.clear()
@@ -220,6 +256,7 @@ async def reset(request: Request) -> Response:
     )
     sb.limiter.reset_stats()
     sb.limiter.reset_windows()
+    sb.sender.spelling = settings.spelling()
     return JSONResponse({"reset": True})
 
 
@@ -234,5 +271,7 @@ ROUTES = [
     Route("/_sandbox/calls", calls, methods=["GET"]),
     Route("/_sandbox/calls/{sid}", call_detail, methods=["GET"]),
     Route("/_sandbox/calls/{sid}/end", end_call, methods=["POST"]),
+    Route("/_sandbox/inbound", inbound, methods=["POST"]),
+    Route("/_sandbox/callback-spelling", callback_spelling, methods=["GET", "POST"]),
     Route("/_sandbox/reset", reset, methods=["POST"]),
 ]

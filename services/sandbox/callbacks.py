@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from services.exotel.fields import Spelling
 from services.sandbox import clock, payloads
 from services.sandbox.settings import SandboxSettings
 from services.sandbox.state import CallbackRecord, DeliveryAttempt
@@ -21,6 +22,8 @@ class CallbackSender:
 
     def __init__(self, settings: SandboxSettings) -> None:
         self._settings = settings
+        #: the key spelling of every callback sent (None: each as its document spells it)
+        self.spelling: Spelling | None = settings.spelling()
         self._client: httpx.AsyncClient | None = None
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,8 +55,11 @@ class CallbackSender:
         content_type: str,
         payload: dict[str, Any],
         leg_sid: str | None = None,
+        retries: int | None = None,
     ) -> CallbackRecord:
-        """Queue one callback after the previous ones of the same call."""
+        """Queue one callback after the previous ones of the same call (``retries``: how
+        often a non-200 is retried, default ``callback_retries``; a Passthru is not)."""
+        payload = payloads.respell(payload, self.spelling)
         final_url, body, header = payloads.encode(payload, method, url, content_type)
         record = CallbackRecord(
             event=event,
@@ -66,7 +72,8 @@ class CallbackSender:
         )
         records.append(record)
         previous = self._chains.get(chain_key)
-        task = asyncio.create_task(self._after(previous, record))
+        chances = self._settings.callback_retries if retries is None else retries
+        task = asyncio.create_task(self._after(previous, record, chances))
         self._chains[chain_key] = task
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._forget(chain_key, done))
@@ -77,22 +84,25 @@ class CallbackSender:
         if self._chains.get(chain_key) is task:
             del self._chains[chain_key]
 
-    async def _after(self, previous: asyncio.Task[None] | None, record: CallbackRecord) -> None:
+    async def _after(
+        self, previous: asyncio.Task[None] | None, record: CallbackRecord, retries: int
+    ) -> None:
         if previous is not None:
             await asyncio.wait({previous})
-        await self._deliver(record)
+        await self._deliver(record, retries)
 
-    async def _deliver(self, record: CallbackRecord) -> None:
+    async def _deliver(self, record: CallbackRecord, retries: int) -> None:
         settings = self._settings
         try:
-            for attempt in range(1, settings.callback_retries + 2):
+            for attempt in range(1, retries + 2):
                 if await self._attempt(record, attempt):
                     record.delivered = True
                     return
-                if attempt <= settings.callback_retries:
+                if attempt <= retries:
                     await asyncio.sleep(settings.callback_retry_delay_seconds)
         finally:
             record.finished = True
+            record.settled.set()
 
     async def _attempt(self, record: CallbackRecord, attempt: int) -> bool:
         if self._client is None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from services.sandbox.callbacks import CallbackSender
 from services.sandbox.faults import FaultInjector
+from services.sandbox.inbound import InboundFlows
 from services.sandbox.lifecycle import CallRunner
 from services.sandbox.ratelimit import RateLimiter
 from services.sandbox.reqlog import RequestLog
@@ -22,16 +23,18 @@ class Sandbox:
     faults: FaultInjector
     limiter: RateLimiter
     requests: RequestLog
+    inbound: InboundFlows
 
     @classmethod
     def build(cls, settings: SandboxSettings) -> Sandbox:
         store = CallStore()
         sender = CallbackSender(settings)
+        runner = CallRunner(settings, store, sender)
         return cls(
             settings=settings,
             store=store,
             sender=sender,
-            runner=CallRunner(settings, store, sender),
+            runner=runner,
             faults=FaultInjector(),
             limiter=RateLimiter(
                 settings.voice_calls_per_minute,
@@ -40,6 +43,7 @@ class Sandbox:
                 enabled=settings.rate_limits_enabled,
             ),
             requests=RequestLog(settings.request_log_size),
+            inbound=InboundFlows(settings, runner, sender),
         )
 
     async def start(self) -> None:

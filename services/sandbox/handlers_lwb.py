@@ -19,26 +19,10 @@ UPGRADES = {("listen", "whisper"), ("whisper", "barge"), ("listen", "barge")}
 NOT_IN_PROGRESS = "Given callSid is not in progress"
 NO_SUCH_LEG = "Given LegSid does not exist please check the LegSid passed"
 
-_CAMEL = {
-    Lwb.SID: Legs.SID,
-    Lwb.CALL_SID: Legs.CALL_SID,
-    Lwb.ACCOUNT_SID: Legs.ACCOUNT_SID,
-    Lwb.LEG_PHONE_NUMBER: Legs.PHONE_NUMBER,
-    Lwb.STATUS: Legs.STATUS,
-    Lwb.ORIGIN: Legs.ORIGIN,
-    Lwb.LAST_ACTION: Legs.LAST_ACTION,
-    Lwb.DATE_CREATED: Legs.DATE_CREATED,
-    Lwb.DATE_UPDATED: Legs.DATE_UPDATED,
-    Lwb.START_TIME: Legs.START_TIME,
-    Lwb.EXOPHONE: Legs.EXOPHONE,
-    Lwb.BACKUP_EXOPHONE: "BackupExoPhone",
-    Lwb.URI: Legs.URI,
-}
-
 
 def camel(body: dict[str, Any]) -> dict[str, Any]:
     """XML answers use Exotel's CamelCase element names."""
-    return {_CAMEL.get(key, key): value for key, value in body.items()}
+    return {Lwb.PASCAL.get(key, key): value for key, value in body.items()}
 
 
 def _live_call(sb: Sandbox, req: ApiRequest) -> Call:

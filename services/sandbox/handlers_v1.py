@@ -169,7 +169,7 @@ def _matches(call: Call, query: dict[str, str]) -> bool:
         return False
     if (statuses := listed(V1.STATUS)) and call.status not in statuses:
         return False
-    if (directions := listed(V1.DIRECTION)) and "outbound-api" not in directions:
+    if (directions := listed(V1.DIRECTION)) and call.direction not in directions:
         return False
     if query.get(V1.DATE_CREATED):
         low, high = _date_filter(query[V1.DATE_CREATED])

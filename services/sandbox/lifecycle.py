@@ -16,7 +16,7 @@ from services.sandbox.state import Call, CallStore, Leg, Subscription
 log = logging.getLogger("services.sandbox.lifecycle")
 
 
-async def _pause(event: asyncio.Event, seconds: float) -> bool:
+async def pause(event: asyncio.Event, seconds: float) -> bool:
     """Wait ``seconds``; True when ``event`` fired first (the call or leg was ended)."""
     if event.is_set():
         return True
@@ -41,6 +41,21 @@ class CallRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def start_flow(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
+        """Keep ``call`` and run ``flow`` as its life (an inbound call's call flow)."""
+        self._store.add(call)
+        self._spawn(self._guarded(call, flow))
+
+    async def _guarded(self, call: Call, flow: Coroutine[Any, Any, None]) -> None:
+        try:
+            await flow
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s crashed; ending it", call.sid)
+            if not call.ended:
+                self.finish_call(call, "failed", "failed", cause="sandbox-error")
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -63,14 +78,14 @@ class CallRunner:
 
     async def _drive(self, call: Call) -> None:
         s = self._settings
-        if await _pause(call.wake, s.queue_seconds):
+        if await pause(call.wake, s.queue_seconds):
             return
         at = clock.now()
         call.phase, call.status, call.start_time = "agent_ringing", "ringing", at
         agent = call.add_leg("agent", call.from_number, at)
         agent.status = "ringing"
         call.touch(at)
-        if await _pause(call.wake, s.ring_seconds):
+        if await pause(call.wake, s.ring_seconds):
             return
         outcome = numbers.agent_outcome(call.from_number)
         if call.api == "v1" and numbers.is_busy_device(call.from_number):
@@ -83,7 +98,7 @@ class CallRunner:
         self._answer(call, agent)
         if call.to_number is None:  # connected to a call flow, not to a second number
             call.phase, call.status = "connected", "in-progress"
-            if await _pause(call.wake, self._talk_seconds(call, long=False)):
+            if await pause(call.wake, self._talk_seconds(call, long=False)):
                 return
             self.end_call(call, cause="completed")
             return
@@ -96,7 +111,7 @@ class CallRunner:
         customer = call.add_leg("customer", to_number, at)
         customer.status = "ringing"
         call.touch(at)
-        if await _pause(call.wake, s.ring_seconds):
+        if await pause(call.wake, s.ring_seconds):
             return
         outcome = numbers.customer_outcome(to_number)
         if outcome not in ("answer", "long"):
@@ -107,7 +122,7 @@ class CallRunner:
             return
         call.phase, call.status = "connected", "in-progress"
         self._answer(call, customer)
-        if await _pause(call.wake, self._talk_seconds(call, long=outcome == "long")):
+        if await pause(call.wake, self._talk_seconds(call, long=outcome == "long")):
             return
         self.end_call(call, cause="completed" if outcome == "answer" else "long-call-limit")
 
@@ -123,8 +138,17 @@ class CallRunner:
 
     # -- ending ----------------------------------------------------------------
     def end_call(self, call: Call, *, cause: str) -> None:
-        """End the call now, whatever it is doing (hang-up, admin, time's up)."""
+        """End the call now, whatever it is doing (hang-up, admin, time's up).
+
+        An inbound call's flow goes on after its Connect applet: a hang-up only tells the
+        flow (``hangup_cause``), which sends its last Passthru and then ends the call.
+        """
         if call.ended:
+            return
+        if call.inbound:
+            if call.hangup_cause is None:
+                call.hangup_cause = cause
+                call.wake.set()
             return
         at = clock.now()
         agent, customer = call.leg("agent"), call.leg("customer")
@@ -144,12 +168,21 @@ class CallRunner:
                     leg.finish("completed", at)
             self._finish(call, "completed", "completed", cause=cause)
 
-    def _finish(self, call: Call, status: str, ccm_status: str, *, cause: str) -> None:
+    def end_monitors(self, call: Call) -> None:
+        """The supervisors' legs end (with the call, or an inbound call's Connect)."""
         moment = clock.now()
         for leg in call.monitor_legs:
             if not leg.ended:
                 leg.finish("completed" if leg.active else "canceled", moment)
                 self._notify_leg(call, leg)
+
+    def finish_call(self, call: Call, status: str, ccm_status: str, *, cause: str) -> None:
+        """The call is over: its status (v1, v2/v3), its end, its terminal callbacks."""
+        self._finish(call, status, ccm_status, cause=cause)
+
+    def _finish(self, call: Call, status: str, ccm_status: str, *, cause: str) -> None:
+        moment = clock.now()
+        self.end_monitors(call)
         call.status, call.ccm_status = status, ccm_status
         call.end_time, call.phase, call.end_cause = moment, "ended", cause
         call.touch(moment)
@@ -178,7 +211,7 @@ class CallRunner:
         return leg
 
     async def _ring_monitor(self, call: Call, leg: Leg) -> None:
-        if await _pause(leg.wake, self._settings.ring_seconds) or call.ended:
+        if await pause(leg.wake, self._settings.ring_seconds) or call.ended:
             return
         outcome = numbers.agent_outcome(leg.phone_number)
         at = clock.now()

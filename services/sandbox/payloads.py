@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from services.exotel.fields import V1, Ccm, Lwb
-from services.sandbox import views
+from services.exotel.fields import V1, Ccm, Lwb, Passthru, Spelling, spell
+from services.sandbox import clock, views
 from services.sandbox.clock import v1_time
-from services.sandbox.state import Call, Leg
+from services.sandbox.state import Call, Leg, whole_seconds
 
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -48,7 +48,7 @@ def v1_payload(call: Call, event: str, recording_base: str) -> dict[str, Any]:
         V1.PHONE_NUMBER_SID: call.caller_id,
         V1.START_TIME: v1_time(call.start_time or call.created),
         V1.END_TIME: v1_time(call.end_time),
-        V1.DIRECTION: "outbound-api",
+        V1.DIRECTION: call.direction,
         V1.RECORDING_URL: recording,
         V1.CONVERSATION_DURATION: call.conversation_duration(),
         V1.LEGS: legs,
@@ -90,6 +90,49 @@ def monitor_leg_payload(call: Call, leg: Leg) -> dict[str, Any]:
         Lwb.LEG_CUSTOM_FIELD: leg.custom_field,
         Lwb.EVENT_TYPE: "terminal",
     }
+
+
+def passthru_payload(
+    call: Call, call_type: str, *, after_connect: bool, recording_base: str
+) -> dict[str, Any]:
+    """A call flow's Passthru GET parameters (passthru-applet.txt), where the applet sits:
+    before the Connect applet (``call-attempt``, the gathered ``digits``) or after it
+    (``DialWhomNumber``, ``DialCallDuration``, ``RecordingUrl`` when it recorded)."""
+    agent = call.leg("agent")
+    dialled = 0 if agent is None else whole_seconds(agent.created, agent.ended_at or clock.now())
+    payload: dict[str, Any] = {
+        Passthru.CALL_SID: call.sid,
+        Passthru.CALL_FROM: call.from_number,
+        Passthru.CALL_TO: call.to_number,
+        Passthru.DIRECTION: Passthru.INCOMING,
+        Passthru.CREATED: v1_time(call.created),
+        Passthru.DIAL_CALL_DURATION: str(dialled),
+        Passthru.START_TIME: v1_time(call.start_time or call.created),
+        Passthru.CURRENT_TIME: v1_time(clock.now()),
+        Passthru.END_TIME: Passthru.EPOCH_END_TIME,
+        Passthru.CALL_TYPE: call_type,
+    }
+    if call.digits:
+        payload[Passthru.DIGITS] = f'"{call.digits}"'  # Exotel wraps them in quotes
+    if after_connect and agent is not None:
+        payload[Passthru.DIAL_WHOM_NUMBER] = agent.phone_number
+        recording = call.recording_url(recording_base)
+        if recording:
+            payload[Passthru.RECORDING_URL] = recording
+    if call.app_id:
+        payload[Passthru.FLOW_ID] = call.app_id
+    return payload
+
+
+def respell(value: Any, spelling: Spelling | None) -> Any:
+    """``value`` with every key in ``spelling`` (``None``: as its document spells it)."""
+    if spelling is None:
+        return value
+    if isinstance(value, dict):
+        return {spell(str(key), spelling): respell(item, spelling) for key, item in value.items()}
+    if isinstance(value, list):
+        return [respell(item, spelling) for item in value]
+    return value
 
 
 def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:

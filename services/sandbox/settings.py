@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.exotel.fields import Spelling
+
+#: ``documented``: each callback's keys as its document spells them (v1 and Passthru
+#: CamelCase, v2/v3 snake_case, LWB lower case); else every key of every callback so.
+CallbackSpelling = Literal["documented", "PascalCase", "lowercase", "snake_case"]
 
 
 class SandboxSettings(BaseSettings):
@@ -33,6 +41,7 @@ class SandboxSettings(BaseSettings):
     callback_timeout_seconds: float = 15.0
     callback_retries: int = 2
     callback_retry_delay_seconds: float = 1.0
+    callback_key_spelling: CallbackSpelling = "documented"
 
     voice_calls_per_minute: int = 200
     get_per_minute: int = 300
@@ -42,6 +51,11 @@ class SandboxSettings(BaseSettings):
     recording_base_url: str = "https://s3-ap-southeast-1.amazonaws.com/exotelrecordings"
     request_log_size: int = 100_000
     log_level: str = "INFO"
+
+    def spelling(self) -> Spelling | None:
+        """The spelling callbacks are sent in (None: as documented)."""
+        value = self.callback_key_spelling
+        return None if value == "documented" else value
 
     def accounts(self) -> dict[str, tuple[str, str]]:
         """Account sid -> (api key, api token), the default account first."""

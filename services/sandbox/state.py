@@ -14,10 +14,18 @@ from services.sandbox import numbers
 
 Api = Literal["v1", "v2", "v3"]
 Role = Literal["agent", "customer", "monitor"]
-Phase = Literal["queued", "agent_ringing", "customer_ringing", "connected", "ended"]
+#: ``flow``: an inbound call in its call flow, before or after the Connect applet
+Phase = Literal["queued", "flow", "agent_ringing", "customer_ringing", "connected", "ended"]
 
 TERMINAL_LEG_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 ORIGINS: dict[Role, str] = {"agent": "outbound", "customer": "outbound-dial", "monitor": "monitor"}
+#: An inbound call: the caller dialled the ExoPhone, the flow's Connect applet dialled the
+#: agent out (v1-call-legs.txt, "Origin").
+INBOUND_ORIGINS: dict[Role, str] = {
+    "agent": "outbound-dial",
+    "customer": "inbound",
+    "monitor": "monitor",
+}
 
 
 def new_sid() -> str:
@@ -67,6 +75,7 @@ class CallbackRecord:
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     delivered: bool = False
     finished: bool = False
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once finished
 
 
 @dataclass
@@ -87,10 +96,11 @@ class Leg:
     custom_field: str | None = None
     subscriptions: list[Subscription] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    inbound: bool = False  # a leg of an inbound call (its origins differ)
 
     @property
     def origin(self) -> str:
-        return ORIGINS[self.role]
+        return (INBOUND_ORIGINS if self.inbound else ORIGINS)[self.role]
 
     @property
     def ended(self) -> bool:
@@ -145,6 +155,20 @@ class Call:
     legs: list[Leg] = field(default_factory=list)
     callbacks: list[CallbackRecord] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: v1's Direction: outbound-api (placed by the API) or inbound (rang an ExoPhone)
+    direction: str = "outbound-api"
+    #: the call flow the call started in (inbound calls), and the digits it gathered
+    app_id: str | None = None
+    app_name: str | None = None
+    digits: str | None = None
+    #: an inbound call: who hung up (or why the connect ended), set by a hang-up
+    hangup_cause: str | None = None
+    #: an inbound call: the agent its Connect applet dials (DialWhomNumber)
+    agent_number: str | None = None
+
+    @property
+    def inbound(self) -> bool:
+        return self.direction == "inbound"
 
     def add_leg(self, role: Role, phone_number: str, at: datetime) -> Leg:
         leg = Leg(
@@ -154,6 +178,7 @@ class Call:
             phone_number=phone_number,
             created=at,
             updated=at,
+            inbound=self.inbound,
         )
         self.legs.append(leg)
         return leg
@@ -181,8 +206,16 @@ class Call:
         self.updated = at
 
     def conversation_duration(self) -> int:
-        customer = self.leg("customer")
-        return 0 if customer is None else customer.on_call_duration()
+        """Seconds both parties talked: the second leg's time on call (an inbound call's
+        caller is on the line from the start; its conversation is the agent's leg)."""
+        second = self.leg("agent" if self.inbound else "customer")
+        return 0 if second is None else second.on_call_duration()
+
+    def parties(self) -> tuple[Leg | None, Leg | None]:
+        """(the leg dialled first, the one connected second): agent then customer for a
+        call the API placed, the caller then the agent for an inbound call."""
+        agent, customer = self.leg("agent"), self.leg("customer")
+        return (customer, agent) if self.inbound else (agent, customer)
 
     def duration(self) -> int:
         return whole_seconds(self.start_time, self.end_time)

@@ -141,6 +141,20 @@ class SandboxControl:
         """Clear faults, chaos, latency, the request log, rate stats; limits back to config."""
         self._send("POST", "/_sandbox/reset")
 
+    def inbound(self, **spec: Any) -> JsonDict:
+        """A caller rings an ExoPhone (``from``, ``exophone``, ``agent``, ``passthru_url``,
+        ...: services/sandbox/inbound.py); returns the new call's view."""
+        result: JsonDict = self._send("POST", "/_sandbox/inbound", json=spec)
+        return result
+
+    def set_callback_spelling(self, spelling: str) -> str:
+        """``documented``, ``PascalCase``, ``lowercase`` or ``snake_case``: the keys of
+        every callback sent from now on."""
+        result: JsonDict = self._send(
+            "POST", "/_sandbox/callback-spelling", json={"spelling": spelling}
+        )
+        return str(result["spelling"])
+
     def wait_for_call(
         self,
         sid: str,
@@ -223,6 +237,16 @@ class SandboxControl:
 
     async def reset_async(self) -> None:
         await self._asend("POST", "/_sandbox/reset")
+
+    async def inbound_async(self, **spec: Any) -> JsonDict:
+        result: JsonDict = await self._asend("POST", "/_sandbox/inbound", json=spec)
+        return result
+
+    async def set_callback_spelling_async(self, spelling: str) -> str:
+        result: JsonDict = await self._asend(
+            "POST", "/_sandbox/callback-spelling", json={"spelling": spelling}
+        )
+        return str(result["spelling"])
 
     async def wait_for_call_async(
         self,

@@ -52,7 +52,7 @@ def v1_call(
         V1.END_TIME: v1_time(call.end_time),
         V1.DURATION: str(call.duration()) if call.ended else None,
         V1.PRICE: v1_price(call),
-        V1.DIRECTION: "outbound-api",
+        V1.DIRECTION: call.direction,
         V1.ANSWERED_BY: "human" if call.ended and answered else None,
         V1.FORWARDED_FROM: None,
         V1.CALLER_NAME: None,
@@ -60,14 +60,14 @@ def v1_call(
         V1.RECORDING_URL: call.recording_url(recording_base) if call.ended else None,
     }
     if details:
-        agent, customer = call.leg("agent"), call.leg("customer")
+        first, second = call.parties()
         body[V1.DETAILS] = {
             V1.CONVERSATION_DURATION: call.conversation_duration(),
-            V1.leg_status(1): agent.status if agent else None,
-            V1.leg_status(2): customer.status if customer else None,
+            V1.leg_status(1): first.status if first else None,
+            V1.leg_status(2): second.status if second else None,
             V1.LEGS: [
-                {V1.LEG: {V1.LEG_ID: "1", V1.ON_CALL_DURATION: _on_call(agent)}},
-                {V1.LEG: {V1.LEG_ID: "2", V1.ON_CALL_DURATION: _on_call(customer)}},
+                {V1.LEG: {V1.LEG_ID: "1", V1.ON_CALL_DURATION: _on_call(first)}},
+                {V1.LEG: {V1.LEG_ID: "2", V1.ON_CALL_DURATION: _on_call(second)}},
             ],
         }
     return body
@@ -141,11 +141,15 @@ def _user_id(number: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-user:{number}").hex
 
 
+def _ccm_direction(call: Call) -> str:
+    return "inbound" if call.inbound else "outbound"
+
+
 def v2_call(call: Call, recording_base: str) -> dict[str, Any]:
     """The v2 ``data`` block (POST/GET answers and callbacks)."""
     return {
         V2.CALL_SID: call.sid,
-        V2.DIRECTION: "outbound",
+        V2.DIRECTION: _ccm_direction(call),
         V2.VIRTUAL_NUMBER: call.caller_id,
         V2.CALL_STATE: "terminal" if call.ended else "active",
         V2.CALL_STATUS: call.ccm_status if call.ended else None,
@@ -169,9 +173,9 @@ def v2_call(call: Call, recording_base: str) -> dict[str, Any]:
         V2.TOTAL_DURATION: call.duration() if call.ended else None,
         V2.TOTAL_TALK_TIME: call.conversation_duration() if call.ended else None,
         V2.CUSTOM_FIELD: call.custom_field,
-        V2.APP_ID: None,
-        V2.APP_NAME: None,
-        V2.DIGITS: None,
+        V2.APP_ID: call.app_id,
+        V2.APP_NAME: call.app_name,
+        V2.DIGITS: call.digits,
         V2.RECORDINGS: _recordings(call, recording_base),
     }
 
@@ -183,7 +187,7 @@ def v3_call(call: Call, recording_base: str, *, epoch_end_time: bool = False) ->
         end_time = EPOCH_IST
     return {
         V3.SID: call.sid,
-        V3.DIRECTION: "outbound",
+        V3.DIRECTION: _ccm_direction(call),
         V3.VIRTUAL_NUMBER: call.caller_id,
         V3.STATE: "terminal" if call.ended else "active",
         V3.STATUS: call.ccm_status if call.ended else None,
@@ -195,9 +199,9 @@ def v3_call(call: Call, recording_base: str, *, epoch_end_time: bool = False) ->
         V3.TOTAL_DURATION: call.duration() if call.ended else None,
         V3.TOTAL_TALK_TIME: call.conversation_duration() if call.ended else None,
         V3.CUSTOM_FIELD: call.custom_field,
-        V3.APP_ID: None,
-        V3.APP_NAME: None,
-        V3.DIGITS: None,
+        V3.APP_ID: call.app_id,
+        V3.APP_NAME: call.app_name,
+        V3.DIGITS: call.digits,
         V3.RECORDINGS: _recordings(call, recording_base),
     }
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from services.brokers import choice as broker_choice
 from services.brokers.apache_kafka import ApacheKafkaError
 from services.brokers.tansu import EmbeddedBrokerError
+from services.common.callback_signature import CallbackSigner
+from services.executor.mapping.callbacks import CallbackTarget
 from services.stack.kcat import TANSU_NOTE, kcat_example
 from services.stack.processes import ServiceProcess
 
@@ -121,6 +123,11 @@ def _run_stack(broker: broker_choice.RunningBroker) -> int:
                 "metrics": metrics_port,
             },
             token=token,
+            passthru=CallbackTarget(
+                env["CALLBACK_PUBLIC_URL"],
+                token,
+                CallbackSigner(env["CALLBACK_SIGNING_SECRET"]),
+            ).passthru_url("default"),
         )
         while not stopping:
             for child, _ in children:
@@ -145,6 +152,7 @@ def _print_summary(
     sandbox: bool,
     ports: dict[str, int],
     token: str,
+    passthru: str | None = None,
 ) -> None:
     sandbox_port, ingress_port, executor_port = (
         ports["sandbox"],
@@ -155,6 +163,12 @@ def _print_summary(
     tansu = broker.kind == "tansu"
     librdkafka = f"\n  note        {_wrap(TANSU_NOTE)}" if tansu else ""
     exotel = f"sandbox http://127.0.0.1:{sandbox_port}" if sandbox else "Exotel (EXOTEL_* set)"
+    passthru_line = (
+        f"\n  passthru    {passthru}"
+        "\n              (a call flow's Passthru URL: inbound calls; `voicebus passthru-url`)"
+        if passthru
+        else ""
+    )
     kcat = textwrap.indent(kcat_example(bootstrap), "  ")
     kcat_intro = (
         "or publish your own with kcat (needs a real Kafka: not Tansu, see the note above):"
@@ -166,7 +180,7 @@ def _print_summary(
 voicebus is running (Ctrl-C stops everything)
   Kafka       {kafka}{librdkafka}
   Exotel      {exotel}
-  ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>
+  ingress     http://127.0.0.1:{ingress_port}/exotel/callbacks/<CALLBACK_TOKEN>{passthru_line}
   executor    http://127.0.0.1:{executor_port}/metrics  /readyz
   metrics     http://127.0.0.1:{ports["metrics"]}/metrics (business and SRE metrics from the facts)
   CALLBACK_TOKEN={token}

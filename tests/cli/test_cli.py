@@ -251,3 +251,55 @@ def test_bootstrap_from_flag_env_or_stack_env(
     assert kafka_settings("kafka:9092", stack_env=stack_env).bootstrap_servers == "kafka:9092"
     monkeypatch.setenv("KAFKA_ENABLE_IDEMPOTENCE", "true")
     assert kafka_settings("kafka:9092", stack_env=stack_env).enable_idempotence is True
+
+
+# ------------------------------------------------------------------ passthru-url
+
+PASSTHRU_ENV = {
+    "CALLBACK_TOKEN": "cli-token-0123456789abcdef",
+    "CALLBACK_SIGNING_SECRET": "cli-signing-secret-0123456789abcdef0123",
+    "CALLBACK_PUBLIC_URL": "https://hooks.example.com",
+}
+
+
+def test_passthru_url_prints_the_signed_url_the_ingress_accepts() -> None:
+    from services.common.callback_signature import CallbackSigner
+
+    result = invoke(["passthru-url", "--account", "sales"], env=PASSTHRU_ENV)
+    assert result.exit_code == Exit.OK, result.output
+    url = result.stdout.strip()
+    assert url.startswith(
+        "https://hooks.example.com/exotel/passthru/cli-token-0123456789abcdef?account=sales&sig="
+    )
+    sig = url.rsplit("sig=", 1)[1]
+    assert CallbackSigner(PASSTHRU_ENV["CALLBACK_SIGNING_SECRET"]).verify({"account": "sales"}, sig)
+    assert "Passthru applet" in result.stderr
+    assert PASSTHRU_ENV["CALLBACK_SIGNING_SECRET"] not in result.output
+
+
+def test_passthru_url_defaults_to_the_default_account_and_public_url() -> None:
+    env = PASSTHRU_ENV | {"CALLBACK_PUBLIC_URL": None}
+    result = invoke(["passthru-url"], env=env)
+    assert result.exit_code == Exit.OK, result.output
+    assert result.stdout.startswith("http://127.0.0.1:8080/exotel/passthru/")
+    assert "account=default" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["passthru-url"], {"CALLBACK_TOKEN": None}, "CALLBACK_TOKEN"),
+        (["passthru-url"], {"CALLBACK_SIGNING_SECRET": "short"}, "CALLBACK_SIGNING_SECRET"),
+        (["passthru-url", "--account", "a b"], {}, "--account"),
+        (["passthru-url", "--public-url", "ftp://x"], {}, "--public-url"),
+        (["passthru-url", "--public-url", "https://x/?a=1"], {}, "--public-url"),
+    ],
+)
+def test_passthru_url_refuses_what_the_ingress_would_not_accept(
+    args: list[str], env: dict[str, str | None], message: str
+) -> None:
+    result = invoke(args, env=PASSTHRU_ENV | env)
+    assert result.exit_code == Exit.USAGE
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert "short" not in result.stderr, "never the value"

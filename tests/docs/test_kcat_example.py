@@ -58,3 +58,20 @@ def test_the_readme_says_librdkafka_clients_need_a_real_kafka() -> None:
     note = README.index("librdkafka clients cannot talk to", example)
     assert "Tansu" in README[example:note]
     assert note - example < 2000  # beside the example, not elsewhere
+
+
+def test_the_banner_prints_the_passthru_url_of_the_stack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "http://127.0.0.1:8080/exotel/passthru/token?account=default&sig=abc"
+    _print_summary(
+        bootstrap="127.0.0.1:29092",
+        broker=RunningBroker(
+            "127.0.0.1:29092", BrokerChoice("apache-kafka", "chosen"), transactions=False
+        ),
+        sandbox=True,
+        ports={"sandbox": 8090, "ingress": 8080, "executor": 9101, "metrics": 9100},
+        token="token",
+        passthru=url,
+    )
+    assert f"passthru    {url}" in capsys.readouterr().out

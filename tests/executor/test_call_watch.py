@@ -36,7 +36,7 @@ from services.executor.settings import ExecutorSettings
 from services.exotel.accounts import ApiVersion
 from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
-from tests.support.exotel import FakeExotel
+from tests.support.exotel import FakeExotel, not_found
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exotel"
 IST = ZoneInfo("Asia/Kolkata")
@@ -529,3 +529,99 @@ async def test_old_records_and_unreadable_ones_are_ignored() -> None:
     run.apply(bad, now)
     run.apply(record(CALL_CONNECT_RESULT, accepted_result("y", account="nope"), now), now)
     assert len(run.watch) == 0
+
+
+# ------------------------------------------------------------------ calls first seen by Passthru
+
+
+def flow_event(call_sid: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "call_sid": call_sid,
+        "event_type": "flow",
+        "api": "passthru",
+        "account": "default",
+        "leg_sid": None,
+        **extra,
+    }
+
+
+async def test_a_call_first_seen_by_passthru_is_watched_and_polled_in_v1() -> None:
+    details = v1_details()
+    sid = details.call_sid
+    exotel = FakeExotel().answer("call_details", details, sid=sid)
+    run, published, clock = runner(exotel)
+    run.apply(record(CALL_STATUS, flow_event(sid), T0), T0)
+    run.apply(record(CALL_STATUS, flow_event(sid, call_type="completed"), T0), T0)
+    assert len(run.watch) == 1, "repeated flow events watch once"
+    watched_call = run.watch.get(sid)
+    assert watched_call is not None
+    assert (watched_call.account, watched_call.api, watched_call.command_id) == (
+        "default",
+        "v1",
+        None,
+    ), "v1 call details cover inbound calls, whatever the account's API (v3 here)"
+    clock.now = T0 + timedelta(seconds=10)
+    assert await run.sweep() == 1
+    assert exotel.sent("call_details") == [(sid, "v1")]
+    ((value, _, key, _),) = published.records
+    event = CallStatusEvent.model_validate_json(value)
+    assert (event.event_type, event.source, event.account, key) == (
+        "terminal",
+        "poll",
+        "default",
+        sid.encode(),
+    )
+
+
+async def test_a_flow_event_never_ends_the_watch_but_a_terminal_does() -> None:
+    run, published, clock = runner(FakeExotel())
+    run.apply(record(CALL_STATUS, flow_event("CAin", status="completed"), T0), T0)
+    assert "CAin" in run.watch
+    run.apply(record(CALL_STATUS, {"call_sid": "CAin", "event_type": "terminal"}, T0), T0)
+    assert "CAin" not in run.watch
+    clock.now = T0 + timedelta(hours=1)
+    assert await run.sweep() == 0
+    assert published.records == []
+
+
+async def test_a_monitor_legs_terminal_never_ends_the_calls_watch() -> None:
+    run, _, _ = runner(FakeExotel())
+    run.apply(record(CALL_STATUS, flow_event("CAin"), T0), T0)
+    for leg_event in (
+        {"call_sid": "CAin", "event_type": "terminal", "leg_sid": "L1", "api": "lwb"},
+        {"call_sid": "CAin", "event_type": "terminal", "leg_sid": None, "api": "lwb"},
+    ):
+        run.apply(record(CALL_STATUS, leg_event, T0), T0)
+    assert "CAin" in run.watch
+
+
+async def test_a_flow_event_of_an_unknown_account_is_not_watched() -> None:
+    run, _, _ = runner(FakeExotel())
+    run.apply(record(CALL_STATUS, flow_event("CAx", account="nobody"), T0), T0)
+    run.apply(record(CALL_STATUS, flow_event("CAy", account=None), T0), T0)
+    assert "CAx" not in run.watch
+    assert "CAy" in run.watch, "no account named: the default one"
+
+
+async def test_a_result_read_after_the_flow_event_gives_the_call_its_command() -> None:
+    run, _, _ = runner(FakeExotel())
+    run.apply(record(CALL_STATUS, flow_event("CAflow"), T0), T0)
+    run.apply(record(CALL_CONNECT_RESULT, accepted_result("CAflow"), T0), T0)
+    watched_call = run.watch.get("CAflow")
+    assert watched_call is not None
+    assert watched_call.command_id == "cmd-CAflow"
+
+
+async def test_a_flow_call_the_accounts_details_do_not_know_is_dropped_not_polled_for_hours() -> (
+    None
+):
+    exotel = FakeExotel().answer("call_details", not_found("Not Found"), sid="CAforeign")
+    exotel.answer("call_details", not_found("Not Found"), not_found("Not Found"), sid="CAplaced")
+    run, published, clock = runner(exotel)
+    run.apply(record(CALL_STATUS, flow_event("CAforeign"), T0), T0)
+    run.apply(record(CALL_CONNECT_RESULT, accepted_result("CAplaced"), T0), T0)
+    clock.now = T0 + timedelta(seconds=10)
+    assert await run.sweep() == 2
+    assert "CAforeign" not in run.watch, "Exotel does not know it in this account"
+    assert "CAplaced" in run.watch, "a call voicebus placed is polled again"
+    assert published.records == []

@@ -73,6 +73,30 @@ async def test_listen_without_target_monitors_the_agent_leg() -> None:
     }
 
 
+async def test_the_supervisors_number_goes_in_the_lwb_documents_format() -> None:
+    exotel = FakeExotel()
+    await run(exotel, lwb(action="listen", target_leg_sid="agent1"))
+    assert created(exotel).form["PhoneNumber"] == "09800000001", "+91 and 10 digits: 0 + 10"
+
+
+async def test_an_account_set_to_json_sends_create_and_upgrade_as_json() -> None:
+    exotel = FakeExotel().answer("active_legs", [*OUTBOUND_CALL, leg("mon1", "monitor", "listen")])
+    service = executor(exotel, lwb_encoding="json")
+    await service.execute(lwb(action="listen", target_leg_sid="agent1"), command_type="lwb.action")
+    await service.execute(
+        lwb(command_id="cmd-2", action="barge", monitor_leg_sid="mon1"), command_type="lwb.action"
+    )
+    assert created(exotel).encoding == "json"
+    assert upgraded(exotel).encoding == "json"
+    assert upgraded(exotel).form == {"action": "barge"}
+
+
+async def test_accounts_send_forms_by_default() -> None:
+    exotel = FakeExotel()
+    await run(exotel, lwb(action="listen", target_leg_sid="agent1"))
+    assert created(exotel).encoding == "form"
+
+
 async def test_a_given_target_needs_no_active_legs_read() -> None:
     exotel = FakeExotel()
     result = await run(exotel, lwb(action="whisper", target_leg_sid="cust1"))

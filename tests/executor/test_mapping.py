@@ -147,7 +147,7 @@ def test_a_monitor_leg_is_created_with_the_documented_fields() -> None:
     assert request.call_sid == "call0001"
     assert request.form == {
         "action": "listen",
-        "PhoneNumber": "+919800000001",
+        "PhoneNumber": "09800000001",
         "TargetLegSid": "agent1",
         "StatusCallback": CALLBACK,
         "StatusCallbackContentType": "multipart/form-data",
@@ -185,3 +185,89 @@ def test_a_hangup_puts_action_hangup_on_the_leg() -> None:
         "cust1",
         {"action": "hangup"},
     )
+
+
+# ------------------------------------------------------------------ connect to a flow
+
+FLOW = "http://my.exotel.com/Exotel/exoml/start_voice/926"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("record", True),
+        ("record", False),
+        ("recording_channels", "dual"),
+        ("recording_format", "mp3"),
+        ("wait_url", "https://example.com/wait.wav"),
+        ("start_playback_to", "both"),
+        ("start_playback_value", "https://example.com/hello.wav"),
+        ("status_events", ["terminal"]),
+    ],
+)
+def test_connect_to_a_flow_refuses_what_the_flow_api_does_not_take(
+    name: str, value: object
+) -> None:
+    with pytest.raises(UnsupportedOption) as refused:
+        v1_form(command(to=None, flow_url=FLOW, **{name: value}))
+    assert refused.value.field == name
+    assert "call flow" in str(refused.value)
+
+
+def test_connect_to_a_flow_takes_its_documented_options() -> None:
+    form = v1_form(
+        command(
+            to=None,
+            flow_url=FLOW,
+            call_type="trans",
+            time_limit=600,
+            time_out=30,
+            custom_field="order-7",
+        )
+    )
+    assert {k: form[k] for k in ("Url", "CallType", "TimeLimit", "TimeOut", "CustomField")} == {
+        "Url": FLOW,
+        "CallType": "trans",
+        "TimeLimit": "600",
+        "TimeOut": "30",
+        "CustomField": "order-7",
+    }
+    assert not [k for k in form if k.startswith("StatusCallbackEvents")]
+
+
+def test_custom_field_says_where_a_flow_gets_it() -> None:
+    description = CallConnect.model_fields["custom_field"].description or ""
+    assert "Passthru" in description
+
+
+# ------------------------------------------------------------------ the LWB number format
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("9052161119", "09052161119"),
+        ("+919052161119", "09052161119"),
+        ("+918030752400", "08030752400"),
+        ("09052161119", "09052161119"),
+        ("08030752400", "08030752400"),
+        ("919052161119", "919052161119"),
+        ("+6591234567", "+6591234567"),
+        ("+91905216111", "+91905216111"),
+        ("5052161119", "5052161119"),
+        ("sip:sup@example.com", "sip:sup@example.com"),
+    ],
+)
+def test_the_supervisors_number_in_the_lwb_documents_format(given: str, sent: str) -> None:
+    assert legs.lwb_phone_number(given) == sent
+
+
+def test_lwb_requests_carry_the_accounts_encoding() -> None:
+    request = legs.monitor_leg(
+        lwb(action="barge"), target_leg_sid="agent1", callback_url=CALLBACK, encoding="json"
+    )
+    assert request.encoding == "json"
+    assert request.form["StatusCallbackEvents[0]"] == "terminal", "as the document's sample"
+    upgrade = legs.monitor_upgrade("call0001", "mon1", "whisper", encoding="json")
+    assert upgrade.encoding == "json"
+    assert legs.hangup("call0001", "leg1").form == {"action": "hangup"}

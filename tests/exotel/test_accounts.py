@@ -198,6 +198,14 @@ def write_toml(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def default_account_and_file(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """The environment's ``default`` account, and the accounts file at ``path``."""
+    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "acme1")
+    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
+    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
+    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(path))
+
+
 def test_the_accounts_file_adds_named_accounts_beside_the_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -220,10 +228,7 @@ base_url = "http://127.0.0.1:8090"
 timezone = "UTC"
 """,
     )
-    monkeypatch.setenv("EXOTEL_ACCOUNT_SID", "acme1")
-    monkeypatch.setenv("EXOTEL_API_KEY", API_KEY)
-    monkeypatch.setenv("EXOTEL_API_TOKEN", API_TOKEN)
-    monkeypatch.setenv("EXOTEL_ACCOUNTS_FILE", str(path))
+    default_account_and_file(monkeypatch, path)
     monkeypatch.setenv("SALES_TOKEN", "sales-token")
     monkeypatch.setenv("SUPPORT_KEY", "support-key")
     monkeypatch.setenv("SUPPORT_TOKEN", "support-token")
@@ -343,4 +348,42 @@ def test_an_account_name_unfit_for_a_metric_label_is_refused(tmp_path: Path) -> 
         tmp_path, '[accounts."bad name!"]\naccount_sid = "s1"\napi_key = "k"\napi_token = "t"\n'
     )
     with pytest.raises(ExotelConfigError, match="name"):
+        ExotelSettings(accounts_file=path).accounts()
+
+
+def test_lwb_requests_are_forms_unless_an_account_asks_for_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = write_toml(
+        tmp_path,
+        """
+[accounts.lwbjson]
+account_sid = "lwb1"
+api_key = "lwb-key"
+api_token = "lwb-token"
+lwb_request_encoding = "json"
+""",
+    )
+    default_account_and_file(monkeypatch, path)
+    accounts = ExotelSettings().accounts()
+    assert accounts["default"].lwb_request_encoding == "form"
+    assert accounts["lwbjson"].lwb_request_encoding == "json"
+    monkeypatch.setenv("EXOTEL_LWB_REQUEST_ENCODING", "json")
+    default = ExotelSettings().default_account()
+    assert default is not None
+    assert default.lwb_request_encoding == "json"
+
+
+def test_an_unknown_lwb_encoding_is_refused_by_name(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        """
+[accounts.odd]
+account_sid = "odd1"
+api_key = "odd-key"
+api_token = "odd-token"
+lwb_request_encoding = "xml"
+""",
+    )
+    with pytest.raises(ExotelConfigError, match="lwb_request_encoding"):
         ExotelSettings(accounts_file=path).accounts()

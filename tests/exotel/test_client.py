@@ -382,6 +382,34 @@ async def test_a_monitor_leg_is_created_with_the_callers_form(harness: Harness) 
     assert harness.observer.calls[0]["endpoint"] == "v1.legs.create"
 
 
+async def test_a_json_monitor_leg_sends_the_same_fields_as_a_json_object(
+    harness: Harness,
+) -> None:
+    harness.exotel.reply(200, sample("monitor_leg.xml"))
+    form = {
+        "action": "barge",
+        "PhoneNumber": "09052161119",
+        "TargetLegSid": "leg-agent",
+        "StatusCallbackEvents[0]": "terminal",
+    }
+
+    await harness.client.create_monitor_leg(MonitorLegRequest("call123", form, "json"))
+
+    request = harness.exotel.last
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == form, "the LWB document's sample shape"
+
+
+async def test_a_json_upgrade_sends_a_json_object(harness: Harness) -> None:
+    harness.exotel.reply(200, sample("monitor_leg_upgrade.xml"))
+    await harness.client.update_monitor_leg(
+        MonitorUpgradeRequest("call123", "leg-mon", {"action": "barge"}, "json")
+    )
+    request = harness.exotel.last
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == {"action": "barge"}
+
+
 async def test_a_monitor_leg_with_a_bad_phone_number_is_rejected(harness: Harness) -> None:
     harness.exotel.reply(400, sample("restexception_400_status.xml"))
     with pytest.raises(ExotelRejected) as excinfo:

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "callbacks"
 
@@ -52,3 +53,13 @@ def multipart_body(pairs: list[tuple[str, str]], boundary: str = "exotelboundary
         for k, v in pairs
     ]
     return b"".join([*chunks, f"--{boundary}--\r\n".encode()])
+
+
+def query_pairs(name: str) -> list[tuple[str, str]]:
+    """A GET query sample (``name=value&...``, URL-encoded) as its decoded pairs."""
+    return parse_qsl(text(name), keep_blank_values=True, strict_parsing=True)
+
+
+def query_payload(name: str) -> dict[str, str]:
+    """A GET query sample as the payload the ingress decodes from it (one value a name)."""
+    return dict(query_pairs(name))

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -173,6 +174,38 @@ def test_post_with_the_payload_in_the_query(client: TestClient, outlet: MemoryOu
     assert response.status_code == 200
     [event] = outlet.facts.events
     assert (event.call_sid, event.status, event.command_id) == ("q1", "failed", "c-10")
+
+
+@pytest.mark.parametrize("encoding", ["json", "multipart", "urlencoded", "get"])
+def test_a_monitor_legs_pascal_case_terminal_is_a_leg_event_in_every_encoding(
+    client: TestClient, outlet: MemoryOutlet, encoding: str
+) -> None:
+    """Issue 13: told by content alone (no ``api=lwb`` in the URL), through the endpoint."""
+    payload = samples.load("lwb_monitor_terminal_pascal.json")
+    pairs = [(k, str(v)) for k, v in payload.items()]
+    url = f"{BASE}?{signed_query(command_id='lwb-7')}"
+    if encoding == "json":
+        response = client.post(url, json=payload)
+    elif encoding == "multipart":
+        response = client.post(
+            url,
+            content=samples.multipart_body(pairs),
+            headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
+        )
+    elif encoding == "urlencoded":
+        response = client.post(url, data=dict(pairs))
+    else:
+        response = client.get(f"{url}&{urlencode(pairs)}")
+    assert response.status_code == 200, response.text
+    [event] = outlet.facts.events
+    assert (event.api, event.event_type, event.leg_sid, event.call_sid) == (
+        "lwb",
+        "terminal",
+        "xxxxxxx",
+        "xxxxxx",
+    ), "a monitor leg's end, not the call's"
+    assert (event.origin, event.last_action, event.command_id) == ("monitor", "whisper", "lwb-7")
+    assert event.raw["LegSid"] == "xxxxxxx", "raw keeps Exotel's spelling"
 
 
 def test_head_is_not_a_callback(client: TestClient, outlet: MemoryOutlet) -> None:
@@ -363,3 +396,123 @@ def test_random_multipart_fields_never_500(
         URL, content=body, headers={"content-type": "multipart/form-data; boundary=fuzzboundary"}
     )
     assert response.status_code in (200, 400), response.text
+
+
+# --------------------------------------------------------------------------- Passthru
+
+PASSTHRU = f"/exotel/passthru/{TOKEN}"
+
+
+def passthru_url(pairs: list[tuple[str, str]], **correlation: str) -> str:
+    """The dashboard's URL (signed account) with Exotel's parameters appended."""
+    return f"{PASSTHRU}?{signed_query(**correlation)}&{urlencode(pairs)}"
+
+
+def test_a_passthru_get_is_a_flow_fact_once_durable(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    pairs = samples.query_pairs("passthru_before_connect.query.txt")
+    response = client.get(passthru_url(pairs, account="default"))
+    assert response.status_code == 200, response.text
+    [event] = outlet.facts.events
+    assert response.json() == {"status": "accepted", "event_id": event.event_id}
+    assert (event.api, event.event_type, event.call_sid) == (
+        "passthru",
+        "flow",
+        "b6cfaf5f5cef3ca0fc937749ef960e25",
+    )
+    assert (event.account, event.digits, event.direction) == ("default", "123", "inbound")
+    assert "sig" not in event.raw
+    assert "account" not in event.raw
+
+
+def test_the_passthru_endpoint_reads_even_a_bare_notification_as_a_flow_event(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    response = client.get(passthru_url([("CallSid", "CA7"), ("Status", "completed")]))
+    assert response.status_code == 200
+    [event] = outlet.facts.events
+    assert (event.api, event.event_type, event.status) == ("passthru", "flow", "unknown")
+
+
+def test_a_passthru_post_form_is_read_too(client: TestClient, outlet: MemoryOutlet) -> None:
+    response = client.post(
+        f"{PASSTHRU}?{signed_query(account='default')}",
+        data=dict(samples.query_pairs("passthru_after_connect.query.txt")),
+    )
+    assert response.status_code == 200, response.text
+    assert [e.call_type for e in outlet.facts.events] == ["completed"]
+
+
+def test_a_repeated_passthru_keeps_its_event_id(client: TestClient, outlet: MemoryOutlet) -> None:
+    pairs = samples.query_pairs("passthru_before_connect.query.txt")
+    client.get(passthru_url(pairs, account="default"))
+    later = [(k, "2017-02-17 14:16:20" if k == "CurrentTime" else v) for k, v in pairs]
+    client.get(passthru_url(later, account="default"))
+    first, second = outlet.facts.events
+    assert first.event_id == second.event_id
+    assert first.call_sid == second.call_sid
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/exotel/passthru/{TOKEN[:-1]}x?{signed_query(account='default')}&CallSid=CA1",
+        f"{PASSTHRU}?{signed_query(account='default').replace('default', 'other')}&CallSid=CA1",
+        f"{PASSTHRU}?account=default&CallSid=CA1",
+        f"{PASSTHRU}?{signed_query(account='default')}&sig=again&CallSid=CA1",
+    ],
+    ids=["wrong token", "forged account", "no sig", "two sigs"],
+)
+def test_a_passthru_with_a_wrong_token_or_signature_is_401_and_publishes_nothing(
+    client: TestClient, outlet: MemoryOutlet, url: str
+) -> None:
+    response = client.get(url)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+    assert outlet.facts.events == []
+    assert outlet.dead_letters.letters == []
+
+
+def test_a_passthru_without_a_call_sid_is_400_with_its_raw_query_dead_lettered(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    query = f"{signed_query(account='default')}&CallFrom=0XXXXX30240&CallType=call-attempt"
+    response = client.get(f"{PASSTHRU}?{query}")
+    assert response.status_code == 400
+    assert "CallSid" in response.json()["reason"]
+    [letter] = outlet.dead_letters.letters
+    assert letter.body == query.encode()
+    assert letter.content_type == "application/x-www-form-urlencoded"
+    assert outlet.facts.events == []
+
+
+def test_a_passthru_is_answered_within_its_own_deadline(outlet: MemoryOutlet) -> None:
+    outlet.facts.delay = 5.0
+    settings = make_settings(
+        publish_timeout_seconds=3.0,
+        spool_after_seconds=1.0,
+        passthru_timeout_seconds=0.2,
+        passthru_spool_after_seconds=0.1,
+    )
+    with TestClient(create_app(settings, outlet=outlet)) as test_client:
+        wait_ready(test_client)
+        started = time.monotonic()
+        response = test_client.get(passthru_url([("CallSid", "CA8")], account="default"))
+        elapsed = time.monotonic() - started
+        metrics = test_client.get("/metrics").text
+    assert response.status_code == 503, "not durable: not a 200"
+    assert elapsed < 1.0, "the Passthru's deadline, not the callbacks' 3 s"
+    assert 'voicebus_ingress_answer_duration_seconds_count{endpoint="passthru"} 1.0' in metrics
+
+
+def test_passthru_metrics_have_their_own_labels(client: TestClient) -> None:
+    client.get(passthru_url(samples.query_pairs("passthru_before_connect.query.txt")))
+    text = client.get("/metrics").text
+    assert 'voicebus_ingress_callbacks_received_total{api="passthru",event_type="flow"} 1.0' in text
+    assert "b6cfaf5f5cef3ca0fc937749ef960e25" not in text
+
+
+def test_the_passthru_deadline_must_leave_room_for_the_spool() -> None:
+    with pytest.raises(ValueError, match="INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS"):
+        make_settings(passthru_timeout_seconds=0.5, passthru_spool_after_seconds=0.5)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -263,6 +265,113 @@ async def test_unreadable_body_goes_to_the_dlq(
     assert letter.headers["content-type"] == "application/json"
     datetime.fromisoformat(letter.headers["received_at"])
     assert all(TOKEN not in value for value in letter.headers.values())
+
+
+# --------------------------------------------------------------------------- Passthru
+
+
+def passthru_url(ingress: Ingress, pairs: list[tuple[str, str]], token: str = TOKEN) -> str:
+    """The URL on the dashboard (``voicebus passthru-url``) with Exotel's query appended."""
+    query = signed_query(account="default")
+    return f"{ingress.base_url}/exotel/passthru/{token}?{query}&{urlencode(pairs)}"
+
+
+def flow_pairs(name: str, sid: str) -> list[tuple[str, str]]:
+    return [(k, sid if k == "CallSid" else v) for k, v in samples.query_pairs(name)]
+
+
+async def test_a_passthru_becomes_a_flow_fact_keyed_by_its_call_sid(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    sid = new_sid()
+    first = await http.get(
+        passthru_url(ingress, flow_pairs("passthru_before_connect.query.txt", sid))
+    )
+    last = await http.get(
+        passthru_url(ingress, flow_pairs("passthru_after_connect.query.txt", sid))
+    )
+    assert (first.status_code, last.status_code) == (200, 200), first.text
+    before, after = await reader.wait_for(CALL_STATUS, keyed(sid), count=2, timeout=10)
+    assert [f.value["event_type"] for f in (before, after)] == ["flow", "flow"]
+    assert [f.value["call_type"] for f in (before, after)] == ["call-attempt", "completed"]
+    assert before.value["digits"] == "123"
+    assert before.value["direction"] == "inbound"
+    assert before.value["account"] == "default"
+    assert after.value["dial_whom_number"] == "0XXXXX20000"
+    assert before.value["event_id"] != after.value["event_id"]
+    assert first.json()["event_id"] == before.value["event_id"], "answered once durable"
+    assert_cloudevent(before, sid, "flow")
+
+
+async def test_a_repeated_passthru_keeps_its_event_id(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    sid = new_sid()
+    pairs = flow_pairs("passthru_before_connect.query.txt", sid)
+    later = [(k, "2017-02-17 14:16:21" if k == "CurrentTime" else v) for k, v in pairs]
+    for attempt in (pairs, later):
+        assert (await http.get(passthru_url(ingress, attempt))).status_code == 200
+    first, second = await reader.wait_for(CALL_STATUS, keyed(sid), count=2, timeout=10)
+    assert first.value["event_id"] == second.value["event_id"]
+
+
+async def test_a_passthru_with_a_wrong_token_or_signature_is_401_and_publishes_nothing(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    sid = new_sid()
+    pairs = flow_pairs("passthru_before_connect.query.txt", sid)
+    good = passthru_url(ingress, pairs)
+    refused = [
+        passthru_url(ingress, pairs, token=TOKEN[:-1]),
+        good.replace("account=default", "account=other"),
+        good.replace("sig=", "sig=x"),
+        f"{ingress.base_url}/exotel/passthru/{TOKEN}?account=default&{urlencode(pairs)}",
+    ]
+    for url in refused:
+        response = await http.get(url)
+        assert response.status_code == 401, url
+        assert TOKEN not in response.text
+    later = flow_pairs("passthru_after_connect.query.txt", sid)
+    assert (await http.get(passthru_url(ingress, later))).status_code == 200
+    await reader.wait_for(CALL_STATUS, keyed(sid), timeout=10)
+    assert [f.value["call_type"] for f in reader.matching(CALL_STATUS, keyed(sid))] == [
+        "completed"
+    ], "only the accepted one"
+
+
+async def test_a_passthru_without_a_call_sid_is_400_with_its_raw_query_on_the_dlq(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    marker = new_sid()
+    pairs = [("CallFrom", "0XXXXX30240"), ("CallType", "call-attempt"), ("flow_id", marker)]
+    url = passthru_url(ingress, pairs)
+    response = await http.get(url)
+    assert response.status_code == 400
+    raw = url.split("?", 1)[1].encode()
+    [letter] = await reader.wait_for(CALL_STATUS_DLQ, lambda f: f.raw == raw, timeout=10)
+    assert "CallSid" in letter.headers["error"]
+    assert letter.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert all(TOKEN not in value for value in letter.headers.values())
+
+
+async def test_passthrus_are_answered_well_within_a_callers_patience(
+    ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
+) -> None:
+    """Sync mode holds the caller until the answer: every answer here is a durable fact."""
+    timings = []
+    sids = [new_sid() for _ in range(40)]
+    for sid in sids:
+        url = passthru_url(ingress, flow_pairs("passthru_before_connect.query.txt", sid))
+        started = time.perf_counter()
+        response = await http.get(url)
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    await reader.wait_for(CALL_STATUS, lambda f: f.key in sids, count=len(sids), timeout=20)
+    timings.sort()
+    p50, p99 = timings[len(timings) // 2], timings[int(len(timings) * 0.99)]
+    print(f"Passthru answer: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max "
+          f"{timings[-1] * 1000:.1f} ms (INGRESS_PASSTHRU_TIMEOUT_SECONDS 2 s)")  # fmt: skip
+    assert timings[-1] < 2.0
 
 
 async def test_metrics(ingress: Ingress, http: httpx.AsyncClient) -> None:

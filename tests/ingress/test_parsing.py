@@ -259,6 +259,67 @@ def test_v3_answered_with_null_status_is_in_progress() -> None:
     )
 
 
+def test_v3_flow_fields_every_recording_and_the_talk_time_are_carried() -> None:
+    payload = samples.load("v3_terminal.json")
+    second = "https://s3-ap-south-1.amazonaws.com/exotel-mum1-recordings/Exotel/second.mp3"
+    payload["call_details"] |= {
+        "app_id": "926",
+        "app_name": "Support line",
+        "digits": "1-23",
+        "recordings": [*payload["call_details"]["recordings"], {"url": second}],
+    }
+    event = parse(payload)
+    assert (event.app_id, event.app_name, event.digits) == ("926", "Support line", "1-23")
+    assert event.recording_urls == [event.recording_url, second]
+    assert event.total_talk_time == event.conversation_duration == 11
+
+
+def test_v3_samples_without_flow_fields_say_null() -> None:
+    event = parse(samples.load("v3_terminal.json"))
+    assert (event.app_id, event.app_name, event.digits) == (None, None, None)
+    assert len(event.recording_urls) == 1
+
+
+def test_v2_carries_the_assigned_agent() -> None:
+    event = parse(samples.load("v2_terminal.json"))
+    assert event.assigned_agent is not None
+    assert event.assigned_agent.user_id == "12898c52573645739e64864ad308f0a9"
+    assert event.assigned_agent.user_name == "Sarthak XXXX"
+    assert (event.assigned_agent.group_id, event.assigned_agent.group_name) == (None, None)
+    assert event.total_talk_time == 5
+
+
+def test_v2_carries_the_assigned_agents_group() -> None:
+    payload = samples.load("v2_terminal.json")
+    payload["call_details"]["assigned_agent_details"] |= {
+        "group_id": "g-17",
+        "group_name": "Tier 2",
+    }
+    agent = parse(payload).assigned_agent
+    assert agent is not None
+    assert (agent.user_id, agent.group_id, agent.group_name) == (
+        "12898c52573645739e64864ad308f0a9",
+        "g-17",
+        "Tier 2",
+    )
+
+
+def test_an_agent_without_any_detail_is_no_agent() -> None:
+    payload = samples.load("v2_terminal.json")
+    payload["call_details"]["assigned_agent_details"] = {"contact_uri": "+9199531XXXX"}
+    assert parse(payload).assigned_agent is None
+
+
+def test_to_leg_unanswered_does_not_tell_busy_from_no_answer_and_keeps_exotels_word() -> None:
+    payload = samples.load("v3_terminal.json")
+    payload["call_details"]["status"] = "to_leg_unanswered"
+    event = parse(payload)
+    assert (event.status, event.exotel_status) == ("no-answer", "to_leg_unanswered")
+    description = CallStatusEvent.model_fields["status"].description or ""
+    assert "to_leg_unanswered" in description
+    assert "busy" in description
+
+
 # --------------------------------------------------------------------------- LWB
 
 

@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.status import CallStatusEvent
+from services.exotel.fields import SPELLINGS, fold, spell
 from services.ingress.parsing import (
     UnreadableCallback,
     decode_json,
     form_to_payload,
     parse_callback,
 )
+from services.sandbox.payloads import flatten
 from tests.ingress import samples
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -201,3 +203,94 @@ def test_random_json_like_text(text: str) -> None:
     except UnreadableCallback:
         return
     check(payload)
+
+
+# --------------------------------------------------------------------------- spelling
+
+SAMPLES = {
+    "v1": "v1_terminal.json",
+    "v2": "v2_terminal.json",
+    "v3": "v3_terminal.json",
+    "lwb": "lwb_monitor_terminal.json",
+}
+TYPED = ("call_sid", "leg_sid", "event_type", "status", "api", "from_", "to", "legs")
+#: each key on its own: as documented, or in one of the three spellings
+key_spellings = st.sampled_from([None, *SPELLINGS])
+
+
+def mixed(value: Any, draw: Any) -> Any:
+    """``value`` with every key respelled independently (a spelling per key)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            spelling = draw(key_spellings)
+            out[key if spelling is None else spell(key, spelling)] = mixed(item, draw)
+        return out
+    if isinstance(value, list):
+        return [mixed(item, draw) for item in value]
+    return value
+
+
+def parse(payload: Any, query: dict[str, str] | None = None) -> CallStatusEvent:
+    return parse_callback(payload, query=query or {}, received_at=RECEIVED, tz=IST)
+
+
+@settings(RELAXED, max_examples=150)
+@given(st.sampled_from(sorted(SAMPLES)), st.booleans(), st.data())
+def test_a_spelling_per_key_reads_like_the_documented_sample(
+    which: str, as_form: bool, data: st.DataObject
+) -> None:
+    documented = samples.load(SAMPLES[which])
+    spelled = mixed(documented, data.draw)
+    if as_form:
+        documented, spelled = (form_to_payload(flatten(p)) for p in (documented, spelled))
+    expected, event = parse(documented), parse(spelled)
+    assert [getattr(event, f) for f in TYPED] == [getattr(expected, f) for f in TYPED]
+
+
+@settings(RELAXED, max_examples=150)
+@given(
+    st.dictionaries(
+        st.sampled_from(["Status", "EventType", "Direction", "From", "To", "Legs", "x"]),
+        json_like,
+        max_size=5,
+    ),
+    st.data(),
+)
+def test_a_monitor_leg_event_is_never_a_call_terminal(
+    extra: dict[str, Any], data: st.DataObject
+) -> None:
+    payload = mixed(samples.load("lwb_monitor_terminal.json"), data.draw)
+    folded = {fold(k) for k in payload}
+    payload |= {k: v for k, v in extra.items() if fold(k) not in folded}
+    try:
+        event = parse(payload)
+    except UnreadableCallback:
+        return
+    assert event.api == "lwb"
+    assert event.leg_sid == "xxxxxxx"
+
+
+@settings(RELAXED, max_examples=150)
+@given(st.dictionaries(keys, json_like, max_size=6))
+def test_whatever_reaches_a_monitor_legs_url_is_never_the_calls_terminal(
+    payload: dict[str, Any],
+) -> None:
+    try:
+        event = parse(payload | {"callsid": "CA1"}, {"api": "lwb"})
+    except UnreadableCallback:
+        return
+    assert event.api in ("lwb", "v2", "v3"), "only a CCM envelope is read as a call's own"
+
+
+@settings(RELAXED, max_examples=150)
+@given(
+    st.dictionaries(st.sampled_from(["Status", "EventType", "x", "Legs"]), json_like, max_size=4)
+)
+def test_a_passthru_notification_is_never_a_terminal(extra: dict[str, Any]) -> None:
+    payload = samples.query_payload("passthru_after_connect.query.txt") | extra
+    try:
+        event = parse(payload)
+    except UnreadableCallback:
+        return
+    assert (event.api, event.event_type) == ("passthru", "flow")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
+from contracts.status import CallStatusEvent
 from services.ingress.metrics import IngressMetrics
 from services.ingress.sinks import SinkUnavailable
 from services.ingress.spool import REJECTED_FILE, Spool, SpoolRecord
@@ -294,5 +297,32 @@ async def test_an_unwritable_spool_is_503(tmp_path: Path) -> None:
         await asyncio.to_thread(outlet._spool.close)  # e.g. the disk went away
         with pytest.raises(SinkUnavailable, match="spool"):
             await outlet.put(record("CA1", 0), order_key="CA1")
+    finally:
+        await outlet.stop()
+
+
+async def test_a_passthrus_facts_spool_sooner_than_callbacks(tmp_path: Path) -> None:
+    kafka = FakeKafka(delay=0.6)  # slower than either wait
+    outlet, _ = outlet_for(kafka, tmp_path)  # callbacks wait 0.2 s for Kafka, this one 0.05 s
+    await outlet.start()
+    try:
+        await wait_until(lambda: outlet.ready, timeout=5, what="connected")
+        flow_facts = outlet.facts_within(0.05)
+        event = CallStatusEvent(
+            event_id="e-1",
+            call_sid="CA9",
+            event_type="flow",
+            status="unknown",
+            api="passthru",
+            received_at=datetime.now(UTC),
+            raw={"CallSid": "CA9"},
+        )
+        started = time.monotonic()
+        await flow_facts.put(event)
+        elapsed = time.monotonic() - started
+        assert outlet.depth == 1, "spooled: durable without Kafka's ack"
+        assert elapsed < 0.2, "before a callback would even have given up on Kafka"
+        await wait_until(lambda: outlet.depth == 0, timeout=10, what="replayed")
+        assert any(r.key == b"CA9" for r in kafka.acked)
     finally:
         await outlet.stop()

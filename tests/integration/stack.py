@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -58,8 +59,35 @@ def ingress_env(kafka_env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+#: A second account on the same sandbox whose LWB requests are JSON (the LWB document's
+#: samples); the env's ``default`` account sends forms.
+JSON_LWB_ACCOUNT = "lwb-json"
+
+
+def accounts_file(sandbox: SandboxServer) -> str:
+    """An EXOTEL_ACCOUNTS_FILE naming :data:`JSON_LWB_ACCOUNT` (the sandbox's account)."""
+    path = Path(tempfile.mkdtemp(prefix="voicebus-accounts-")) / "accounts.toml"
+    path.write_text(
+        f"""[accounts.{JSON_LWB_ACCOUNT}]
+account_sid = "{sandbox.account_sid}"
+api_key = "{sandbox.api_key}"
+api_token = "{sandbox.api_token}"
+base_url = "{sandbox.base_url}"
+ccm_base_url = "{sandbox.base_url}"
+lwb_request_encoding = "json"
+""",
+        encoding="utf-8",
+    )
+    return str(path)
+
+
 @contextmanager
-def running_stack(kafka_env: Mapping[str, str], **sandbox_env: str) -> Iterator[Stack]:
+def running_stack(
+    kafka_env: Mapping[str, str],
+    *,
+    executor_extra: Mapping[str, str] | None = None,
+    **sandbox_env: str,
+) -> Iterator[Stack]:
     with ExitStack() as stack:
         sandbox = stack.enter_context(
             SandboxServer(
@@ -67,9 +95,12 @@ def running_stack(kafka_env: Mapping[str, str], **sandbox_env: str) -> Iterator[
             )
         )
         ingress = stack.enter_context(ServiceProcess("ingress", ingress_env(kafka_env)))
-        executor = stack.enter_context(
-            ServiceProcess("executor", executor_env(kafka_env, sandbox, ingress.url))
-        )
+        env = {
+            **executor_env(kafka_env, sandbox, ingress.url),
+            "EXOTEL_ACCOUNTS_FILE": accounts_file(sandbox),
+            **(executor_extra or {}),
+        }
+        executor = stack.enter_context(ServiceProcess("executor", env))
         yield Stack(sandbox, ingress, executor)
 
 

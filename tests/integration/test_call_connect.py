@@ -12,7 +12,7 @@ import pytest
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT, CALL_STATUS, dlq
 from tests.integration.stack import Stack, publish, running_stack
-from tests.support.facts import Fact, FactReader
+from tests.support.facts import Fact, FactReader, for_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -41,10 +41,6 @@ def connect_command(**fields: Any) -> dict[str, Any]:
         "caller_id": "08047112345",
         **fields,
     }
-
-
-def for_command(command_id: str):
-    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id
 
 
 async def send(kafka_settings: Any, command: dict[str, Any], **kwargs: Any) -> None:

@@ -3,14 +3,17 @@ executor and the sandbox (Exotel's LWB legs API), and the monitor leg's terminal
 through the ingress onto call.status.
 
 Each test places its own agent-customer call with call.connect; a ``to`` number ending in
-5555 keeps the sandbox's call in progress until the test ends it.
+5555 keeps the sandbox's call in progress until the test ends it. The supervisor flow runs
+with the monitor leg's callback in each key spelling the sandbox can send (lowercase as
+the LWB document, PascalCase as the Legs API, snake_case) and with both LWB request
+encodings (the ``default`` account's forms, the ``lwb-json`` account's JSON).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -25,8 +28,8 @@ from contracts.topics import (
     LWB_ACTION_RESULT,
 )
 from services.sandbox.testing import SandboxControl
-from tests.integration.stack import Stack, publish, running_stack
-from tests.support.facts import Fact, FactReader
+from tests.integration.stack import JSON_LWB_ACCOUNT, Stack, publish, running_stack
+from tests.support.facts import Fact, FactReader, for_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -63,10 +66,6 @@ async def control(stack: Stack) -> AsyncIterator[SandboxControl]:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def for_command(command_id: str) -> Callable[[Fact], bool]:
-    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id
 
 
 class Supervision:
@@ -157,12 +156,53 @@ def legs_requests(requests: list[JsonDict]) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------ the supervisor flow
 
+LEG_SID_KEY = {"lowercase": "legsid", "PascalCase": "LegSid", "snake_case": "leg_sid"}
 
-async def test_supervisor_listens_then_barges_then_leaves(sup: Supervision) -> None:
+
+def body_of(request: JsonDict) -> JsonDict:
+    """The fields of a legs API request, whichever way it was encoded."""
+    fields: JsonDict = request["form"] or request["json"] or {}
+    return fields
+
+
+def call_terminals(facts: FactReader, call_sid: str) -> list[Fact]:
+    """The call's own terminal facts (a leg's never counts)."""
+    return facts.matching(
+        CALL_STATUS,
+        lambda f: (
+            isinstance(f.value, dict)
+            and f.value.get("call_sid") == call_sid
+            and f.value.get("event_type") == "terminal"
+            and f.value.get("leg_sid") is None
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spelling", "account", "content_type"),
+    [
+        ("lowercase", "default", "application/x-www-form-urlencoded"),
+        ("PascalCase", JSON_LWB_ACCOUNT, "application/json"),
+        ("snake_case", "default", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_supervisor_listens_then_barges_then_leaves(
+    sup: Supervision, spelling: str, account: str, content_type: str
+) -> None:
+    await sup.sandbox.set_callback_spelling_async(spelling)
+    try:
+        await supervise(sup, spelling, account, content_type)
+    finally:
+        await sup.sandbox.set_callback_spelling_async("documented")
+
+
+async def supervise(sup: Supervision, spelling: str, account: str, content_type: str) -> None:
     call_sid = await sup.place_call()
     agent = await sup.party(call_sid, "agent")
 
-    listen_id = await sup.lwb(call_sid, action="listen", supervisor=SUPERVISOR, custom_field="s-1")
+    listen_id = await sup.lwb(
+        call_sid, action="listen", supervisor=SUPERVISOR, custom_field="s-1", account=account
+    )
     listened = await sup.result(LWB_ACTION_RESULT, listen_id)
     assert listened["outcome"] == "accepted", listened
     assert listened["command_type"] == "lwb.action"
@@ -178,22 +218,33 @@ async def test_supervisor_listens_then_barges_then_leaves(sup: Supervision) -> N
     (create,) = [
         r for r in await sup.requests(call_sid) if r["method"] == "POST" and "/legs" in r["path"]
     ]
-    assert create["content_type"] == "application/x-www-form-urlencoded"
-    assert create["form"]["action"] == "listen"
-    assert create["form"]["PhoneNumber"] == SUPERVISOR
-    assert create["form"]["StatusCallbackEvents[0]"] == "terminal"
-    assert create["form"]["CustomField"] == "s-1"
-    assert f"command_id={listen_id}" in create["form"]["StatusCallback"]
-    assert "api=lwb" in create["form"]["StatusCallback"]
+    assert create["content_type"] == content_type
+    fields = body_of(create)
+    assert fields["action"] == "listen"
+    assert fields["PhoneNumber"] == "09800000001", "+91 and 10 digits, as the LWB document asks"
+    assert fields["StatusCallbackEvents[0]"] == "terminal"
+    assert fields["CustomField"] == "s-1"
+    assert f"command_id={listen_id}" in fields["StatusCallback"]
+    assert "api=lwb" in fields["StatusCallback"]
+    assert f"account={account}" in fields["StatusCallback"]
 
     await sup.wait_leg_in_progress(call_sid, monitor_sid)
     barge_id = await sup.lwb(
-        call_sid, action="barge", supervisor=SUPERVISOR, monitor_leg_sid=monitor_sid
+        call_sid,
+        action="barge",
+        supervisor=SUPERVISOR,
+        monitor_leg_sid=monitor_sid,
+        account=account,
     )
     barged = await sup.result(LWB_ACTION_RESULT, barge_id)
     assert barged["outcome"] == "accepted", barged
     assert barged["leg_sid"] == monitor_sid
     assert (await sup.leg(call_sid, monitor_sid))["last_action"] == "barge"
+    (upgrade,) = [
+        r for r in await sup.requests(call_sid) if r["method"] == "PUT" and "/legs/" in r["path"]
+    ]
+    assert upgrade["content_type"] == content_type
+    assert body_of(upgrade) == {"action": "barge"}
 
     hangup_id = await sup.hangup(call_sid, leg="monitor")
     hung = await sup.result(LEG_HANGUP_RESULT, hangup_id)
@@ -217,10 +268,13 @@ async def test_supervisor_listens_then_barges_then_leaves(sup: Supervision) -> N
     # The leg was barging when hung up; Exotel's hang-up answer reports lastaction "hangup".
     assert event["last_action"] in ("barge", "hangup")
     assert event["command_id"] == listen_id
+    assert event["account"] == account
     assert event["custom_field"] == "s-1"
+    assert LEG_SID_KEY[spelling] in event["raw"], f"the callback came {spelling}"
 
     view = await sup.sandbox.call_async(call_sid)
     assert not view["ended"], "hanging up the supervisor leaves the call going"
+    assert call_terminals(sup.facts, call_sid) == [], "the monitor's end is not the call's"
     assert [m for _, m in legs_requests(await sup.requests(call_sid))] == [
         "/activelegs.json",
         "/legs.json",
@@ -359,9 +413,9 @@ async def test_commands_on_one_call_and_topic_reach_exotel_in_the_order_publishe
         assert result["outcome"] == "accepted", result["error"]
     assert [r["completed_at"] for r in results] == sorted(r["completed_at"] for r in results)
     assert monitor_changes(await sup.requests(call_sid)) == [
-        ("POST", "listen", "+919800000001"),
-        ("POST", "barge", "+919800000002"),
-        ("POST", "whisper", "+919800000003"),
+        ("POST", "listen", "09800000001"),
+        ("POST", "barge", "09800000002"),
+        ("POST", "whisper", "09800000003"),
     ]
     await sup.end(call_sid)
 
@@ -383,8 +437,8 @@ async def test_listen_barge_hangup_across_topics_reach_exotel_in_the_order_publi
     view = await sup.sandbox.wait_for_call_async(call_sid, timeout=15)
 
     assert changes == [
-        ("POST", "listen", "+919800000001"),
-        ("POST", "barge", "+919800000002"),
+        ("POST", "listen", "09800000001"),
+        ("POST", "barge", "09800000002"),
         ("PUT", "hangup", None),
     ]
     for result in (listened, barged, hung):

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from contracts import CallStatusEvent
+from services.ingress.parsing import parse_passthru
 from services.metrics.metrics import FactMetrics
 from services.metrics.recorder import JOIN_TTL_SECONDS, FactRecorder, RecorderLimits
-from tests.metrics.facts import T0, result, sample_event, status_json
+from tests.ingress.samples import query_payload
+from tests.metrics.facts import IST, T0, result, sample_event, status_json
 
 
 class FakeClock:
@@ -157,6 +161,38 @@ def test_monitor_leg_events_do_not_end_the_call(recorder, registry):
         )
         is None
     )
+
+
+def flow_event(name: str, **changes: Any) -> CallStatusEvent:
+    """A Passthru notification sample as the ingress publishes it."""
+    event = parse_passthru(query_payload(name), query={}, received_at=T0, tz=IST)
+    return event.model_copy(update=changes) if changes else event
+
+
+def test_a_flow_event_is_never_counted_as_an_ended_call(recorder, registry):
+    completed = flow_event("passthru_after_connect.query.txt")
+    assert completed.status == "completed"
+    recorder.record("call.connect.result", result(call_sid=completed.call_sid))
+    assert recorder.record("call.status", status_json(completed)) == "counted"
+    events = "voicebus_call_status_events_total"
+    assert value(registry, events, api="passthru", event_type="flow", source="callback") == 1
+    assert value(registry, "voicebus_call_outcomes_total", api="v1", status="completed") == 0
+    assert value(registry, "voicebus_calls_awaiting_terminal") == 1, "still awaiting its end"
+
+
+def test_flow_calls_count_once_per_call_and_their_end_counts_as_an_outcome(recorder, registry):
+    recorder.record("call.status", status_json(flow_event("passthru_before_connect.query.txt")))
+    recorder.record("call.status", status_json(flow_event("passthru_after_connect.query.txt")))
+    assert value(registry, "voicebus_flow_calls_total") == 1
+    end = sample_event(
+        "v1_terminal.json",
+        call_sid=flow_event("passthru_after_connect.query.txt").call_sid,
+        source="poll",
+        event_id="poll-in",
+        status="completed",
+    )
+    assert recorder.record("call.status", status_json(end)) == "counted"
+    assert value(registry, "voicebus_call_outcomes_total", api="v1", status="completed") == 1
 
 
 def test_result_to_terminal_and_ring_time(recorder, registry):

@@ -80,6 +80,25 @@ def exchange(client: TestClient) -> list[tuple[str, int]]:
     return answers
 
 
+def passthru_exchange(client: TestClient) -> str:
+    """Accepted, unreadable (no CallSid), forged and wrong-token Passthru requests; the sig."""
+    query = signed_query(account="default")
+    good = f"/exotel/passthru/{TOKEN}?{query}"
+    forged = good.replace("account=default", "account=other")
+    wrong = f"/exotel/passthru/{TOKEN[:-1]}x?{query}"
+    flow = "&" + "&".join(
+        f"{k}={v}" for k, v in samples.query_pairs("passthru_before_connect.query.txt")
+    )
+    answers = [
+        client.get(good + flow).status_code,
+        client.get(good + "&CallFrom=0XXXXX30240&CallType=call-attempt").status_code,
+        client.get(forged + flow).status_code,
+        client.get(wrong + flow).status_code,
+    ]
+    assert answers == [200, 400, 401, 401]
+    return SIGNER.sign({"account": "default"})
+
+
 def secrets_in(text: str, sig: str) -> list[str]:
     return [s for s in (TOKEN, PREVIOUS_TOKEN, SIGNING_SECRET, sig) if s in text]
 
@@ -149,3 +168,20 @@ def test_a_bad_executor_secret_is_refused_without_echoing_it(
     with pytest.raises(ValidationError) as caught:
         ExecutorSettings()
     assert "too-short-to-sign" not in str(caught.value)
+
+
+def test_no_secret_in_the_passthru_endpoints_logs_facts_or_dead_letter_headers(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        sig = passthru_exchange(client)
+    assert any(e.get("event") == "ingress.passthru" for e in logs)
+    assert any(e.get("outcome") == "bad_signature" for e in logs)
+    assert secrets_in(json.dumps(logs, default=str), sig) == []
+    [event] = outlet.facts.events
+    assert event.event_type == "flow"
+    exposed = event.model_dump_json() + json.dumps(fact_headers(event))
+    assert secrets_in(exposed, sig) == []
+    [letter] = outlet.dead_letters.letters
+    assert secrets_in(json.dumps(dead_letter_headers(letter)), sig) == []
+    assert TOKEN.encode() not in letter.body, "the raw query, never the path's token"

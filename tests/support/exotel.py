@@ -25,7 +25,7 @@ from services.executor.mapping import CallbackTarget
 from services.executor.ports import EffectJournal
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
-from services.exotel.accounts import ApiFamily
+from services.exotel.accounts import ApiFamily, LwbEncoding
 from services.exotel.client import Slot
 from services.exotel.errors import (
     ExotelAuthError,
@@ -263,10 +263,11 @@ def executor(
     default_api: ApiVersion = "v1",
     retries: RetryPolicy = FAST_RETRIES,
     reconcile_window: float = 0.0,
+    lwb_encoding: LwbEncoding = "form",
 ) -> CommandService:
     """The executor's service layer for one ``default`` account played by ``exotel``."""
     return CommandService(
-        accounts={"default": Account("default", default_api, exotel)},
+        accounts={"default": Account("default", default_api, exotel, lwb_encoding)},
         callbacks=CALLBACKS,
         retry_policy=retries,
         journal=journal if journal is not None else FakeJournal(exotel.events),

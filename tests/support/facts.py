@@ -122,3 +122,8 @@ async def wait_until(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def for_command(command_id: str) -> Callable[[Fact], bool]:
+    """Facts (results, correlated statuses) of the command ``command_id``."""
+    return lambda fact: isinstance(fact.value, dict) and fact.value.get("command_id") == command_id

@@ -65,6 +65,7 @@ async def monitor(command: LwbAction, run: CommandRun) -> CommandResult:
         target_leg_sid=target,
         callback_url=run.callback_url("lwb"),
         callback_content_type=run.callback_content_type,
+        encoding=run.account.lwb_encoding,
     )
     created = await run.exotel.effect(
         lambda slot: run.gateway.create_monitor_leg(request, slot=slot),
@@ -135,7 +136,9 @@ async def upgrade(
                 leg_sid=leg_sid,
             )
 
-    request = mapping.monitor_upgrade(call_sid, leg_sid, action, target_leg_sid=target)
+    request = mapping.monitor_upgrade(
+        call_sid, leg_sid, action, target_leg_sid=target, encoding=run.account.lwb_encoding
+    )
     upgraded = await run.exotel.effect(
         lambda slot: run.gateway.update_monitor_leg(request, slot=slot),
         evidence={"monitor_leg_sid": leg_sid, "action": action},

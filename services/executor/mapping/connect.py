@@ -2,7 +2,8 @@
 
 Field names are Exotel's own (:mod:`services.exotel.fields`, from Exotel's v1
 Calls/connect and v2/v3 CCM call documents). Options an API does not offer are refused
-with the field named, rather than silently dropped.
+with the field named, rather than silently dropped: also those v1's "connect to a call
+flow" does not take (recording, wait_url, playback, status_events).
 """
 
 from __future__ import annotations
@@ -30,6 +31,31 @@ class UnsupportedOption(ValueError):
 
 _V1_ONLY = ("call_type", "flow_url")
 _V3_ONLY = ("playback", "streaming", "state_management")
+#: What v1's "connect number to a call flow" does not take (v1-voice-calls.txt: From,
+#: CallerId, Url, CallType, TimeLimit, TimeOut, StatusCallback, CustomField only; its
+#: StatusCallback gets four parameters and "StatusCallbackEvents parameter is not
+#: applicable"). ``status_events`` is refused only when the command sets it.
+_NOT_FOR_FLOWS = (
+    "record",
+    "recording_channels",
+    "recording_format",
+    "wait_url",
+    "start_playback_to",
+    "start_playback_value",
+    "status_events",
+)
+
+
+def _check_flow_options(command: CallConnect) -> None:
+    for name in _NOT_FOR_FLOWS:
+        given = name in command.model_fields_set and getattr(command, name) is not None
+        if given:
+            raise UnsupportedOption(
+                name,
+                f"'{name}' is not offered when connecting to a call flow (flow_url): Exotel's "
+                "flow API takes only from, caller_id, call_type, time_limit, time_out and "
+                "custom_field",
+            )
 
 
 def build_connect_request(
@@ -44,6 +70,8 @@ def build_connect_request(
         offered_by = "v1" if name in _V1_ONLY else "v3"
         if getattr(command, name) is not None and api != offered_by:
             raise UnsupportedOption(name, f"'{name}' is only offered by api {offered_by}")
+    if command.flow_url is not None:
+        _check_flow_options(command)
     if api == "v1":
         return V1ConnectRequest(_v1_form(command, callback_url, callback_content_type))
     if api == "v2":
@@ -67,7 +95,8 @@ def _v1_form(
     }
     if command.to is None:
         # Connect to a call flow (the contract requires `to` or `flow_url`): Exotel sends
-        # only the four basic callback parameters.
+        # only the four basic callback parameters; the options it does not take were
+        # refused above, and CustomField goes to the flow's Passthru / Greeting applets.
         form[V1.URL] = str(command.flow_url)
     else:
         form[V1.TO] = command.to
