@@ -34,7 +34,7 @@ from tests.integration.stack import executor_env
 from tests.support import broker as test_broker
 from tests.support.broker import own_broker
 from tests.support.facts import FactReader, wait_until
-from tests.support.kafka_admin import committed_offsets, create_topics
+from tests.support.kafka_admin import committed_offsets
 from tests.support.services import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -158,7 +158,6 @@ async def run_scenario(
             "EXECUTOR_RECONCILE_POLL_SECONDS": "0.5",
             "EXOTEL_VOICE_CALLS_PER_MINUTE": "60000",
         }
-        await create_topics(kafka, [CALL_CONNECT, CALL_CONNECT_RESULT])
         facts = await FactReader(bootstrap, [CALL_CONNECT_RESULT]).start()
         stack.push_async_callback(facts.stop)
 

@@ -13,6 +13,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from services.common.kafka import ensure_topics
+from services.common.settings import KafkaSettings
+
 
 @dataclass
 class Fact:
@@ -42,6 +45,9 @@ class FactReader:
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> FactReader:
+        # Subscribing to a topic that does not exist yet fails (no auto-creation): create
+        # missing ones as a service would (a reader often starts before the services).
+        await ensure_topics(KafkaSettings(bootstrap_servers=self.bootstrap_servers), self.topics)
         self._consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap_servers,

@@ -4,15 +4,11 @@ are left, end and committed offsets."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-from services.common.kafka import ensure_topics
-from services.common.settings import KafkaSettings
 
 
 async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
@@ -104,16 +100,3 @@ async def caught_up(bootstrap: str, group: str, topic: str) -> bool:
     committed = await committed_offsets(bootstrap, group, topic)
     ends = await end_offsets(bootstrap, topic)
     return all(committed.get(partition, 0) >= end for partition, end in ends.items() if end)
-
-
-async def create_topics(kafka_env: Mapping[str, str], topics: Sequence[str]) -> None:
-    """The topics as the services would create them with ``kafka_env`` (``KAFKA_*``), for
-    a reader that subscribes before any service started (a missing topic is an error)."""
-    settings = KafkaSettings.model_validate(
-        {
-            name.removeprefix("KAFKA_").lower(): value
-            for name, value in kafka_env.items()
-            if name.startswith("KAFKA_")
-        }
-    )
-    await ensure_topics(settings, list(topics))
