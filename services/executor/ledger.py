@@ -50,10 +50,19 @@ class LedgerEntry(BaseModel):
         default_factory=dict, description="What reconciliation needs (numbers, sids, mode)."
     )
     result: CommandResult | None = None
+    source: str | None = Field(
+        default=None,
+        description="The command record whose outcome this is: topic/partition/offset.",
+    )
 
     @property
     def key(self) -> str:
         return ledger_key(self.command_type, self.command_id)
+
+
+def record_source(topic: str, partition: int, offset: int) -> str:
+    """Names one command record: its outcome and a redelivery of it share this."""
+    return f"{topic}/{partition}/{offset}"
 
 
 def ledger_key(command_type: str, command_id: str) -> str:
@@ -176,9 +185,15 @@ class CommandLedger:
         return entry
 
     async def complete(
-        self, partition: int, result: CommandResult, *, facts: Sequence[Record] = ()
+        self,
+        partition: int,
+        result: CommandResult,
+        *,
+        facts: Sequence[Record] = (),
+        source: str | None = None,
     ) -> LedgerEntry:
-        """The outcome, with the facts that go with it (the result): one transaction."""
+        """The outcome, with the facts that go with it (the result): one transaction.
+        ``source`` names the command record (see :func:`record_source`)."""
         key = ledger_key(result.command_type, result.command_id)
         previous = self._pending.get(key) or _stored(self._store.entry(key))
         entry = LedgerEntry(
@@ -189,6 +204,7 @@ class CommandLedger:
             at=self._clock(),
             evidence=previous.evidence if previous else {},
             result=result,
+            source=source,
         )
         self._pending[key] = entry
         self._pending_home[key] = partition

@@ -18,7 +18,7 @@ import structlog
 from contracts.decoding import UnreadableCommand, command_type_of, decode_command
 from services.common.kafka_health import KafkaHealth
 from services.executor.incoming import IncomingCommand
-from services.executor.ledger import CommandLedger, Lanes
+from services.executor.ledger import CommandLedger, Lanes, record_source
 from services.executor.metrics import ExecutorMetrics
 from services.executor.publishing import dead_letter_record, result_record
 from services.executor.service import CommandService
@@ -63,8 +63,26 @@ class CommandPipeline:
                 entry = await self.ledger.find(
                     command_type, decoded.command_id, partition=command.partition
                 )
+                source = record_source(command.topic, command.partition, command.offset)
+                if (
+                    entry is not None
+                    and entry.state == "done"
+                    and entry.source == source
+                    and lane.atomic
+                ):
+                    # This very record again (a crash or rebalance before its offset was
+                    # committed): its result was committed with its outcome, so nothing
+                    # is published; the offset moves on with the lane's next transaction.
+                    self.metrics.duplicates.labels(command_type).inc()
+                    log.info(
+                        "command.redelivered",
+                        outcome=entry.result.outcome if entry.result else None,
+                    )
+                    await self._until_acked(lambda: lane.finish([]))
+                    return
                 if entry is not None and entry.state == "done" and entry.result is not None:
-                    # A redelivery or a duplicate publish: same result again, no request.
+                    # A duplicate publish (or, without transactions, a redelivery): the
+                    # same result again, no request.
                     result = entry.result
                     self.metrics.duplicates.labels(command_type).inc()
                     log.info("command.duplicate", outcome=result.outcome)
@@ -83,7 +101,9 @@ class CommandPipeline:
                     )
                     fact = result_record(command, result)
                     await self._until_acked(
-                        lambda: self.ledger.complete(command.partition, result, facts=[fact])
+                        lambda: self.ledger.complete(
+                            command.partition, result, facts=[fact], source=source
+                        )
                     )
                 self.metrics.commands.labels(command_type, result.outcome, result.account).inc()
                 log.info(

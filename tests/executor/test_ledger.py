@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.commands import CallConnect
 from contracts.results import CommandResult
-from services.executor.ledger import CommandLedger, LedgerEntry
+from services.executor.ledger import CommandLedger, LedgerEntry, record_source
 from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC
 from services.executor.state.store import IndexRow, StateStore
 from tests.support.exotel import FakeExotel, executor
@@ -91,6 +91,19 @@ async def test_an_outcome_is_written_with_its_facts_and_found_again() -> None:
     assert done is not None
     assert (done.state, done.result, done.evidence) == ("done", accepted(), {"api": "v1"})
     assert store.entry("call.connect:c-1") is not None
+
+
+async def test_an_outcome_names_its_command_record_so_a_redelivery_is_told_from_a_duplicate() -> (
+    None
+):
+    ledger, _, store = new_ledger()
+    source = record_source("call.connect", 3, 41)
+    await ledger.complete(3, accepted(), source=source)
+    restored, _, _ = new_ledger(store=store)  # a new process, from the same state
+    done = await restored.find("call.connect", "c-1", partition=3)
+    assert done is not None
+    assert done.source == "call.connect/3/41"
+    assert done.source != record_source("call.connect", 3, 42)  # a duplicate publish
 
 
 async def test_an_outcome_not_yet_committed_is_already_found_by_the_next_command() -> None:

@@ -18,6 +18,7 @@ class RecordingLane:
     hold_outcomes: bool = False
     held: list[Callable[[], None]] = field(default_factory=list)
     closed: bool = False
+    atomic: bool = False
 
     async def write_now(self, records: list[Record]) -> None:
         self._check()

@@ -44,6 +44,10 @@ class LaneClosed(Exception):
 
 
 class WriteLane(Protocol):
+    #: True where a command's outcome, result and offset commit together (transactions):
+    #: a command found done in the restored state then already had its result published.
+    atomic: bool
+
     async def write_now(self, records: list[Record]) -> None:
         """Return once ``records`` are durable (an intent: the request waits for it)."""
 
@@ -87,6 +91,8 @@ OpenProducer = Callable[[], Awaitable[TransactionProducer]]
 
 class TransactionalLane:
     """One partition's transactions (see the module docstring)."""
+
+    atomic = True
 
     def __init__(
         self,
@@ -249,6 +255,8 @@ class TransactionalLane:
 
 class PlainLane:
     """Acknowledged writes without transactions (see the module docstring)."""
+
+    atomic = False
 
     def __init__(self, partition: int, *, send: Send) -> None:
         self.partition = partition
