@@ -22,7 +22,7 @@ run: install
 demo: install
 	$(PY) -m services.stack.demo
 
-## make tools: kcat, prometheus and promtool for the tests, from apt when missing (root)
+## make tools: kcat, prometheus and promtool for the tests, wrk for make bench, from apt when missing (root)
 tools:
 	@sh deploy/install-tools.sh \
 	  || echo "make: not every tool could be installed; the tests that need one skip and say why"
@@ -54,6 +54,8 @@ asyncapi: install
 	$(PY) -m services.cli.asyncapi
 
 bench: install
+	@sh deploy/install-tools.sh wrk >/dev/null \
+	  || echo "make: wrk could not be installed; the ingress benchmark needs it"
 	$(PY) -m bench
 
 clean:

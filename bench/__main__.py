@@ -1,8 +1,9 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, state. Each starts its own embedded broker, sandbox and
-executor process(es). With every benchmark run (and without ``--no-write``) the figures and
-the machine are written to bench/RESULTS.md.
+Names: overhead, latency, rate, scaleout, ingress, state. Each starts its own broker and the
+processes it measures (sandbox and executors; the ingress and its baseline, driven by
+wrk). With every benchmark run (and without ``--no-write``) the figures and the machine
+are written to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench.harness import machine
+from bench.ingress import ingress_throughput
 from bench.rate import rate_precision, scale_out
 from bench.results import write_results
 from bench.state import state_at_scale
@@ -25,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "latency": latency_hiding,
     "rate": rate_precision,
     "scaleout": scale_out,
+    "ingress": ingress_throughput,
     "state": state_at_scale,
 }
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         figure: Figure = asyncio.run(BENCHMARKS[name]())
         figures.append(figure)
         print(f"{figure.line}  [{time.monotonic() - started:.0f} s]", flush=True)
+        details = ", ".join(f"{key} = {value}" for key, value in figure.details.items())
+        print(f"  {details}", file=sys.stderr, flush=True)
     if not args.no_write and set(names) == set(BENCHMARKS):
         path = write_results(figures, machine())
         print(f"written to {path}", file=sys.stderr)

@@ -149,17 +149,27 @@ async def bench_stack(**sandbox_env: str) -> AsyncIterator[Bench]:
     """A fresh broker of the kind services/brokers/choice.py picks (``VOICEBUS_BROKER``
     insists on one), all voicebus topics created with 12 partitions, and a sandbox."""
     async with AsyncExitStack() as stack:
-        chosen = broker_choice.choose()
-        print(f"[bench] {chosen.describe()}", file=sys.stderr, flush=True)
-        running = broker_choice.run(chosen)
-        broker = await asyncio.to_thread(running.__enter__)
-        stack.push_async_callback(asyncio.to_thread, running.__exit__, None, None, None)
+        broker = await stack.enter_async_context(chosen_broker())
         sandbox = await stack.enter_async_context(
             SandboxServer(env={**QUIET_SANDBOX, **sandbox_env})
         )
         await create_topics(broker.bootstrap_servers, ALL_TOPICS)
         await warm_up(sandbox)
         yield Bench(broker, sandbox)
+
+
+@asynccontextmanager
+async def chosen_broker() -> AsyncIterator[broker_choice.RunningBroker]:
+    """A fresh broker of the kind services/brokers/choice.py picks (``VOICEBUS_BROKER``
+    insists on one; Apache Kafka from its jars where Java is here), its line printed."""
+    chosen = broker_choice.choose()
+    print(f"[bench] {chosen.describe()}", file=sys.stderr, flush=True)
+    running = broker_choice.run(chosen)
+    broker = await asyncio.to_thread(running.__enter__)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(running.__exit__, None, None, None)
 
 
 async def warm_up(sandbox: SandboxServer, requests: int = 400, concurrency: int = 32) -> None:

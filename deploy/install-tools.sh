@@ -1,20 +1,22 @@
 #!/bin/sh
-# Install the command-line tools the tests use, from Debian's packages, only when missing:
+# Install the command-line tools the tests and `make bench` use, from Debian's packages, only when missing:
 #   kcat        (package kcat)        a librdkafka client: tests/integration/test_kcat.py
 #   prometheus  (package prometheus)  a live Prometheus: tests/deploy/test_live_prometheus.py
 #   promtool    (package prometheus)  config, rules and /metrics checks: tests/deploy
+#   wrk         (package wrk)         the HTTP load generator of `make bench`'s ingress benchmark
 # Usage: deploy/install-tools.sh [TOOL...]   (no TOOL: all of them). Needs root and apt-get
 # for anything missing; prints each tool's path; exits 1 naming what could not be installed.
 # Called by `make test`; safe to run by hand. Idempotent.
 set -eu
 
-[ "$#" -gt 0 ] || set -- kcat prometheus promtool
+[ "$#" -gt 0 ] || set -- kcat prometheus promtool wrk
 
 package_of() {
     case "$1" in
         kcat) echo kcat ;;
         prometheus | promtool) echo prometheus ;;
-        *) echo "install-tools: unknown tool '$1' (kcat, prometheus, promtool)" >&2; exit 2 ;;
+        wrk) echo wrk ;;
+        *) echo "install-tools: unknown tool '$1' (kcat, prometheus, promtool, wrk)" >&2; exit 2 ;;
     esac
 }
 

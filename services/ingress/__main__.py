@@ -47,6 +47,7 @@ def main() -> int:
         publish_timeout_seconds=settings.publish_timeout_seconds,
         spool_dir=str(settings.spool_dir),
         spool_after_seconds=settings.spool_after_seconds,
+        kafka_linger_ms=settings.kafka_linger_ms,
         exotel_timezone=settings.exotel_timezone,
         token_rotation=settings.previous_callback_token is not None,
         signing_rotation=settings.previous_callback_signing_secret is not None,

@@ -47,6 +47,7 @@ from services.common.callback_signature import SIGNATURE_PARAM
 from services.common.http import probe_routes
 from services.common.kafka_health import KafkaHealth
 from services.ingress.metrics import IngressMetrics
+from services.ingress.multipart import simple_form
 from services.ingress.parsing import (
     CORRELATION_PARAMS,
     MAX_FORM_FIELDS,
@@ -76,6 +77,9 @@ URLENCODED_TYPE = "application/x-www-form-urlencoded"
 DRAIN_LIMIT_BYTES = 1024 * 1024
 DRAIN_SECONDS = 2.0
 CONNECT_BACKOFF_MAX_SECONDS = 5.0
+#: How many signed URLs (command_id, account, api, sig) are remembered as verified; the
+#: set starts again empty when full.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class BodyTooLarge(Exception):
@@ -204,6 +208,12 @@ async def decode_body(
         raise UnreadableCallback("empty body")
     if is_json(media):
         return decode_json(body)
+    if media == MULTIPART_TYPE:
+        simple = simple_form(
+            body, content_type, max_fields=MAX_FORM_FIELDS, max_part_size=max_part_size
+        )
+        if simple is not None:  # plain text fields, as Exotel sends them
+            return form_to_payload(simple)
     if media in (MULTIPART_TYPE, URLENCODED_TYPE):
         return form_to_payload(await form_pairs(request, body, max_part_size))
     if body.lstrip().startswith(b"{"):  # no or a wrong content type, but JSON nonetheless
@@ -228,6 +238,8 @@ class CallbackEndpoint:
         self._log_event = "ingress.callback" if endpoint == "callbacks" else "ingress.passthru"
         self._tokens = settings.accepted_tokens()
         self._signer = settings.signer()
+        #: correlation parameters with their sig already verified (HMAC is deterministic)
+        self._verified: set[tuple[tuple[str, str], ...]] = set()
         self._max_body = settings.max_body_bytes
         self._service = service
         self._metrics = metrics
@@ -244,8 +256,16 @@ class CallbackEndpoint:
         if len(names) != len(set(names)):
             return False  # a repeated parameter could be read differently from how it signed
         values = {k: v for k, v in items if k in _URL_PARAMS}
+        seen = tuple(sorted(values.items()))
+        if seen in self._verified:  # the same URL again: every callback of one command
+            return True
         signature = values.pop(SIGNATURE_PARAM, None)
-        return self._signer.verify(values, signature)
+        if not self._signer.verify(values, signature):
+            return False
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified.add(seen)
+        return True
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -272,26 +292,27 @@ class CallbackEndpoint:
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         query = {k: v for k, v in items if k in CORRELATION_PARAMS}
         query_payload = [(k, v) for k, v in items if k not in _URL_PARAMS]
-        with structlog.contextvars.bound_contextvars(
-            command_id=query.get("command_id"), method=request.method
-        ):
-            response, outcome = await self._handle(request, query, query_payload, received_at)
-            event = outcome.event if outcome else None
-            emit = log.info if response.status_code < 500 else log.warning
-            emit(
-                self._log_event,
-                outcome=outcome.verdict.value if outcome else "too_large",
-                status_code=response.status_code,
-                call_sid=event.call_sid if event else None,
-                leg_sid=event.leg_sid if event else None,
-                event_type=event.event_type if event else None,
-                api=event.api if event else None,
-                status=event.status if event else None,
-                event_id=event.event_id if event else None,
-                reason=outcome.reason if outcome else None,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-            return response
+        # One line per callback, its fields passed, not bound: binding context variables
+        # costs more than the line itself (bench/RESULTS.md).
+        response, outcome = await self._handle(request, query, query_payload, received_at)
+        event = outcome.event if outcome else None
+        emit = log.info if response.status_code < 500 else log.warning
+        emit(
+            self._log_event,
+            outcome=outcome.verdict.value if outcome else "too_large",
+            command_id=query.get("command_id"),
+            method=request.method,
+            status_code=response.status_code,
+            call_sid=event.call_sid if event else None,
+            leg_sid=event.leg_sid if event else None,
+            event_type=event.event_type if event else None,
+            api=event.api if event else None,
+            status=event.status if event else None,
+            event_id=event.event_id if event else None,
+            reason=outcome.reason if outcome else None,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
 
     async def _handle(
         self,
@@ -396,7 +417,7 @@ def spooling_outlet(settings: IngressSettings, metrics: IngressMetrics) -> Spool
     """Kafka, with the local spool behind it (the outlet the service runs with)."""
     health = KafkaHealth()
     return SpoolingOutlet(
-        KafkaOutlet(settings.kafka, health),
+        KafkaOutlet(settings.kafka, health, linger_ms=settings.kafka_linger_ms),
         Spool(settings.spool_dir, segment_bytes=settings.spool_segment_bytes),
         metrics=metrics,
         spool_after_seconds=settings.spool_after_seconds,

@@ -17,8 +17,6 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import structlog
-
 from contracts.status import CallStatusEvent
 from services.ingress.metrics import IngressMetrics
 from services.ingress.parsing import UnreadableCallback, parse_callback, parse_passthru
@@ -86,15 +84,8 @@ class CallbackService:
         self._metrics.received.labels(event.api, event.event_type).inc()
         started = time.perf_counter()
         try:
-            with structlog.contextvars.bound_contextvars(
-                call_sid=event.call_sid,
-                leg_sid=event.leg_sid,
-                event_type=event.event_type,
-                api=event.api,
-                command_id=event.command_id,
-            ):
-                async with asyncio.timeout(timeout):
-                    await facts.put(event)
+            async with asyncio.timeout(timeout):
+                await facts.put(event)
         except TimeoutError:
             self._observe_publish(started, "timeout")
             return self._unavailable(event, f"not durable within {timeout}s")

@@ -104,6 +104,15 @@ class IngressSettings(BaseSettings):
         validation_alias="INGRESS_SPOOL_SEGMENT_BYTES",
         description="A spool segment is closed (and deleted once replayed) past this size.",
     )
+    kafka_linger_ms: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        validation_alias="INGRESS_KAFKA_LINGER_MS",
+        description="How long the producer holds a record batch open for more records "
+        "(adds at most this to each callback's answer; callbacks arriving meanwhile share "
+        "one produce request).",
+    )
     exotel_timezone: str = Field(
         default="Asia/Kolkata",
         validation_alias="EXOTEL_TIMEZONE",
@@ -203,6 +212,7 @@ _ENV_NAMES = {
     "passthru_timeout_seconds": "INGRESS_PASSTHRU_TIMEOUT_SECONDS",
     "passthru_spool_after_seconds": "INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS",
     "exotel_timezone": "EXOTEL_TIMEZONE",
+    "kafka_linger_ms": "INGRESS_KAFKA_LINGER_MS",
 }
 
 

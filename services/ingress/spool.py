@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 SEGMENT_SUFFIX = ".jsonl"
 POSITION_FILE = "position.json"
 REJECTED_FILE = "rejected.jsonl"
+#: A record's framing in a batch plus the ``correlation_id`` header the producer adds.
+RECORD_OVERHEAD_BYTES = 128
 
 
 class CorruptRecord(ValueError):
@@ -52,6 +54,12 @@ class SpoolRecord:
     key: bytes | None
     value: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """About what the record takes in a record batch (value, key, headers, framing)."""
+        headers = sum(len(name) + len(value) for name, value in self.headers.items())
+        return len(self.value) + len(self.key or b"") + headers + RECORD_OVERHEAD_BYTES
 
     def to_line(self) -> bytes:
         body: dict[str, Any] = {

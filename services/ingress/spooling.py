@@ -12,9 +12,13 @@ A background task replays the spool to Kafka in order, in pipelined batches, adv
 replay position only over acknowledged records, and reconnects (re-creating the topics)
 after any failure. Spooled records left by a previous run are replayed at start.
 
-Order per call: callbacks of one call are handled one at a time (a lock per call sid), and
-a callback goes to Kafka directly only when the spool is empty. So a callback never
-overtakes an earlier one of its call that is still in the spool.
+Order per call: callbacks of one call go through the call's *lane*, one group at a time in
+arrival order: a group is sent only once the one before it is durable, and the callbacks
+that queued up meanwhile go next, together, as one record batch (Kafka appends a batch
+whole or not at all, so a group cannot be half in Kafka and half spooled). A callback goes
+to Kafka directly only when the spool is empty. So a callback never overtakes an earlier
+one of its call, in Kafka or in the spool; and a burst of one call's callbacks costs one
+round trip per group instead of one per callback.
 
 Duplicates: a record whose direct publish timed out may still reach Kafka later besides its
 spooled copy, and a crash between a replayed batch's ack and the position update replays it
@@ -24,9 +28,9 @@ again. Both copies carry the same ``event_id`` (consumers dedupe on it); nothing
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -37,6 +41,7 @@ from services.common.kafka_health import KafkaHealth
 from services.common.kafka_security import KafkaAccessError
 from services.ingress.metrics import IngressMetrics
 from services.ingress.sinks import (
+    GROUP_BYTES,
     DeadLetter,
     DeadLetterSink,
     FactSink,
@@ -55,9 +60,21 @@ BACKOFF_MAX_SECONDS = 2.0
 
 
 @dataclass
-class _Ordered:
-    lock: asyncio.Lock
-    users: int = 0
+class _Waiting:
+    """A record on its way: durable by Kafka's ack before ``deadline`` (loop time), else
+    spooled; ``done`` resolves then (or fails with the spool's OSError)."""
+
+    record: SpoolRecord
+    deadline: float
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Lane:
+    """One call's records not yet durable, in arrival order, and the task delivering them."""
+
+    queue: collections.deque[_Waiting] = field(default_factory=collections.deque)
+    task: asyncio.Task[None] | None = None
 
 
 class _Facts:
@@ -105,7 +122,7 @@ class SpoolingOutlet:
         self._connected = False
         self._reached = False
         self._last_error: str | None = None
-        self._ordered: dict[str, _Ordered] = {}
+        self._lanes: dict[str, _Lane] = {}
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -165,6 +182,9 @@ class SpoolingOutlet:
             self._wake.set()
 
     async def stop(self) -> None:
+        lanes = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        if lanes:  # records whose callers stopped waiting: durable before the spool closes
+            await asyncio.wait(lanes, timeout=self._stop_timeout)
         if self._replayer is not None:
             self._replayer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -186,47 +206,80 @@ class SpoolingOutlet:
         self, record: SpoolRecord, *, order_key: str | None, spool_after: float | None = None
     ) -> None:
         """Return once ``record`` is acknowledged by Kafka (within ``spool_after``, default
-        ``INGRESS_SPOOL_AFTER_SECONDS``) or fsync'd to the spool."""
-        async with self._in_order(order_key):
-            if self._connected and self._spool.depth == 0:
-                try:
-                    async with asyncio.timeout(spool_after or self._spool_after):
-                        ack = await self._producer.send(record)
-                        await asyncio.shield(ack)
-                except (TimeoutError, KafkaError, FastStreamException) as exc:
-                    self._kafka_failed(exc, "publish")
-                else:
-                    self._health.succeeded()
-                    return
-            await self._append(record)
+        ``INGRESS_SPOOL_AFTER_SECONDS``) or fsync'd to the spool.
 
-    @contextlib.asynccontextmanager
-    async def _in_order(self, key: str | None) -> AsyncIterator[None]:
-        if key is None:
-            yield
-            return
-        entry = self._ordered.get(key)
-        if entry is None:
-            entry = self._ordered[key] = _Ordered(asyncio.Lock())
-        entry.users += 1
+        Records with an ``order_key`` (a call sid) join that call's lane: one group of the
+        call's records at a time, in arrival order; what queued up while a group was on its
+        way goes next, together, as one record batch. A caller that stops waiting (its
+        deadline) leaves its record in the lane: it is still made durable."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(
+            record, loop.time() + (spool_after or self._spool_after), loop.create_future()
+        )
+        if order_key is None:
+            await self._deliver([waiting])
+        else:
+            lane = self._lanes.get(order_key)
+            if lane is None:
+                lane = self._lanes[order_key] = _Lane()
+                lane.task = asyncio.create_task(self._drain(order_key, lane))
+            lane.queue.append(waiting)
         try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._ordered[key]
-
-    async def _append(self, record: SpoolRecord) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record.to_line(), done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="spool-flush")
-        try:
-            await asyncio.shield(done)
+            await asyncio.shield(waiting.done)
         except OSError as exc:
             raise SinkUnavailable(f"spool: {type(exc).__name__}") from exc
-        self._metrics.spooled.labels(record.topic).inc()
+
+    async def _drain(self, key: str, lane: _Lane) -> None:
+        """Deliver one call's records, a group at a time, until its lane is empty."""
+        try:
+            while lane.queue:
+                group = [lane.queue.popleft()]
+                size = group[0].record.size
+                while lane.queue and size + lane.queue[0].record.size <= GROUP_BYTES:
+                    size += lane.queue[0].record.size
+                    group.append(lane.queue.popleft())
+                await self._deliver(group)
+        finally:
+            # No await between the empty queue and this: a new record starts a new lane.
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def _deliver(self, group: list[_Waiting]) -> None:
+        """Make ``group`` (one call's records, in order) durable: directly when Kafka is
+        connected and the spool empty (one record batch: all of them or none), else spooled,
+        in order, behind everything spooled before."""
+        loop = asyncio.get_running_loop()
+        wait = min(item.deadline for item in group) - loop.time()
+        if self._connected and self._spool.depth == 0 and wait > 0:
+            records = [item.record for item in group]
+            try:
+                async with asyncio.timeout(wait):
+                    if len(records) == 1:
+                        ack = await self._producer.send(records[0])
+                    else:
+                        ack = await self._producer.send_group(records)
+                    await asyncio.shield(ack)
+            except (TimeoutError, KafkaError, FastStreamException) as exc:
+                self._kafka_failed(exc, "publish")
+            else:
+                self._health.succeeded()
+                for item in group:
+                    if not item.done.done():
+                        item.done.set_result(None)
+                return
+        await self._append(group)
+
+    async def _append(self, group: list[_Waiting]) -> None:
+        """Spool ``group`` in order (one group commit); return once it is written."""
+        self._pending.extend((item.record.to_line(), item.done) for item in group)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="spool-flush")
+        results = await asyncio.gather(
+            *(asyncio.shield(item.done) for item in group), return_exceptions=True
+        )
+        for item, result in zip(group, results, strict=True):
+            if result is None:
+                self._metrics.spooled.labels(item.record.topic).inc()
 
     async def _flush(self) -> None:
         """Group commit: everything queued so far in one write and one fsync."""

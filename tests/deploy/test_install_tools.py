@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.tools import INSTALL_TOOLS
 
-TOOLS = ("kcat", "prometheus", "promtool")
+TOOLS = ("kcat", "prometheus", "promtool", "wrk")
 
 
 def install(*tools: str, path: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -32,6 +32,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "INGRESS_MAX_BODY_BYTES",
         "INGRESS_PUBLISH_TIMEOUT_SECONDS",
         "EXOTEL_TIMEZONE",
+        "INGRESS_KAFKA_LINGER_MS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CALLBACK_SIGNING_SECRET", SECRET)
@@ -49,6 +50,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.accepted_tokens() == (TOKEN.encode(),)
     assert settings.spool_dir == Path(".run/ingress-spool")
     assert settings.spool_after_seconds == 2.0
+    assert settings.kafka_linger_ms == 2
     assert settings.previous_callback_signing_secret is None
     assert settings.signer().verify({}, settings.signer().sign({}))
     assert sorted(settings.secrets()) == sorted([TOKEN, SECRET])
@@ -120,6 +122,8 @@ def test_empty_previous_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
             {"CALLBACK_TOKEN": TOKEN, "INGRESS_SPOOL_AFTER_SECONDS": "5"},
             "INGRESS_SPOOL_AFTER_SECONDS must be below",
         ),
+        ({"CALLBACK_TOKEN": TOKEN, "INGRESS_KAFKA_LINGER_MS": "101"}, "INGRESS_KAFKA_LINGER_MS"),
+        ({"CALLBACK_TOKEN": TOKEN, "INGRESS_KAFKA_LINGER_MS": "-1"}, "INGRESS_KAFKA_LINGER_MS"),
     ],
 )
 def test_invalid_settings_are_explained_without_values(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +131,8 @@ class FakeKafka:
     too_large: set[bytes] = field(default_factory=set)
     acked: list[SpoolRecord] = field(default_factory=list)
     connects: int = 0
+    #: the size of each send: 1 for ``send``, the group's for ``send_group``
+    sends: list[int] = field(default_factory=list)
 
     async def connect(self) -> None:
         if not self.up:
@@ -142,13 +144,23 @@ class FakeKafka:
             raise MessageSizeTooLargeError("too large")
         if not self.up:
             raise KafkaConnectionError("down")
-        return asyncio.ensure_future(self._deliver(rec))
+        self.sends.append(1)
+        return asyncio.ensure_future(self._deliver([rec]))
 
-    async def _deliver(self, rec: SpoolRecord) -> None:
+    async def send_group(self, records: Sequence[SpoolRecord]) -> Awaitable[object]:
+        """One batch: all of the group is acknowledged, or none of it."""
+        if any(rec.value in self.too_large for rec in records):
+            raise MessageSizeTooLargeError("too large")
+        if not self.up:
+            raise KafkaConnectionError("down")
+        self.sends.append(len(records))
+        return asyncio.ensure_future(self._deliver(list(records)))
+
+    async def _deliver(self, records: list[SpoolRecord]) -> None:
         await asyncio.sleep(self.delay)
-        if not self.up or (rec.key in self.fail_keys):
+        if not self.up or any(rec.key in self.fail_keys for rec in records):
             raise KafkaConnectionError("lost")
-        self.acked.append(rec)
+        self.acked.extend(records)
 
     async def stop(self) -> None:
         pass
@@ -181,6 +193,47 @@ async def test_direct_when_kafka_answers(tmp_path: Path) -> None:
         assert values_of(kafka.acked, "CA1") == [1]
         assert outlet.depth == 0
         assert metrics.spooled.labels("call.status")._value.get() == 0
+    finally:
+        await outlet.stop()
+
+
+async def test_a_burst_of_one_call_goes_in_order_and_in_groups(tmp_path: Path) -> None:
+    """What queues up behind a call's record in flight goes next, as one batch, in order."""
+    kafka = FakeKafka(delay=0.02)
+    outlet, metrics = outlet_for(kafka, tmp_path)
+    await outlet.start()
+    try:
+        await wait_until(lambda: outlet.ready, timeout=5, what="connected")
+        first = asyncio.create_task(outlet.put(record("CA1", 0), order_key="CA1"))
+        await wait_until(lambda: kafka.sends == [1], timeout=5, what="the first in flight")
+        rest = [outlet.put(record("CA1", n), order_key="CA1") for n in range(1, 40)]
+        await asyncio.gather(first, *rest)
+        assert values_of(kafka.acked, "CA1") == list(range(40))
+        assert kafka.sends == [1, 39]  # the first alone, what queued behind it together
+        assert outlet.depth == 0
+        assert metrics.spooled.labels("call.status")._value.get() == 0
+    finally:
+        await outlet.stop()
+
+
+async def test_a_burst_of_one_call_whose_group_times_out_is_spooled_whole(tmp_path: Path) -> None:
+    """A group Kafka does not acknowledge in time goes to the spool, all of it, in order;
+    the records behind it follow it there; the replay keeps the order."""
+    kafka = FakeKafka(delay=0.5)  # slower than the 0.2 s callbacks wait
+    outlet, _ = outlet_for(kafka, tmp_path)
+    await outlet.start()
+    try:
+        await wait_until(lambda: outlet.ready, timeout=5, what="connected")
+        await asyncio.gather(*(outlet.put(record("CA1", n), order_key="CA1") for n in range(10)))
+        assert outlet.depth == 10
+        kafka.delay = 0.0
+        await wait_until(lambda: outlet.depth == 0, timeout=10, what="replayed")
+        await asyncio.sleep(0.6)  # the slow direct delivery lands too (duplicates)
+        first_seen: list[int] = []
+        for n in values_of(kafka.acked, "CA1"):
+            if n not in first_seen:
+                first_seen.append(n)
+        assert first_seen == list(range(10))
     finally:
         await outlet.stop()
 
