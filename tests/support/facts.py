@@ -16,6 +16,9 @@ from aiokafka import AIOKafkaConsumer
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
 
+#: Partitions of the topics the suite's services create (``kafka_settings`` in conftest).
+SUITE_TOPIC_PARTITIONS = 4
+
 
 @dataclass
 class Fact:
@@ -47,7 +50,10 @@ class FactReader:
     async def start(self) -> FactReader:
         # Subscribing to a topic that does not exist yet fails (no auto-creation): create
         # missing ones as a service would (a reader often starts before the services).
-        await ensure_topics(KafkaSettings(bootstrap_servers=self.bootstrap_servers), self.topics)
+        settings = KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers, topic_partitions=SUITE_TOPIC_PARTITIONS
+        )
+        await ensure_topics(settings, self.topics)
         self._consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap_servers,
