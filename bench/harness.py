@@ -27,7 +27,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import ALL_TOPICS, CALL_CONNECT
 from services.brokers import choice as broker_choice
-from services.brokers.tansu import EmbeddedBroker
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
 from services.sandbox.testing import SandboxServer
@@ -47,10 +46,12 @@ QUIET_SANDBOX = {
 NO_LIMIT_PER_MINUTE = 10_000_000
 
 
-def kafka_env(bootstrap: str) -> dict[str, str]:
+def kafka_env(bootstrap: str, *, transactions: bool = False) -> dict[str, str]:
+    """Where and how the contenders reach Kafka; ``transactions``: the broker has them
+    (Apache Kafka), so the executor runs with idempotence and transactions, as deployed."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "KAFKA_ENABLE_IDEMPOTENCE": str(transactions).lower(),
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
@@ -91,17 +92,21 @@ def cpu_seconds(pid: int) -> float | None:
 class Bench:
     """One benchmark's broker and sandbox."""
 
-    broker: EmbeddedBroker
+    broker: broker_choice.RunningBroker
     sandbox: SandboxServer
 
     @property
     def bootstrap(self) -> str:
         return self.broker.bootstrap_servers
 
+    @property
+    def transactions(self) -> bool:
+        return self.broker.transactions
+
     def executor_env(self, **extra: str) -> dict[str, str]:
         sandbox = self.sandbox
         return {
-            **kafka_env(self.bootstrap),
+            **kafka_env(self.bootstrap, transactions=self.transactions),
             "EXOTEL_ACCOUNT_SID": sandbox.account_sid,
             "EXOTEL_API_KEY": sandbox.api_key,
             "EXOTEL_API_TOKEN": sandbox.api_token,
@@ -141,11 +146,10 @@ class Bench:
 
 @asynccontextmanager
 async def bench_stack(**sandbox_env: str) -> AsyncIterator[Bench]:
-    """A fresh embedded broker (all voicebus topics created with 12 partitions) and sandbox."""
+    """A fresh broker of the kind services/brokers/choice.py picks (``VOICEBUS_BROKER``
+    insists on one), all voicebus topics created with 12 partitions, and a sandbox."""
     async with AsyncExitStack() as stack:
-        broker = EmbeddedBroker()
-        await asyncio.to_thread(broker.start)
-        stack.push_async_callback(asyncio.to_thread, broker.stop)
+        broker = await stack.enter_async_context(chosen_broker())
         sandbox = await stack.enter_async_context(
             SandboxServer(env={**QUIET_SANDBOX, **sandbox_env})
         )

@@ -88,8 +88,9 @@ class LookupSummary(BaseModel):
     restarted: bool = Field(
         default=False,
         description="An earlier run of this backfill was interrupted (a crash, a rebalance): "
-        "it resumed after its last complete page, so the calls of the page it was on may "
-        "have been published twice; dedupe on `call_sid` (or `details_id`).",
+        "it resumed after its last complete page. Without Kafka transactions (Tansu) the "
+        "calls of the page it was on may have been published twice; dedupe on `call_sid` "
+        "(or `details_id`).",
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from services.common.settings import KafkaSettings
 from tests.support.broker import SuiteBroker, chosen_broker, test_broker
+from tests.support.facts import SUITE_TOPIC_PARTITIONS
 
 BROKER_FIXTURES = {"broker", "kafka_settings", "kafka_env"}
 
@@ -46,7 +47,7 @@ def kafka_settings(broker: SuiteBroker) -> KafkaSettings:
         enable_idempotence=broker.supports_idempotence,
         session_timeout_ms=3000,
         heartbeat_interval_ms=500,
-        topic_partitions=4,
+        topic_partitions=SUITE_TOPIC_PARTITIONS,
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -47,6 +48,12 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
         logger=logging.getLogger("voicebus.kafka"),
         log_level=logging.DEBUG,
     )
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """What every aiokafka client voicebus makes is given: where Kafka is and how to
+    authenticate to it (TLS, SASL)."""
+    return {"bootstrap_servers": settings.bootstrap_servers, **security_options(settings)}
 
 
 def admin_client(settings: KafkaSettings, *, client_id: str = "admin") -> AIOKafkaAdminClient:
@@ -176,6 +183,17 @@ async def topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
     if not partitions:
         raise KafkaError(f"topic {topic} has no partitions in the metadata (was it created?)")
     return sorted(partitions)
+
+
+async def cluster_id(settings: KafkaSettings) -> str:
+    """The Kafka cluster's id (local state is only valid for the cluster it came from)."""
+    admin = admin_client(settings)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return str(described.get("cluster_id") or "unknown")
 
 
 def cloudevent_headers(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import structlog
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, COMMAND_TOPICS
 from services.common.http import Readiness, probe_routes
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import cluster_id, ensure_topics, make_broker, topic_partitions
 from services.common.kafka_health import (
     HEALTH_TOPIC,
     HEALTH_TOPIC_CONFIG,
@@ -29,14 +33,23 @@ from services.executor.call_watch_kafka import (
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.handlers import OffsetCommitter, register_handlers
 from services.executor.ledger import CommandLedger
-from services.executor.ledger_kafka import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG, KafkaLedgerLog
 from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
 from services.executor.numbers import NumberCache
 from services.executor.pipeline import CommandPipeline
-from services.executor.publishing import FactPublisher
 from services.executor.service import Account, CommandService
 from services.executor.settings import ExecutorSettings
+from services.executor.state.kafka_lanes import KafkaLanes, fetch_foreign_entry
+from services.executor.state.partitions import ExecutorState
+from services.executor.state.records import (
+    INDEX_TOPIC,
+    INDEX_TOPIC_CONFIG,
+    LEDGER_TOPIC,
+    LEDGER_TOPIC_CONFIG,
+)
+from services.executor.state.restore import RestoreProgress, StateReader
+from services.executor.state.store import open_store
+from services.executor.status_evidence import KafkaStatusEvidence
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
 from services.exotel.limiter import RateLimiter, partition_share
@@ -51,26 +64,20 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     metrics.max_in_flight.set(settings.max_in_flight)
     readiness = Readiness()
     kafka_health = KafkaHealth()
+    restore_progress = RestoreProgress()
     exotel_accounts = settings.exotel.accounts()
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await ensure_topics(
-            settings.kafka,
-            (*ALL_TOPICS, LEDGER_TOPIC, HEALTH_TOPIC),
-            configs={LEDGER_TOPIC: LEDGER_TOPIC_CONFIG, HEALTH_TOPIC: HEALTH_TOPIC_CONFIG},
-        )
+        await _ensure_topics(settings)
         broker = make_broker(settings.kafka, client_id="executor")
-        ledger = CommandLedger()
-        ledger_log = KafkaLedgerLog(broker, settings.kafka, ledger)
-        ledger.attach(ledger_log)
         dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
+        state = await _open_state(settings, dispatcher, committer, restore_progress)
+        state_status[:] = [state.status]
         limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
 
-        def follow_partitions(owned: int, total: int) -> None:
-            limiter.set_share(partition_share(owned, total))
-            metrics.rate_share.set(limiter.share)
+        follow_partitions = _share_follower(limiter, metrics)
 
         async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
             clients = {
@@ -78,13 +85,14 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 for name, account in exotel_accounts.items()
             }
             pipeline = CommandPipeline(
-                _command_service(settings, clients, ledger, metrics),
-                FactPublisher(broker),
+                _command_service(settings, clients, metrics),
                 metrics,
                 stopping=lambda: dispatcher.closing,
-                ledger=ledger,
+                ledger=state.ledger,
+                lanes=state.lanes,
                 kafka_health=kafka_health,
                 owns=dispatcher.owns,
+                restore_timeout_seconds=settings.restore_timeout_seconds,
             )
             register_handlers(
                 broker,
@@ -92,18 +100,19 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 dispatcher=dispatcher,
                 committer=committer,
                 pipeline=pipeline,
+                state=state,
                 on_share=follow_partitions,
+                on_fatal=_stop_now,
             )
-            # The ledger must be read before the first command is consumed: connect the
-            # producer (barriers), load the ledger, and only then start the subscriber.
-            await broker.connect()
-            readiness.reason = "reading the command ledger"
-            await ledger_log.start()
+            # Each assigned partition's state is restored (in the rebalance listener)
+            # before its first command runs; start() returns after the first assignment.
+            readiness.reason = "restoring the state of the assigned partitions"
             await broker.start()
             probe = await start_write_probe(
                 settings.kafka, publish_with(broker), kafka_health, service="executor"
             )
-            committer.start()
+            if not state.lanes.transactional:
+                committer.start()  # with transactions, offsets commit with the outcomes
             call_watch = _call_watch(settings, broker, clients, metrics)
             if call_watch is not None:
                 await call_watch.start()
@@ -120,15 +129,94 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 await probe.stop()
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
-                await committer.commit(positions)
-                await ledger_log.stop()
+                await state.stop(positions)
                 await broker.stop()
+                await state.close()
                 log.info("executor.stopped", committed_partitions=len(positions))
 
+    state_status: list[Callable[[], dict[str, object]]] = []
+
     def ready() -> tuple[bool, dict[str, object]]:
-        return _ready(readiness, kafka_health, sorted(exotel_accounts))
+        ok, detail = _ready(readiness, kafka_health, sorted(exotel_accounts))
+        for status in (*state_status, restore_progress.status):
+            detail |= status()
+        return ok, detail
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _share_follower(limiter: RateLimiter, metrics: ExecutorMetrics) -> Callable[[int, int], None]:
+    """Each account's limit is shared by partitions owned (recomputed on every rebalance)."""
+
+    def follow_partitions(owned: int, total: int) -> None:
+        limiter.set_share(partition_share(owned, total))
+        metrics.rate_share.set(limiter.share)
+
+    return follow_partitions
+
+
+async def _ensure_topics(settings: ExecutorSettings) -> None:
+    await ensure_topics(
+        settings.kafka,
+        (*ALL_TOPICS, LEDGER_TOPIC, INDEX_TOPIC, HEALTH_TOPIC),
+        configs={
+            LEDGER_TOPIC: LEDGER_TOPIC_CONFIG,
+            INDEX_TOPIC: INDEX_TOPIC_CONFIG,
+            HEALTH_TOPIC: HEALTH_TOPIC_CONFIG,
+        },
+    )
+
+
+async def _open_state(
+    settings: ExecutorSettings,
+    dispatcher: KeyOrderedDispatcher,
+    committer: OffsetCommitter,
+    progress: RestoreProgress,
+) -> ExecutorState:
+    """The local store, the partitions' write lanes, the state reader and the ledger."""
+    store = open_store(settings.state_dir or Path(tempfile.mkdtemp(prefix="voicebus-state-")))
+    cluster = await cluster_id(settings.kafka)
+    if store.adopt(cluster):
+        log.warning("state.discarded", reason="the store came from another Kafka cluster")
+    transactional = settings.uses_transactions
+
+    def positions_of(partition: int) -> Callable[[], dict[tuple[str, int], int]]:
+        return lambda: dispatcher.positions([(t, partition) for t in COMMAND_TOPICS])
+
+    lanes = KafkaLanes(
+        settings.kafka,
+        group_id=settings.group_id,
+        transactional=transactional,
+        positions_of=positions_of,
+    )
+    await lanes.start()
+    reader = StateReader(
+        settings.kafka,
+        store,
+        exact_end_offsets=transactional,
+        write_barrier=lanes.write_barrier,
+        timeout_seconds=settings.restore_timeout_seconds,
+        progress=progress,
+    )
+    await reader.start(await topic_partitions(settings.kafka, INDEX_TOPIC))
+
+    async def fetch(partition: int, key: str, at: float) -> bytes | None:
+        return await fetch_foreign_entry(
+            settings.kafka, read_committed=transactional, partition=partition, key=key, at=at
+        )
+
+    ledger = CommandLedger(store, lanes, fetch_foreign=fetch)
+    return ExecutorState(
+        lanes, reader, ledger, committer.commit, store, temporary=settings.state_dir is None
+    )
+
+
+def _stop_now(exc: BaseException) -> None:
+    """A partition's state could not be acquired: stop rather than run without it (the
+    orchestrator restarts the executor; its commands stay uncommitted meanwhile)."""
+    log.critical("executor.fatal", error=repr(exc))
+    logging.shutdown()
+    os._exit(3)
 
 
 def _ready(
@@ -143,11 +231,10 @@ def _ready(
 
 
 def _command_service(
-    settings: ExecutorSettings,
-    clients: Mapping[str, ExotelClient],
-    ledger: CommandLedger,
-    metrics: ExecutorMetrics,
+    settings: ExecutorSettings, clients: Mapping[str, ExotelClient], metrics: ExecutorMetrics
 ) -> CommandService:
+    """The service layer; each command's intents go to its partition's ledger (the
+    pipeline passes ``ledger.journal(partition)``)."""
     return CommandService(
         accounts={
             name: Account(
@@ -167,11 +254,11 @@ def _command_service(
         retry_policy=settings.retry_policy(),
         callback_content_type=settings.callback_content_type,
         observer=metrics,
-        journal=ledger,
         reconcile_window_seconds=settings.reconcile_window_seconds,
         reconcile_poll_seconds=settings.reconcile_poll_seconds,
         numbers=NumberCache(settings.number_cache_hours * 3600, settings.number_cache_max),
         backfill_page_size=settings.backfill_page_size,
+        statuses=KafkaStatusEvidence(settings.kafka),
     )
 
 

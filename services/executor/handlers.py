@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -68,23 +69,37 @@ class OffsetCommitter:
                 await self._task
 
 
+class PartitionState(Protocol):
+    """What moves with a partition: its write lane, its restored state, pending outcomes."""
+
+    async def acquire(self, partitions: set[int]) -> None:
+        """Before the partitions' commands run: lanes opened (fencing the previous owner),
+        state restored. Raises when that cannot be done in time."""
+
+    async def release(self, partitions: set[int], positions: Mapping[tuple[str, int], int]) -> None:
+        """After their work finished or was cut short: commit ``positions`` and let go."""
+
+
 class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """On revocation: finish (within the grace period) and commit, before giving up."""
+    """On revocation: finish (within the grace period), commit, release the partitions'
+    state. On assignment: acquire the partitions' state before their commands run."""
 
     def __init__(
         self,
         dispatcher: KeyOrderedDispatcher,
-        committer: OffsetCommitter,
+        state: PartitionState,
         grace: float,
         *,
         topics: tuple[str, ...],
         on_share: Callable[[int, int], None] | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
     ):
         self._dispatcher = dispatcher
-        self._committer = committer
+        self._state = state
         self._grace = grace
         self._topics = topics
         self._on_share = on_share
+        self._on_fatal = on_fatal
         self.consumer: Any = None  # set once the subscriber exists
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -92,11 +107,25 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         if not tps:
             return
         positions = await self._dispatcher.revoke(tps, self._grace)
-        await self._committer.commit(positions)
+        await self._state.release({p for _, p in tps}, positions)
         log.info("kafka.partitions_revoked", partitions=len(tps))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        partitions = {tp.partition for tp in assigned}
+        # Taken by the dispatcher at once: aiokafka can deliver the partitions' records
+        # while their state is still being restored (they wait for it, see
+        # ``KafkaLanes.acquired``); a record refused as "revoked" here would be skipped,
+        # since the consumer's position has moved past it.
         self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
+        try:
+            await self._state.acquire(partitions)
+        except Exception as exc:
+            # aiokafka would log and carry on with partitions whose state is missing:
+            # never run their commands, stop the executor instead.
+            log.exception("kafka.partitions_not_acquired", partitions=sorted(partitions))
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            raise
         total = self._total_partitions()
         log.info("kafka.partitions_assigned", partitions=len(assigned), total=total)
         if self._on_share is not None:
@@ -134,8 +163,10 @@ def register_handlers(
     dispatcher: KeyOrderedDispatcher,
     committer: OffsetCommitter,
     pipeline: CommandPipeline,
+    state: PartitionState,
     topics: tuple[str, ...] = COMMAND_TOPICS,
     on_share: Callable[[int, int], None] | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Subscribe the executor to its command topics (called before the broker starts).
 
@@ -144,16 +175,21 @@ def register_handlers(
     """
     listener = CommandRebalanceListener(
         dispatcher,
-        committer,
+        state,
         settings.shutdown_grace_seconds,
         topics=topics,
         on_share=on_share,
+        on_fatal=on_fatal,
     )
     subscriber = broker.subscriber(
         *topics,
         group_id=settings.group_id,
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        # Partition p of every command topic to the same member: a call's lwb.action and
+        # leg.hangup (both keyed by call_sid), and the state of partition p, move together.
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        isolation_level="read_committed",
         listener=listener,
         session_timeout_ms=settings.kafka.session_timeout_ms,
         heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,

@@ -2,28 +2,36 @@
 
 Exactly-once *effect* on top of at-least-once delivery. Before the first request with an
 effect (placing a call, creating or changing a leg) the executor records an ``intent``;
-when the command has an outcome it records ``done`` with the result. Both are written to
-Kafka (``voicebus.executor.ledger``, keyed by command) and acknowledged before going on.
+when the command has an outcome it records ``done`` with the result. Both go to
+``voicebus.executor.ledger`` (keyed by command) on the partition the command was consumed
+from, so a ledger partition moves with its command partitions, and to the command index
+(``voicebus.executor.command-index``: where each command lives and how far it got).
 
     command ──► ledger says done?     ──► re-emit the recorded result, no request
             ──► ledger says intent?   ──► in doubt: reconcile with Exotel, never resend blindly
             ──► nothing recorded      ──► record intent ──► Exotel ──► record done ──► result
 
-Every replica reads the whole ledger at start and follows it, so a command redelivered to
-another replica after a crash or rebalance finds its record there.
+A replica restores the ledger partitions of the partitions it is assigned (and the small
+index) into its local store before their commands run (services/executor/state/), so a
+command redelivered after a crash or a rebalance finds its record there, and a duplicate
+published under another key is found through the index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.commands import CommandType
 from contracts.results import CommandResult
+from services.executor.state.lanes import WriteLane
+from services.executor.state.records import Record, index_record, ledger_record
+from services.executor.state.store import EntryRow, IndexRow, StateStore, StoredEntry
 
 log = structlog.get_logger(__name__)
 
@@ -42,10 +50,19 @@ class LedgerEntry(BaseModel):
         default_factory=dict, description="What reconciliation needs (numbers, sids, mode)."
     )
     result: CommandResult | None = None
+    source: str | None = Field(
+        default=None,
+        description="The command record whose outcome this is: topic/partition/offset.",
+    )
 
     @property
     def key(self) -> str:
         return ledger_key(self.command_type, self.command_id)
+
+
+def record_source(topic: str, partition: int, offset: int) -> str:
+    """Names one command record: its outcome and a redelivery of it share this."""
+    return f"{topic}/{partition}/{offset}"
 
 
 def ledger_key(command_type: str, command_id: str) -> str:
@@ -53,50 +70,26 @@ def ledger_key(command_type: str, command_id: str) -> str:
     return f"{command_type}:{command_id}"
 
 
-class LedgerLog(Protocol):
-    """Where entries are made durable (Kafka in production)."""
+class Lanes(Protocol):
+    """The write lane of each owned partition (services/executor/state/lanes.py)."""
 
-    async def append(self, entry: LedgerEntry) -> None: ...
+    def lane(self, partition: int) -> WriteLane: ...
+
+    async def acquired(self, partition: int, within: float) -> WriteLane:
+        """The lane once the partition's state is restored."""
 
 
-class CommandLedger:
-    """What this replica knows of every command's intent and outcome."""
+#: Reads one entry of another partition's ledger from Kafka (a duplicate published under
+#: another key): (partition, key, written at) -> the record's bytes, if found.
+FetchEntry = Callable[[int, str, float], Awaitable[bytes | None]]
 
-    def __init__(
-        self,
-        log_: LedgerLog | None = None,
-        *,
-        retention: timedelta = timedelta(days=7),
-    ) -> None:
-        self._log = log_
-        self._entries: dict[str, LedgerEntry] = {}
-        self._retention = retention
-        self._applied = 0
 
-    def attach(self, log_: LedgerLog) -> None:
-        self._log = log_
+@dataclass(frozen=True)
+class PartitionJournal:
+    """The ledger's ``intend`` for the commands of one partition (an ``EffectJournal``)."""
 
-    def lookup(self, command_type: str, command_id: str) -> LedgerEntry | None:
-        return self._entries.get(ledger_key(command_type, command_id))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def apply(self, entry: LedgerEntry) -> None:
-        """Take an entry read back from the log (ours or another replica's)."""
-        current = self._entries.get(entry.key)
-        if current is not None and current.state == "done" and entry.state == "intent":
-            return  # an outcome is never undone by an older intent
-        self._entries[entry.key] = entry
-        self._applied += 1
-        if self._applied % 10_000 == 0:
-            self._prune()
-
-    def _prune(self) -> None:
-        horizon = datetime.now(UTC) - self._retention
-        stale = [k for k, e in self._entries.items() if e.state == "done" and e.at < horizon]
-        for key in stale:
-            del self._entries[key]
+    ledger: CommandLedger
+    partition: int
 
     async def intend(
         self,
@@ -106,31 +99,179 @@ class CommandLedger:
         account: str,
         evidence: Mapping[str, str],
     ) -> LedgerEntry:
+        return await self.ledger.intend(
+            partition=self.partition,
+            command_id=command_id,
+            command_type=command_type,
+            account=account,
+            evidence=evidence,
+        )
+
+
+class CommandLedger:
+    """What the executor intended and what happened, per command.
+
+    Written through the command's partition lane (the ledger partition is the command's
+    own partition number), remembered in the local store once durable. A command's
+    outcome is visible to lookups as soon as it is handed to the lane (``_pending``),
+    and goes to the store when its transaction committed.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        lanes: Lanes,
+        *,
+        fetch_foreign: FetchEntry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._lanes = lanes
+        self._fetch_foreign = fetch_foreign
+        self._clock = clock
+        self._pending: dict[str, LedgerEntry] = {}
+        self._pending_home: dict[str, int] = {}
+
+    def journal(self, partition: int) -> PartitionJournal:
+        return PartitionJournal(self, partition)
+
+    async def find(
+        self, command_type: str, command_id: str, *, partition: int
+    ) -> LedgerEntry | None:
+        """The latest entry of a command: in this partition's state, else (a duplicate
+        published under another key) from the partition the command index names."""
+        key = ledger_key(command_type, command_id)
+        pending = self._pending.get(key)
+        if pending is not None:
+            return pending
+        stored = self._store.entry(key)
+        if stored is not None:
+            return _parse(stored.value)
+        indexed = self._store.indexed(key)
+        if indexed is None or indexed.partition == partition or self._fetch_foreign is None:
+            return None
+        raw = await self._fetch_foreign(indexed.partition, key, indexed.at)
+        found = _parse(raw) if raw is not None else None
+        if found is not None:
+            log.info(
+                "ledger.found_in_another_partition",
+                command_id=command_id,
+                home=indexed.partition,
+                state=found.state,
+            )
+        return found
+
+    async def intend(
+        self,
+        *,
+        partition: int,
+        command_id: str,
+        command_type: CommandType,
+        account: str,
+        evidence: Mapping[str, str],
+        facts: Sequence[Record] = (),
+    ) -> LedgerEntry:
+        """Durable before it returns: the request with an effect comes after this.
+
+        ``facts`` (a backfill's page of ``call.details`` before the checkpoint that
+        follows it) are written first, in the same write: one transaction where the
+        broker has them."""
         entry = LedgerEntry(
             command_id=command_id,
             command_type=command_type,
             state="intent",
             account=account,
-            at=datetime.now(UTC),
+            at=self._clock(),
             evidence=dict(evidence),
         )
-        await self._write(entry)
+        records = [*facts, *_records(entry, partition)]
+        await self._lanes.lane(partition).write_now(records)
+        self._remember(entry, partition)
         return entry
 
-    async def complete(self, result: CommandResult) -> None:
-        previous = self.lookup(result.command_type, result.command_id)
+    async def complete(
+        self,
+        partition: int,
+        result: CommandResult,
+        *,
+        facts: Sequence[Record] = (),
+        before: Sequence[Record] = (),
+        source: str | None = None,
+    ) -> LedgerEntry:
+        """The outcome, with the facts that go with it (the result): one transaction.
+        ``source`` names the command record (see :func:`record_source`).
+
+        ``before``: facts written ahead of the outcome (a lookup's ``call.details``), so
+        that without transactions they are never missing once the outcome is recorded:
+        a redelivered command whose outcome is recorded only gets its result again."""
+        key = ledger_key(result.command_type, result.command_id)
+        previous = self._pending.get(key) or _stored(self._store.entry(key))
         entry = LedgerEntry(
             command_id=result.command_id,
             command_type=result.command_type,
             state="done",
             account=result.account,
-            at=datetime.now(UTC),
+            at=self._clock(),
             evidence=previous.evidence if previous else {},
             result=result,
+            source=source,
         )
-        await self._write(entry)
+        self._pending[key] = entry
+        self._pending_home[key] = partition
 
-    async def _write(self, entry: LedgerEntry) -> None:
-        if self._log is not None:
-            await self._log.append(entry)
-        self.apply(entry)
+        def durable() -> None:
+            self._remember(entry, partition)
+            if self._pending.get(key) is entry:
+                del self._pending[key]
+                del self._pending_home[key]
+
+        await self._lanes.lane(partition).finish(
+            [*before, *_records(entry, partition), *facts], on_durable=durable
+        )
+        return entry
+
+    def release(self, partitions: set[int]) -> None:
+        """Partitions given away: outcomes of theirs not committed by us are the next
+        owner's to decide (their offsets were not committed either)."""
+        for key in [k for k, p in self._pending_home.items() if p in partitions]:
+            self._pending.pop(key, None)
+            self._pending_home.pop(key, None)
+
+    def _remember(self, entry: LedgerEntry, partition: int) -> None:
+        row = _entry_row(entry, partition)
+        self._store.apply(entries=[row], index=[IndexRow(row.key, partition, row.state, row.at)])
+
+    def expire(self, retention: timedelta = timedelta(days=7)) -> int:
+        return self._store.expire((self._clock() - retention).timestamp())
+
+
+def _parse(value: bytes) -> LedgerEntry | None:
+    try:
+        return LedgerEntry.model_validate_json(value)
+    except ValidationError as exc:
+        log.warning("ledger.unreadable_entry", error=str(exc)[:200])
+        return None
+
+
+def _stored(stored: StoredEntry | None) -> LedgerEntry | None:
+    return _parse(stored.value) if stored is not None else None
+
+
+def _entry_row(entry: LedgerEntry, partition: int) -> EntryRow:
+    return EntryRow(
+        entry.key, partition, entry.state, entry.at.timestamp(), entry.model_dump_json().encode()
+    )
+
+
+def _records(entry: LedgerEntry, partition: int) -> list[Record]:
+    at = entry.at.timestamp()
+    return [
+        ledger_record(
+            key=entry.key,
+            partition=partition,
+            state=entry.state,
+            at=at,
+            value=entry.model_dump_json().encode(),
+        ),
+        index_record(key=entry.key, partition=partition, state=entry.state, at=at),
+    ]

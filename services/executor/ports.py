@@ -110,7 +110,9 @@ class EffectJournal(Protocol):
 
 
 class DetailsSink(Protocol):
-    """Publishes a command's ``call.details`` facts; returns once Kafka acknowledged one."""
+    """Takes a command's ``call.details`` facts. The executor writes them with the
+    command's next ledger write (a backfill's next checkpoint, else its outcome), before
+    the ledger record; a test's sink may publish them at once."""
 
     async def publish(self, fact: CallDetails) -> None: ...
 
@@ -123,6 +125,23 @@ class InDoubt(Protocol):
 
     @property
     def evidence(self) -> dict[str, str]: ...
+
+
+class StatusSearch(Protocol):
+    """One command's search of ``call.status``, from a moment on."""
+
+    async def call_sid(self) -> str | None:
+        """The call sid of a status event carrying the command's id, if one has arrived
+        (each call reads on from where the previous one stopped)."""
+
+    async def close(self) -> None: ...
+
+
+class StatusEvidence(Protocol):
+    """The facts voicebus receives about its calls: a call whose connect answer was lost
+    still reports its status callbacks, and they carry the command's id."""
+
+    def search(self, command_id: str, since: datetime) -> StatusSearch: ...
 
 
 class ExecutorObserver(Protocol):

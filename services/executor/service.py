@@ -28,6 +28,7 @@ from services.executor.ports import (
     EffectJournal,
     ExecutorObserver,
     InDoubt,
+    StatusEvidence,
 )
 from services.executor.retry import RetryPolicy
 
@@ -47,6 +48,7 @@ class CommandService:
     reconcile_poll_seconds: float = 2.0
     numbers: NumberCache = field(default_factory=NumberCache)
     backfill_page_size: int = 100
+    statuses: StatusEvidence | None = None
 
     async def execute(
         self,
@@ -57,14 +59,17 @@ class CommandService:
         in_doubt: InDoubt | None = None,
         facts: DetailsSink | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        journal: EffectJournal | None = None,
     ) -> CommandResult:
         """Run ``command`` against Exotel and say what happened.
 
         ``in_doubt``: an earlier run recorded its intent and then stopped (crash,
         rebalance); the request may have reached Exotel, so the command is reconciled
-        against Exotel instead of being sent again blindly. ``facts``: where the command's
-        ``call.details`` facts go. ``stopping``: true once the command should stop and be
-        run again later (a long command then raises :class:`~.commands.run.Interrupted`).
+        against Exotel instead of being sent again blindly. ``journal``: where this
+        command's intent goes (its partition's ledger), instead of the service's own.
+        ``facts``: where the command's ``call.details`` facts go. ``stopping``: true once
+        the command should stop and be run again later (a long command then raises
+        :class:`~.commands.run.Interrupted`).
         """
         refused = Outcomes(
             command_type, command.command_id, command.account, requested_at, self.clock
@@ -80,7 +85,7 @@ class CommandService:
             command_id=command.command_id,
             command_type=command_type,
             account=account.name,
-            journal=self.journal,
+            journal=journal if journal is not None else self.journal,
             observer=self.observer,
         )
         run = CommandRun(
@@ -97,5 +102,6 @@ class CommandService:
             backfill_page_size=self.backfill_page_size,
             facts=facts,
             stopping=stopping,
+            statuses=self.statuses,
         )
         return await HANDLERS[command_type](command, run)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -46,6 +49,26 @@ class ExecutorSettings(BaseSettings):
     )
     reconcile_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     commit_interval_seconds: float = Field(default=0.2, gt=0, le=10)
+    transactions: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Outcome, result and offset commit in one Kafka transaction per batch "
+        "(exactly one result per command). auto: on when KAFKA_ENABLE_IDEMPOTENCE is "
+        "(brokers with idempotent producers have transactions; Tansu has neither).",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where the local state store lives (SQLite with a checkpoint per "
+        "partition; a cache of Kafka). On a persistent volume a restart restores only what "
+        "changed; unset: a temporary directory, so every start restores from Kafka. One "
+        "directory per replica.",
+    )
+    restore_timeout_seconds: float = Field(
+        default=240.0,
+        gt=0,
+        le=3600,
+        description="How long restoring the state of newly assigned partitions may take "
+        "before the executor stops with an error (below KAFKA_MAX_POLL_INTERVAL_MS).",
+    )
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=600)
     retry_max_attempts: int = Field(default=5, ge=1, le=50)
     retry_initial_seconds: float = Field(default=0.5, gt=0)
@@ -139,6 +162,31 @@ class ExecutorSettings(BaseSettings):
         secret = self.callback_signing_secret.get_secret_value()
         register_secrets([secret])
         return CallbackSigner(secret)
+
+    @model_validator(mode="after")
+    def _transactions_need_idempotence(self) -> ExecutorSettings:
+        if self.transactions == "on" and not self.kafka.enable_idempotence:
+            raise ValueError(
+                "EXECUTOR_TRANSACTIONS=on needs KAFKA_ENABLE_IDEMPOTENCE=true "
+                "(a transactional producer is an idempotent one)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _restore_within_poll_interval(self) -> ExecutorSettings:
+        if self.restore_timeout_seconds * 1000 >= self.kafka.max_poll_interval_ms:
+            raise ValueError(
+                "EXECUTOR_RESTORE_TIMEOUT_SECONDS must stay below KAFKA_MAX_POLL_INTERVAL_MS: "
+                "the group drops a member whose rebalance takes longer"
+            )
+        return self
+
+    @property
+    def uses_transactions(self) -> bool:
+        """Transactions (and exact end offsets) where the broker has idempotent producers."""
+        if self.transactions == "auto":
+            return self.kafka.enable_idempotence
+        return self.transactions == "on"
 
     @model_validator(mode="after")
     def _retry_budget(self) -> ExecutorSettings:

@@ -17,6 +17,7 @@ from contracts.results import CommandResult
 from services.executor.commands.run import Interrupted
 from services.executor.ledger import CommandLedger
 from services.executor.service import CommandService
+from services.executor.state.store import StateStore
 from services.exotel._payload import load_payload
 from services.exotel.models import BulkPage, CallDetails
 from tests.exotel.conftest import sample
@@ -29,6 +30,7 @@ from tests.support.exotel import (
     not_found,
     server_error,
 )
+from tests.support.lanes import RecordingLanes
 
 IST = ZoneInfo("Asia/Kolkata")
 SID = "b6cfaf5f5cef3ca0fc937749ef96d245"
@@ -241,7 +243,7 @@ async def test_a_backfill_interrupted_before_its_first_page_starts_again_restart
 async def test_a_backfill_whose_partition_is_revoked_stops_between_pages_without_a_result() -> None:
     exotel = FakeExotel().answer("bulk_page", page("c1", next_uri="/p2"))
     facts = FakeFacts()
-    ledger = CommandLedger()
+    ledger = CommandLedger(StateStore(None), RecordingLanes())
     pages = [0]
 
     def stopping() -> bool:
@@ -249,9 +251,14 @@ async def test_a_backfill_whose_partition_is_revoked_stops_between_pages_without
         return pages[0] > 1  # revoked once the first page is done
 
     with pytest.raises(Interrupted):
-        await run(executor(exotel, journal=ledger), lookup(filter=RECENT), facts, stopping=stopping)
+        await run(
+            executor(exotel, journal=ledger.journal(0)),
+            lookup(filter=RECENT),
+            facts,
+            stopping=stopping,
+        )
     assert [f.call_sid for f in facts.published] == ["c1"]
-    entry = ledger.lookup("call.lookup", "lk-1")
+    entry = await ledger.find("call.lookup", "lk-1", partition=0)
     assert entry is not None
     assert (entry.state, entry.evidence["next"], entry.evidence["calls"]) == ("intent", "/p2", "1")
 

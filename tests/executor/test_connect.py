@@ -15,6 +15,7 @@ from services.exotel.requests import CcmCallRequest, V1ConnectRequest
 from tests.support.exotel import (
     FakeExotel,
     FakeJournal,
+    FakeStatuses,
     Placed,
     answer_lost,
     busy_agent,
@@ -202,6 +203,27 @@ async def test_a_lost_answer_with_no_call_found_fails_in_doubt_without_ringing_a
     result = await run(exotel, connect())
     assert (result.outcome, code_of(result)) == ("failed", "in_doubt")
     assert len(exotel.sent("place_call")) == 1
+
+
+async def test_a_lost_answer_on_a_long_call_is_found_from_the_calls_own_status_events() -> None:
+    # Bulk call details list finished calls only: a conversation outlasting the reconcile
+    # window is not there, but its answered callback, carrying the command id, is.
+    exotel = FakeExotel().answer("place_call", answer_lost())
+    statuses = FakeStatuses(reported={"c-1": "ringing-for-an-hour"}, after_polls=2)
+    result = await run(exotel, connect(), service={"reconcile_window": 5.0, "statuses": statuses})
+    assert (result.outcome, result.call_sid) == ("accepted", "ringing-for-an-hour")
+    assert len(exotel.sent("place_call")) == 1
+    assert [command_id for command_id, _ in statuses.searches] == ["c-1"]
+    assert statuses.closed == 1
+
+
+async def test_an_in_doubt_connect_after_a_crash_searches_status_events_since_its_intent() -> None:
+    statuses = FakeStatuses(reported={"c-1": "found-by-status"})
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    entry = intent_entry("call.connect", {"api": "v1"}, at=since)
+    result = await run(FakeExotel(), connect(), in_doubt=entry, service={"statuses": statuses})
+    assert (result.outcome, result.call_sid) == ("accepted", "found-by-status")
+    assert statuses.searches == [("c-1", since - timedelta(seconds=60))]
 
 
 async def test_an_in_doubt_connect_finds_the_call_instead_of_placing_it_again() -> None:

@@ -1,90 +1,164 @@
-"""The ledger makes effects exactly-once: intents before effects, outcomes remembered.
+"""The ledger makes effects exactly-once: intents before effects, outcomes remembered, on
+the partition the command came from, found again by a duplicate under another key.
 
 (How in-doubt commands are reconciled against Exotel is told per command type in
 test_connect.py, test_lwb.py and test_hangup.py.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 from datetime import UTC, datetime, timedelta
 
 from contracts.commands import CallConnect
 from contracts.results import CommandResult
-from services.executor.ledger import CommandLedger, LedgerEntry
-from tests.support.exotel import FakeExotel, executor, intent_entry
-
-
-@dataclass
-class FakeLog:
-    entries: list[LedgerEntry] = field(default_factory=list)
-
-    async def append(self, entry: LedgerEntry) -> None:
-        self.entries.append(entry)
-
+from services.executor.ledger import CommandLedger, LedgerEntry, record_source
+from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC
+from services.executor.state.store import IndexRow, StateStore
+from tests.support.exotel import FakeExotel, executor
+from tests.support.lanes import RecordingLanes
 
 CONNECT = CallConnect.model_validate(
     {"command_id": "c-1", "from": "+919876543210", "to": "+919812345678", "caller_id": "0804711"}
 )
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def intent() -> LedgerEntry:
-    return intent_entry("call.connect", {"api": "v1"}, at=datetime.now(UTC) - timedelta(seconds=5))
+def accepted(command_id: str = "c-1") -> CommandResult:
+    return CommandResult(
+        command_id=command_id,
+        command_type="call.connect",
+        outcome="accepted",
+        call_sid="sid-1",
+        account="default",
+        attempts=1,
+        completed_at=NOW,
+    )
+
+
+def new_ledger(
+    lanes: RecordingLanes | None = None, store: StateStore | None = None, **kwargs: object
+) -> tuple[CommandLedger, RecordingLanes, StateStore]:
+    lanes = lanes or RecordingLanes()
+    store = store or StateStore(None)
+    return CommandLedger(store, lanes, clock=lambda: NOW, **kwargs), lanes, store  # type: ignore[arg-type]
 
 
 async def test_no_intent_is_recorded_when_nothing_is_sent() -> None:
-    log = FakeLog()
+    ledger, lanes, _ = new_ledger()
     invalid = CallConnect.model_validate(
         {**CONNECT.model_dump(by_alias=True), "streaming": {"url": "wss://x"}}
     )
-    result = await executor(FakeExotel(), journal=CommandLedger(log)).execute(
+    result = await executor(FakeExotel(), journal=ledger.journal(3)).execute(
         invalid, command_type="call.connect"
     )
     assert result.outcome == "rejected"
-    assert log.entries == []
+    assert lanes.lanes == {}
 
 
-async def test_an_intent_is_recorded_before_the_call_is_placed_and_the_outcome_after() -> None:
-    log, exotel = FakeLog(), FakeExotel()
-    ledger = CommandLedger(log)
-    result = await executor(exotel, journal=ledger).execute(CONNECT, command_type="call.connect")
+async def test_the_intent_goes_to_the_commands_own_partition_before_the_call_is_placed() -> None:
+    ledger, lanes, _ = new_ledger()
+    exotel = FakeExotel()
+    result = await executor(exotel, journal=ledger.journal(3)).execute(
+        CONNECT, command_type="call.connect"
+    )
     assert result.outcome == "accepted"
-    assert [e.state for e in log.entries] == ["intent"]
-    assert log.entries[0].evidence == {"from": "+919876543210", "to": "+919812345678", "api": "v1"}
-    await ledger.complete(result)
-    done = ledger.lookup("call.connect", "c-1")
-    assert done is not None
-    assert done.state == "done"
-    assert done.result == result
-    assert done.evidence == log.entries[0].evidence
+    lane = lanes.lanes[3]
+    assert lane.topics() == [LEDGER_TOPIC, INDEX_TOPIC]
+    ledger_record, index_record = lane.written
+    assert ledger_record.partition == 3
+    assert ledger_record.key == b"call.connect:c-1"
+    assert dict(ledger_record.headers)["voicebus-state"] == b"intent"
+    intent = LedgerEntry.model_validate_json(ledger_record.value)
+    assert intent.evidence == {"from": "+919876543210", "to": "+919812345678", "api": "v1"}
+    assert json.loads(index_record.value) == {
+        "partition": 3,
+        "state": "intent",
+        "at": NOW.timestamp(),
+    }
 
 
-def test_an_outcome_is_never_undone_by_an_older_intent_read_later() -> None:
-    ledger = CommandLedger()
-    now = datetime.now(UTC)
-    done = LedgerEntry(
+async def test_an_outcome_is_written_with_its_facts_and_found_again() -> None:
+    ledger, _, store = new_ledger()
+    await ledger.intend(
+        partition=3,
         command_id="c-1",
         command_type="call.connect",
-        state="done",
         account="default",
-        at=now,
-        result=CommandResult(
-            command_id="c-1",
-            command_type="call.connect",
-            outcome="accepted",
-            account="default",
-            attempts=1,
-            completed_at=now,
-        ),
+        evidence={"api": "v1"},
     )
-    ledger.apply(done)
-    ledger.apply(intent())
-    entry = ledger.lookup("call.connect", "c-1")
-    assert entry is not None
-    assert entry.state == "done"
+    await ledger.complete(3, accepted())
+    done = await ledger.find("call.connect", "c-1", partition=3)
+    assert done is not None
+    assert (done.state, done.result, done.evidence) == ("done", accepted(), {"api": "v1"})
+    assert store.entry("call.connect:c-1") is not None
 
 
-def test_idempotency_keys_are_scoped_by_command_type() -> None:
-    ledger = CommandLedger()
-    ledger.apply(intent())
-    assert ledger.lookup("call.connect", "c-1") is not None
-    assert ledger.lookup("leg.hangup", "c-1") is None
+async def test_an_outcome_names_its_command_record_so_a_redelivery_is_told_from_a_duplicate() -> (
+    None
+):
+    ledger, _, store = new_ledger()
+    source = record_source("call.connect", 3, 41)
+    await ledger.complete(3, accepted(), source=source)
+    restored, _, _ = new_ledger(store=store)  # a new process, from the same state
+    done = await restored.find("call.connect", "c-1", partition=3)
+    assert done is not None
+    assert done.source == "call.connect/3/41"
+    assert done.source != record_source("call.connect", 3, 42)  # a duplicate publish
+
+
+async def test_an_outcome_not_yet_committed_is_already_found_by_the_next_command() -> None:
+    ledger, lanes, store = new_ledger(RecordingLanes(hold_outcomes=True))
+    await ledger.complete(3, accepted())
+    assert store.entry("call.connect:c-1") is None  # its transaction has not committed
+    found = await ledger.find("call.connect", "c-1", partition=3)
+    assert found is not None
+    assert found.state == "done"
+    lanes.lanes[3].commit()
+    assert store.entry("call.connect:c-1") is not None
+
+
+async def test_outcomes_of_a_released_partition_are_forgotten_until_committed() -> None:
+    ledger, _, _ = new_ledger(RecordingLanes(hold_outcomes=True))
+    await ledger.complete(3, accepted())
+    ledger.release({3})
+    assert await ledger.find("call.connect", "c-1", partition=3) is None
+
+
+async def test_a_duplicate_under_another_key_is_found_in_the_partition_the_index_names() -> None:
+    fetched: list[tuple[int, str]] = []
+    home, _, store = new_ledger()
+    await home.complete(7, accepted())
+    raw = store.entry("call.connect:c-1")
+    assert raw is not None
+
+    async def fetch(partition: int, key: str, at: float) -> bytes | None:
+        fetched.append((partition, key))
+        return raw.value
+
+    # another replica: it knows the index row only, and reads the entry from partition 7
+    elsewhere_store = StateStore(None)
+    indexed = store.indexed("call.connect:c-1")
+    assert indexed is not None
+    elsewhere_store.apply(
+        index=[IndexRow(indexed.key, indexed.partition, indexed.state, indexed.at)]
+    )
+    elsewhere, _, _ = new_ledger(store=elsewhere_store, fetch_foreign=fetch)
+    found = await elsewhere.find("call.connect", "c-1", partition=2)
+    assert found is not None
+    assert found.result == accepted()
+    assert fetched == [(7, "call.connect:c-1")]
+
+
+async def test_idempotency_is_per_command_type() -> None:
+    ledger, _, _ = new_ledger()
+    await ledger.complete(0, accepted())
+    assert await ledger.find("call.connect", "c-1", partition=0) is not None
+    assert await ledger.find("leg.hangup", "c-1", partition=0) is None
+
+
+async def test_outcomes_older_than_the_retention_expire() -> None:
+    ledger, _, store = new_ledger()
+    await ledger.complete(0, accepted())
+    later = CommandLedger(store, RecordingLanes(), clock=lambda: NOW + timedelta(days=8))
+    assert later.expire() == 2  # the entry and its index row
+    assert await later.find("call.connect", "c-1", partition=0) is None

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
-from services.executor.ledger_kafka import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG
+from services.executor.state.records import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG
 from tests.integration.stack import Stack, executor_env, publish, running_stack
 from tests.support.broker import OwnApacheKafka, OwnTansu, SuiteBroker, own_broker
 from tests.support.facts import Fact, FactReader

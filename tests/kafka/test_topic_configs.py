@@ -9,7 +9,7 @@ import pytest
 
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
-from services.executor.ledger_kafka import LEDGER_TOPIC_CONFIG
+from services.executor.state.records import LEDGER_TOPIC_CONFIG
 from tests.support.broker import SuiteBroker
 from tests.support.kafka_admin import describe, topic_configs
 

@@ -30,7 +30,7 @@ from contracts.topics import ALL_TOPICS, CALL_CONNECT, CALL_CONNECT_RESULT, CALL
 from services.brokers.apache_kafka import ApacheKafka
 from services.common.kafka import ensure_topics
 from services.common.settings import KafkaSettings
-from services.executor.ledger_kafka import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG
+from services.executor.state.records import LEDGER_TOPIC, LEDGER_TOPIC_CONFIG
 from services.sandbox.testing import SandboxServer
 from tests.ingress import samples
 from tests.ingress.signing import SIGNING_SECRET, signed_query

@@ -21,9 +21,10 @@ from typing import Any
 
 from contracts.commands import ApiVersion, CommandType
 from contracts.details import CallDetails as CallDetailsFact
-from services.executor.ledger import CommandLedger, LedgerEntry
+from services.executor.ledger import LedgerEntry
 from services.executor.mapping import CallbackTarget
 from services.executor.numbers import NumberCache
+from services.executor.ports import EffectJournal
 from services.executor.retry import RetryPolicy
 from services.executor.service import Account, CommandService
 from services.exotel.accounts import ApiFamily, LwbEncoding
@@ -278,10 +279,42 @@ class FakeJournal:
         )
 
 
+@dataclass
+class FakeStatuses:
+    """``call.status`` as the reconcile sees it: ``reported`` maps a command id to the call
+    sid its status events carry, visible after ``after_polls`` looks."""
+
+    reported: dict[str, str] = field(default_factory=dict)
+    after_polls: int = 0
+    searches: list[tuple[str, datetime]] = field(default_factory=list)
+    closed: int = 0
+
+    def search(self, command_id: str, since: datetime) -> FakeStatusSearch:
+        self.searches.append((command_id, since))
+        return FakeStatusSearch(self, command_id)
+
+
+@dataclass
+class FakeStatusSearch:
+    statuses: FakeStatuses
+    command_id: str
+    polls: int = 0
+
+    async def call_sid(self) -> str | None:
+        self.polls += 1
+        if self.polls <= self.statuses.after_polls:
+            return None
+        return self.statuses.reported.get(self.command_id)
+
+    async def close(self) -> None:
+        self.statuses.closed += 1
+
+
 def executor(
     exotel: FakeExotel,
     *,
-    journal: FakeJournal | CommandLedger | None = None,
+    journal: EffectJournal | None = None,
+    statuses: FakeStatuses | None = None,
     default_api: ApiVersion = "v1",
     retries: RetryPolicy = FAST_RETRIES,
     reconcile_window: float = 0.0,
@@ -297,6 +330,7 @@ def executor(
         journal=journal if journal is not None else FakeJournal(exotel.events),
         reconcile_window_seconds=reconcile_window,
         reconcile_poll_seconds=0.01,
+        statuses=statuses,
     )
 
 

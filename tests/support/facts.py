@@ -13,6 +13,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from services.common.kafka import ensure_topics
+from services.common.settings import KafkaSettings
+
+#: Partitions of the topics the suite's services create (``kafka_settings`` in conftest).
+SUITE_TOPIC_PARTITIONS = 4
+
 
 @dataclass
 class Fact:
@@ -23,6 +29,8 @@ class Fact:
     raw: bytes | None
     offset: int
     partition: int
+    #: the record's timestamp (its producer's time), milliseconds
+    timestamp_ms: int = 0
     #: The headers as they came off the wire, in order (for parsers such as CloudEvents').
     raw_headers: tuple[tuple[str, bytes], ...] = ()
 
@@ -34,10 +42,18 @@ class FactReader:
     bootstrap_servers: str
     topics: Sequence[str]
     seen: list[Fact] = field(default_factory=list)
+    #: as consumers of voicebus's facts should read: aborted transactions never show
+    isolation_level: str = "read_committed"
     _consumer: AIOKafkaConsumer | None = None
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> FactReader:
+        # Subscribing to a topic that does not exist yet fails (no auto-creation): create
+        # missing ones as a service would (a reader often starts before the services).
+        settings = KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers, topic_partitions=SUITE_TOPIC_PARTITIONS
+        )
+        await ensure_topics(settings, self.topics)
         self._consumer = AIOKafkaConsumer(
             *self.topics,
             bootstrap_servers=self.bootstrap_servers,
@@ -46,6 +62,7 @@ class FactReader:
             enable_auto_commit=False,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
+            isolation_level=self.isolation_level,
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
@@ -67,6 +84,7 @@ class FactReader:
                     raw=record.value,
                     offset=record.offset,
                     partition=record.partition,
+                    timestamp_ms=record.timestamp or 0,
                     raw_headers=tuple(record.headers),
                 )
             )

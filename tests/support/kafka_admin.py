@@ -96,7 +96,27 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed to the end of every non-empty partition of ``topic``."""
+    """Whether ``group`` has committed past every record of ``topic``.
+
+    Not "committed offset = end offset": a transaction's commit marker takes an offset of
+    its own, and a consumer committing each record's offset + 1 (FastStream's acks) stays
+    one below the end of a partition whose last write was a transaction's."""
     committed = await committed_offsets(bootstrap, group, topic)
     ends = await end_offsets(bootstrap, topic)
-    return all(committed.get(partition, 0) >= end for partition, end in ends.items() if end)
+    behind = {p: committed.get(p, 0) for p, end in ends.items() if committed.get(p, 0) < end}
+    if not behind:
+        return True
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, p): offset for p, offset in behind.items()}
+        consumer.assign(list(tps))
+        for tp, offset in tps.items():
+            consumer.seek(tp, offset)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp.partition]]:
+            batches = await consumer.getmany(timeout_ms=500)
+            if any(batches.values()):
+                return False
+        return True
+    finally:
+        await consumer.stop()

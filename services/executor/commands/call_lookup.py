@@ -11,14 +11,19 @@ A backfill (``filter``), bulk call details page by page, oldest first::
 
     a filter Exotel would refuse ──► rejected invalid_command naming the field, no request
     checkpoint "page 1" (the ledger's intent) ──► page ──► one call.details per call
-      (source backfill) ──► checkpoint "next page, N calls so far" ──► next page ...
-      ──► accepted, lookup.calls = N, lookup.pages
+      (source backfill) + checkpoint "next page, N calls so far" ──► next page ...
+      ──► the last page's call.details + accepted, lookup.calls = N, lookup.pages
     a page that fails for good ──► rejected / failed with the counts so far
 
-A backfill that stops (crash, rebalance, shutdown) has no result; delivered again, it
-resumes after its last checkpoint and says so (``lookup.restarted``): the calls of the
-page it was on when it stopped may have been published twice, with the same
-``details_id``, so consumers dedupe on it or on ``call_sid``.
+``run.publish`` hands a fact to the command's writes: the pipeline writes a page's facts
+with the checkpoint after it (the last page's with the outcome), through the lane of the
+command's partition, so on Apache Kafka a page and its checkpoint commit in one
+transaction. A backfill that stops (crash, rebalance, shutdown) has no result; delivered
+again, it resumes after its last checkpoint and says so (``lookup.restarted``). With
+transactions no call comes twice to a ``read_committed`` consumer (a page written without
+its checkpoint was aborted); without them (Tansu) the calls of the page it was on may
+have been published twice, with the same ``details_id``, so consumers dedupe on it or on
+``call_sid``.
 """
 
 from __future__ import annotations

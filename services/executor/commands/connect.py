@@ -1,7 +1,7 @@
 """``call.connect``: place a call (v1 connect, v2/v3 CCM), or find the call an interrupted
 run placed; never ring anyone twice.
 
-    in doubt? ──────────────────────────────────────────► reconcile (bulk call details)
+    in doubt? ─────────────────► reconcile (call.status of the command, bulk call details)
     build the request ── option not offered ──► rejected invalid_command
     DND check (when on): `to` looked up (cache, else GET) ── on the DND list ──► rejected
                          dnd_blocked          ── lookup failed ──► rejected / failed
@@ -27,7 +27,7 @@ from services.executor.commands.outcomes import Where
 from services.executor.commands.run import CommandRun
 from services.executor.mapping.connect import UnsupportedOption, build_connect_request
 from services.executor.numbers import DndBlocked, dnd_checked, refuse_dnd
-from services.executor.ports import InDoubt
+from services.executor.ports import InDoubt, StatusSearch
 from services.executor.retry import answer_lost
 
 log = structlog.get_logger(__name__)
@@ -81,15 +81,39 @@ async def handle(command: CallConnect, run: CommandRun) -> CommandResult:
 
 
 async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> CommandResult:
-    """Find the call an interrupted run may have placed (bulk call details by From/To
-    since the intent); never place it again. Bulk details list only finished calls, so
-    look again until the reconcile window after the intent has passed."""
+    """Find the call an interrupted run may have placed; never place it again.
+
+    Two kinds of evidence, looked at until the reconcile window after the intent has
+    passed: the call's own status callbacks on ``call.status`` (they carry the command's
+    id, and the answered one comes within seconds, however long the call lasts), and
+    Exotel's bulk call details by From/To since the intent (finished calls only)."""
     api = _api(intent.evidence.get("api")) or command.api or run.account.default_api
     since = intent.at - RECONCILE_SLACK
+    search = run.statuses.search(command.command_id, since) if run.statuses else None
+    try:
+        return await _look_for_the_call(command, run, intent, api=api, since=since, search=search)
+    finally:
+        if search is not None:
+            await search.close()
+
+
+async def _look_for_the_call(
+    command: CallConnect,
+    run: CommandRun,
+    intent: InDoubt,
+    *,
+    api: ApiVersion,
+    since: datetime,
+    search: StatusSearch | None,
+) -> CommandResult:
     loop = asyncio.get_running_loop()
     elapsed = (run.clock() - intent.at).total_seconds()
     give_up = loop.time() + max(0.0, run.reconcile_window_seconds - elapsed)
     while True:
+        reported = await search.call_sid() if search is not None else None
+        if reported is not None:
+            log.info("connect.reconciled", call_sid=reported, evidence="call.status")
+            return run.result.accepted(call_sid=reported, api=api)
         found = await run.exotel.read(
             lambda: run.gateway.bulk_call_details(
                 from_numbers=[command.from_],
@@ -99,7 +123,7 @@ async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> C
         )
         if not isinstance(found, Failed) and found:
             call_sid = found[0].call_sid
-            log.info("connect.reconciled", call_sid=call_sid)
+            log.info("connect.reconciled", call_sid=call_sid, evidence="bulk call details")
             return run.result.accepted(call_sid=call_sid, api=api)
         if loop.time() >= give_up:
             break
@@ -107,8 +131,9 @@ async def reconcile(command: CallConnect, run: CommandRun, intent: InDoubt) -> C
     lookup = f" (lookup failed: {found.error.message})" if isinstance(found, Failed) else ""
     return run.result.failed(
         outcomes.in_doubt(
-            "the request may have reached Exotel before a restart; Exotel's bulk call "
-            f"details show no call from {command.from_} since {since.isoformat()}{lookup}; "
+            "the request may have reached Exotel before a restart; no call.status event "
+            f"carries this command's id and Exotel's bulk call details show no call from "
+            f"{command.from_} since {since.isoformat()}{lookup}; "
             "not sent again so that nobody is rung twice"
         ),
         api=api,

@@ -15,7 +15,13 @@ from services.executor.commands.exchange import Exchange
 from services.executor.commands.outcomes import Outcomes
 from services.executor.mapping.callbacks import CallbackContentType, CallbackTarget
 from services.executor.numbers import NumberCache
-from services.executor.ports import Account, DetailsSink, ExotelGateway, InDoubt
+from services.executor.ports import (
+    Account,
+    DetailsSink,
+    ExotelGateway,
+    InDoubt,
+    StatusEvidence,
+)
 
 
 class Interrupted(Exception):
@@ -38,6 +44,8 @@ class CommandRun:
     reconcile_poll_seconds: float
     clock: Callable[[], datetime]
     in_doubt: InDoubt | None = None
+    #: call.status as evidence of a call placed by a request whose answer was lost
+    statuses: StatusEvidence | None = None
     #: Number metadata looked up by earlier commands (shared by all commands)
     numbers: NumberCache = field(default_factory=NumberCache)
     #: calls per page of a backfill's bulk call details
@@ -53,7 +61,8 @@ class CommandRun:
         return self.account.gateway
 
     async def publish(self, fact: CallDetails) -> None:
-        """Publish one of the command's ``call.details`` facts (acknowledged by Kafka)."""
+        """One of the command's ``call.details`` facts: written with the command's next
+        ledger write (a backfill's next checkpoint, else its outcome)."""
         if self.facts is None:
             raise RuntimeError("this run has no call.details publisher")
         await self.facts.publish(fact)

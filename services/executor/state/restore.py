@@ -1,0 +1,331 @@
+"""Reading the executor's state back from Kafka into the local store.
+
+On assignment, before a partition's commands run, its ledger partition is read from the
+store's checkpoint to the end (a fresh store: from the beginning), and so is the whole
+command index, which is small. "The end" is the partition's end offset where Kafka
+reports it exactly (Apache Kafka; with ``read_committed``, the last stable offset, once
+the new owner's transactional producer has fenced the old one), else a barrier record
+this replica writes and reads back (Tansu). Afterwards a follower keeps reading the
+owned ledger partitions and the index, so checkpoints stay close to the end and a
+duplicate published under another key is recognised from the index.
+
+Progress is logged every few seconds and shown on ``/readyz``; a restore that does not
+finish within ``EXECUTOR_RESTORE_TIMEOUT_SECONDS`` raises :class:`RestoreTimeout` naming
+the setting and how far it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.common.kafka import client_options
+from services.common.settings import KafkaSettings
+from services.executor.state.records import (
+    BARRIER_KEY,
+    INDEX_TOPIC,
+    LEDGER_TOPIC,
+    entry_row,
+    index_row,
+)
+from services.executor.state.store import EntryRow, IndexRow, StateStore
+
+log = structlog.get_logger(__name__)
+
+#: Writes one barrier record to (topic, partition) and waits for its ack.
+WriteBarrier = Callable[[str, int, bytes], Awaitable[None]]
+BATCH_RECORDS = 20_000
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+class RestoreTimeout(Exception):
+    """The state did not come back within ``EXECUTOR_RESTORE_TIMEOUT_SECONDS``."""
+
+
+@dataclass
+class RestoreProgress:
+    """What ``/readyz`` and the logs show while partitions are restored."""
+
+    active: bool = False
+    read: int = 0
+    remaining: int | None = None
+    partitions: list[int] = field(default_factory=list)
+    started: float = 0.0
+    last: dict[str, object] = field(default_factory=dict)
+
+    def status(self) -> dict[str, object]:
+        if not self.active:
+            return {"last_restore": self.last} if self.last else {}
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return {
+            "restoring": {
+                "ledger_partitions": self.partitions,
+                "records_read": self.read,
+                "records_remaining": self.remaining,
+                "records_per_second": round(self.read / elapsed),
+                "seconds": round(elapsed, 1),
+            }
+        }
+
+
+@dataclass(frozen=True)
+class RestoreStats:
+    records: int
+    seconds: float
+    ledger_partitions: list[int]
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float(self.records)
+
+
+def _rows(
+    records: Sequence[Any], topic: str, partition: int
+) -> tuple[list[EntryRow], list[IndexRow]]:
+    entries: list[EntryRow] = []
+    index: list[IndexRow] = []
+    if topic == LEDGER_TOPIC:
+        for r in records:
+            row = entry_row(partition, r.key, r.value, r.headers)
+            if row is not None:
+                entries.append(row)
+    else:
+        for r in records:
+            irow = index_row(r.key, r.value)
+            if irow is not None:
+                index.append(irow)
+    return entries, index
+
+
+class StateReader:
+    """Restores and follows the ledger partitions this replica owns, and the index."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        store: StateStore,
+        *,
+        exact_end_offsets: bool,
+        write_barrier: WriteBarrier,
+        timeout_seconds: float,
+        progress: RestoreProgress | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._exact = exact_end_offsets
+        self._write_barrier = write_barrier
+        self.timeout_seconds = timeout_seconds
+        self.progress = progress or RestoreProgress()
+        self._owned: set[int] = set()
+        self._index_partitions: list[int] = []
+        self._follower: AIOKafkaConsumer | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def _consumer(self, suffix: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            client_id=f"{self._settings.client_id}-state-{suffix}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if self._exact else "read_uncommitted",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            request_timeout_ms=self._settings.request_timeout_ms,
+            **client_options(self._settings),
+        )
+
+    async def start(self, index_partitions: Sequence[int]) -> None:
+        self._index_partitions = sorted(index_partitions)
+        self._follower = self._consumer("follow")
+        await self._follower.start()
+
+    async def restore(self, ledger_partitions: Iterable[int]) -> RestoreStats:
+        """Read ``ledger_partitions`` and the index up to their ends (see the module
+        docstring); then follow them. Raises :class:`RestoreTimeout`."""
+        partitions = sorted(set(ledger_partitions))
+        async with self._lock:
+            await self._stop_following()
+            try:
+                stats = await self._catch_up(partitions)
+            finally:
+                self._owned |= set(partitions)
+                self._follow()
+        return stats
+
+    def release(self, ledger_partitions: Iterable[int]) -> None:
+        """Partitions given away: no longer followed (their rows stay, for a return)."""
+        self._owned -= set(ledger_partitions)
+
+    async def _catch_up(self, partitions: list[int]) -> RestoreStats:
+        tps = [TopicPartition(LEDGER_TOPIC, p) for p in partitions] + [
+            TopicPartition(INDEX_TOPIC, p) for p in self._index_partitions
+        ]
+        started = time.monotonic()
+        self.progress = RestoreProgress(
+            active=True, partitions=partitions, started=started, last=self.progress.last
+        )
+        consumer = self._consumer("restore")
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                await consumer.start()
+                read = await self._read_to_end(consumer, tps)
+        except TimeoutError as exc:
+            raise RestoreTimeout(
+                f"restoring ledger partitions {partitions} did not finish within "
+                f"EXECUTOR_RESTORE_TIMEOUT_SECONDS={self.timeout_seconds:g}: "
+                f"{self.progress.read} records read, {self.progress.remaining} left"
+            ) from exc
+        finally:
+            await consumer.stop()
+            self.progress.active = False
+        stats = RestoreStats(read, time.monotonic() - started, partitions)
+        self.progress.last = {
+            "ledger_partitions": partitions,
+            "records": stats.records,
+            "seconds": round(stats.seconds, 2),
+            "records_per_second": round(stats.rate),
+        }
+        log.info("state.restored", **self.progress.last, **self._store.counts())
+        return stats
+
+    async def _read_to_end(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+        consumer.assign(tps)
+        await self._seek_to_checkpoints(consumer, tps)
+        barrier: bytes | None = None
+        ends: dict[TopicPartition, int] = {}
+        if self._exact:
+            ends = dict(await consumer.end_offsets(tps))
+            waiting = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        else:
+            # Tansu: its end offsets can be short of the real end; read to our own barrier.
+            barrier = uuid.uuid4().hex.encode()
+            await asyncio.gather(
+                *(self._write_barrier(tp.topic, tp.partition, barrier) for tp in tps)
+            )
+            waiting = set(tps)
+        read = 0
+        last_report = time.monotonic()
+        while waiting:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_RECORDS)
+            entries: list[EntryRow] = []
+            index: list[IndexRow] = []
+            positions: list[tuple[str, int, int]] = []
+            for tp, records in batches.items():
+                found_entries, found_index = _rows(records, tp.topic, tp.partition)
+                entries += found_entries
+                index += found_index
+                read += len(records)
+                if barrier is not None and any(
+                    r.key == BARRIER_KEY and r.value == barrier for r in records
+                ):
+                    waiting.discard(tp)
+                positions.append((tp.topic, tp.partition, await consumer.position(tp)))
+            remaining = 0
+            if self._exact:
+                for tp in list(waiting):
+                    left = ends[tp] - await consumer.position(tp)
+                    if left <= 0:
+                        waiting.discard(tp)
+                    remaining += max(left, 0)
+            if entries or index or positions:
+                await asyncio.to_thread(
+                    self._store.apply, entries=entries, index=index, positions=positions
+                )
+            self.progress.read = read
+            self.progress.remaining = remaining if self._exact else None
+            if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                log.info(
+                    "state.restore.progress",
+                    records=read,
+                    remaining=self.progress.remaining,
+                    waiting_partitions=len(waiting),
+                    seconds=round(last_report - self.progress.started, 1),
+                )
+        final = [(tp.topic, tp.partition, await consumer.position(tp)) for tp in tps]
+        await asyncio.to_thread(self._store.apply, positions=final)
+        return read
+
+    async def _seek_to_checkpoints(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> None:
+        beginning = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        stale: dict[str, list[int]] = {}
+        for tp in tps:
+            position = self._store.position(tp.topic, tp.partition)
+            if position is not None and position > end[tp] and self._exact:
+                # Beyond the end: the topic was recreated; what we hold is not its data.
+                stale.setdefault(tp.topic, []).append(tp.partition)
+                position = None
+            if position is None or position < beginning[tp]:
+                consumer.seek(tp, beginning[tp])
+            else:
+                consumer.seek(tp, position)
+        for topic, partitions in stale.items():
+            log.warning("state.checkpoint_beyond_end", topic=topic, partitions=partitions)
+            await asyncio.to_thread(self._store.forget_positions, topic, partitions)
+
+    # -- following ------------------------------------------------------------------
+    def _follow(self) -> None:
+        if self._follower is None:
+            return
+        self._follow_task = asyncio.create_task(self._follow_forever(), name="state-follow")
+
+    async def _stop_following(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow_task
+            self._follow_task = None
+
+    async def _follow_forever(self) -> None:
+        consumer = self._follower
+        if consumer is None:
+            return
+        tps = [TopicPartition(LEDGER_TOPIC, p) for p in sorted(self._owned)] + [
+            TopicPartition(INDEX_TOPIC, p) for p in self._index_partitions
+        ]
+        consumer.assign(tps)
+        for tp in tps:
+            position = self._store.position(tp.topic, tp.partition)
+            if position is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, position)
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("state.follow_failed", error=repr(exc))
+                await asyncio.sleep(1)
+                continue
+            if not batches:
+                continue
+            entries: list[EntryRow] = []
+            index: list[IndexRow] = []
+            positions = []
+            for tp, records in batches.items():
+                e, i = _rows(records, tp.topic, tp.partition)
+                entries += e
+                index += i
+                positions.append((tp.topic, tp.partition, await consumer.position(tp)))
+            await asyncio.to_thread(
+                self._store.apply, entries=entries, index=index, positions=positions
+            )
+
+    async def stop(self) -> None:
+        await self._stop_following()
+        if self._follower is not None:
+            await self._follower.stop()

@@ -1,0 +1,284 @@
+"""The executor's local state store: what the ledger says about the commands of the
+partitions this replica owns, in SQLite, with a checkpoint per ledger partition.
+
+A cache of Kafka, never the source of truth: deleting the file makes the replica restore
+its partitions from ``voicebus.executor.ledger`` (and the command index) again. Rows keep
+the ledger record's bytes as they were written; they are parsed only when a command is
+looked up, so restoring costs an insert per record, not a model validation.
+
+Two tables of entries, because a command's home is the partition it was consumed from
+(its ledger records are written to that ledger partition, which moves with it):
+
+* ``entries``: full ledger records (intent with evidence, outcome with result) of the
+  ledger partitions this replica restored, keyed by ``<command type>:<command id>``;
+* ``command_index``: for every command of every partition, where it lives and how far it
+  got (``intent`` or ``done``): a few dozen bytes per command, so a duplicate published
+  under another key (another partition, maybe another replica) is still recognised.
+
+``positions`` holds the next offset to read per (topic, partition), written in the same
+SQLite transaction as the rows read below it, so a crash never leaves them apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+State = Literal["intent", "done"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    at REAL NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition);
+CREATE TABLE IF NOT EXISTS command_index (
+    key TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS positions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+#: An outcome is never undone by an older intent; a newer record replaces an older one.
+UPSERT_ENTRY = """
+INSERT INTO entries (key, partition, state, at, value) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    partition = excluded.partition, state = excluded.state, at = excluded.at,
+    value = excluded.value
+WHERE excluded.state = 'done' OR entries.state = 'intent'
+"""
+UPSERT_INDEX = """
+INSERT INTO command_index (key, partition, state, at) VALUES (?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    partition = excluded.partition, state = excluded.state, at = excluded.at
+WHERE excluded.state = 'done' OR command_index.state = 'intent'
+"""
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    key: str
+    partition: int
+    state: State
+    at: float
+    value: bytes
+
+
+@dataclass(frozen=True)
+class IndexedCommand:
+    key: str
+    partition: int
+    state: State
+    at: float
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One ledger record to apply: its key, home partition, state, time and bytes."""
+
+    key: str
+    partition: int
+    state: State
+    at: float
+    value: bytes
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    key: str
+    partition: int
+    state: State
+    at: float
+
+
+class StateDirInUse(Exception):
+    """Another executor holds the state directory (each replica needs its own)."""
+
+
+class StateStore:
+    """SQLite in WAL mode; one connection, guarded by a lock (restores run in a thread)."""
+
+    def __init__(self, path: Path | None) -> None:
+        """``path=None``: in memory (tests, or a replica told to keep no local state)."""
+        self.path = path
+        self._flock: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._flock = _lock(path.parent)
+        self._db = sqlite3.connect(
+            str(path) if path is not None else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache at most
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        if self._flock is not None:
+            self._flock.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- identity --------------------------------------------------------------------
+    def meta(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def adopt(self, cluster_id: str) -> bool:
+        """Keep the state only if it came from this Kafka cluster; otherwise start empty.
+        Whether anything was discarded."""
+        known = self.meta("cluster_id")
+        if known == cluster_id:
+            return False
+        with self._transaction() as db:
+            for table in ("entries", "command_index", "positions", "meta"):
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            db.execute("INSERT INTO meta (name, value) VALUES ('cluster_id', ?)", (cluster_id,))
+        return known is not None
+
+    # -- reading ---------------------------------------------------------------------
+    def entry(self, key: str) -> StoredEntry | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, partition, state, at, value FROM entries WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else StoredEntry(row[0], row[1], row[2], row[3], row[4])
+
+    def indexed(self, key: str) -> IndexedCommand | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, partition, state, at FROM command_index WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else IndexedCommand(row[0], row[1], row[2], row[3])
+
+    def position(self, topic: str, partition: int) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT next_offset FROM positions WHERE topic = ? AND partition = ?",
+                (topic, partition),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            entries = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            indexed = self._db.execute("SELECT COUNT(*) FROM command_index").fetchone()[0]
+        return {"entries": int(entries), "indexed": int(indexed)}
+
+    def entries_in(self, partitions: Iterable[int]) -> int:
+        wanted = sorted(set(partitions))
+        if not wanted:
+            return 0
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM entries WHERE partition IN ({marks})",  # noqa: S608
+                wanted,
+            ).fetchone()
+        return int(row[0])
+
+    def partitions_held(self) -> set[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT partition FROM entries").fetchall()
+        return {int(r[0]) for r in rows}
+
+    # -- writing ---------------------------------------------------------------------
+    def apply(
+        self,
+        *,
+        entries: Sequence[EntryRow] = (),
+        index: Sequence[IndexRow] = (),
+        positions: Iterable[tuple[str, int, int]] = (),
+    ) -> None:
+        """Rows read from (or written to) Kafka and the positions after them, atomically."""
+        with self._transaction() as db:
+            if entries:
+                db.executemany(
+                    UPSERT_ENTRY, [(e.key, e.partition, e.state, e.at, e.value) for e in entries]
+                )
+            if index:
+                db.executemany(UPSERT_INDEX, [(i.key, i.partition, i.state, i.at) for i in index])
+            db.executemany(
+                "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                list(positions),
+            )
+
+    def forget_positions(self, topic: str, partitions: Iterable[int]) -> None:
+        """Read these partitions from their beginning next time (their data was removed
+        from Kafka below our checkpoint, or the topic was recreated)."""
+        with self._transaction() as db:
+            for partition in partitions:
+                db.execute(
+                    "DELETE FROM positions WHERE topic = ? AND partition = ?", (topic, partition)
+                )
+                if topic.endswith(".ledger"):
+                    db.execute("DELETE FROM entries WHERE partition = ?", (partition,))
+
+    def expire(self, before: float) -> int:
+        """Drop outcomes older than ``before`` (the ledger's retention); how many rows."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM entries WHERE state = 'done' AND at < ?", (before,))
+            indexed = db.execute(
+                "DELETE FROM command_index WHERE state = 'done' AND at < ?", (before,)
+            )
+        return int(gone.rowcount) + int(indexed.rowcount)
+
+
+def _lock(directory: Path) -> IO[str]:
+    """An exclusive lock on ``directory``, held while the store is open."""
+    handle = (directory / "state.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StateDirInUse(
+            f"EXECUTOR_STATE_DIR={directory} is in use by {holder}: give every executor "
+            "replica a directory of its own"
+        ) from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def open_store(directory: Path) -> StateStore:
+    """The store in ``directory`` (created if missing), locked for this process."""
+    return StateStore(directory / "state.db")

@@ -1,0 +1,155 @@
+"""A partition's transactional lane: outcomes and offsets committed together, batched,
+retried when a transaction fails, and given up when another replica took the partition."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from services.executor.state.lanes import LaneClosed, TransactionalLane
+from services.executor.state.records import Record
+
+
+class Fenced(Exception):
+    pass
+
+
+@dataclass
+class FakeTransactions:
+    """An aiokafka transactional producer as the lane sees it; ``fail_commits`` commit
+    attempts fail first, ``fenced`` makes every one fail as fenced."""
+
+    fail_commits: int = 0
+    hang_commits: int = 0
+    fenced: bool = False
+    committed: list[dict[str, Any]] = field(default_factory=list)
+    aborted: int = 0
+    stopped: int = 0
+    _open: dict[str, Any] | None = None
+
+    async def begin_transaction(self) -> None:
+        self._open = {"records": [], "offsets": {}}
+
+    async def send(self, record: Record) -> asyncio.Future[None]:
+        assert self._open is not None
+        self._open["records"].append(record.key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        assert self._open is not None
+        self._open["offsets"].update(offsets)
+
+    async def commit_transaction(self) -> None:
+        if self.fenced:
+            raise Fenced
+        if self.hang_commits:
+            self.hang_commits -= 1
+            await asyncio.Event().wait()  # a coordinator that never answers
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise ConnectionError("broker gone")
+        assert self._open is not None
+        self.committed.append(self._open)
+        self._open = None
+
+    async def abort_transaction(self) -> None:
+        self.aborted += 1
+        self._open = None
+
+    async def stop(self) -> None:
+        self.stopped += 1
+        self._open = None
+
+
+def record(key: str) -> Record:
+    return Record("call.connect.result", None, key.encode(), b"{}", [])
+
+
+def lane_on(
+    producer: FakeTransactions, positions: dict[tuple[str, int], int], **options: Any
+) -> TransactionalLane:
+    async def reopen() -> FakeTransactions:
+        return producer  # the same fake plays the new producer of the same transactional id
+
+    return TransactionalLane(
+        0,
+        producer=producer,
+        open_producer=reopen,
+        positions=lambda: positions,
+        group_id="voicebus-executor",
+        offset_type=lambda topic, partition: (topic, partition),
+        is_fenced=lambda exc: isinstance(exc, Fenced),
+        retry_seconds=0.001,
+        **options,
+    )
+
+
+async def settled(lane: TransactionalLane) -> None:
+    await lane.flush()
+
+
+async def test_an_outcome_and_the_offset_past_its_command_commit_in_one_transaction() -> None:
+    producer = FakeTransactions()
+    positions = {("call.connect", 0): 0}
+    lane = lane_on(producer, positions)
+    durable: list[str] = []
+    await lane.finish([record("a")], on_durable=lambda: durable.append("a"))
+    positions[("call.connect", 0)] = 1  # the command counts as finished once handed over
+    await settled(lane)
+    assert producer.committed[0] == {"records": [b"a"], "offsets": {("call.connect", 0): 1}}
+    assert durable == ["a"]
+    await lane.close()
+
+
+async def test_outcomes_queued_together_share_one_transaction() -> None:
+    producer = FakeTransactions()
+    lane = lane_on(producer, {})
+    for key in "abc":
+        await lane.finish([record(key)])
+    await settled(lane)
+    assert [t["records"] for t in producer.committed] == [[b"a", b"b", b"c"]]
+    await lane.close()
+
+
+async def test_an_intent_returns_only_once_its_transaction_committed() -> None:
+    producer = FakeTransactions(fail_commits=2)
+    lane = lane_on(producer, {})
+    await lane.write_now([record("intent")])
+    assert producer.committed == [{"records": [b"intent"], "offsets": {}}]
+    # each failed attempt's producer was replaced (which aborts what it left open), then
+    # the same content was tried again
+    assert producer.stopped == 2
+    await lane.close()
+
+
+async def test_a_transaction_that_never_ends_is_given_up_and_tried_again() -> None:
+    producer = FakeTransactions(hang_commits=1)
+    lane = lane_on(producer, {}, transaction_timeout=0.05)
+    await lane.write_now([record("intent")])
+    assert producer.committed == [{"records": [b"intent"], "offsets": {}}]
+    assert producer.stopped == 1
+    await lane.close()
+
+
+async def test_a_partition_taken_over_closes_the_lane_and_fails_what_waits() -> None:
+    producer = FakeTransactions(fenced=True)
+    lane = lane_on(producer, {})
+    with pytest.raises(LaneClosed):
+        await lane.write_now([record("intent")])
+    with pytest.raises(LaneClosed):
+        await lane.finish([record("later")])
+    assert producer.committed == []
+    await lane.close()
+
+
+async def test_revocation_commits_the_final_positions_it_is_given() -> None:
+    producer = FakeTransactions()
+    lane = lane_on(producer, {})  # the dispatcher no longer tracks the partition
+    await lane.flush({("lwb.action", 0): 42})
+    assert producer.committed == [{"records": [], "offsets": {("lwb.action", 0): 42}}]
+    await lane.close()
