@@ -172,7 +172,7 @@ async def start_once(bootstrap: str, *, group: str, state_dir: Path) -> Start:
     process.start(timeout=600)  # not ``with process``: entering it starts it again
     try:
         ready = time.monotonic() - began
-        restore = readyz(process).get("last_restore", {})
+        restore = readyz(process).get("restored_since_start", {})
         rss = rss_mb(process.pid or 0)
     finally:
         process.stop()
