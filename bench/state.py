@@ -169,11 +169,14 @@ async def start_once(bootstrap: str, *, group: str, state_dir: Path) -> Start:
         "services.executor", executor_env(bootstrap, group=group, state_dir=state_dir)
     )
     began = time.monotonic()
-    with process:
-        process.start(timeout=600)
+    process.start(timeout=600)  # not ``with process``: entering it starts it again
+    try:
         ready = time.monotonic() - began
-        restore = readyz(process).get("last_restore", {})
+        restore = readyz(process).get("restored_since_start", {})
         rss = rss_mb(process.pid or 0)
+    finally:
+        process.stop()
+        process.cleanup()
     return Start(
         ready, int(restore.get("records", 0)), float(restore.get("records_per_second", 0)), rss
     )

@@ -140,9 +140,20 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         ok, detail = _ready(readiness, kafka_health, sorted(exotel_accounts))
         for status in (*state_status, restore_progress.status):
             detail |= status()
-        return ok, detail
+        return _unless_restoring(ok, detail, restore_progress)
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _unless_restoring(
+    ok: bool, detail: dict[str, object], progress: RestoreProgress
+) -> tuple[bool, dict[str, object]]:
+    """Commands of a partition wait until its state is restored: not ready before the
+    first assignment's restore, nor while a rebalance restores."""
+    if ok and (progress.active or progress.restores == 0):
+        detail["reason"] = "restoring the state of the assigned partitions"
+        return False, detail
+    return ok, detail
 
 
 def _share_follower(limiter: RateLimiter, metrics: ExecutorMetrics) -> Callable[[int, int], None]:

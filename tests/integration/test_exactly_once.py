@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
@@ -86,3 +87,12 @@ async def test_a_duplicate_of_a_rejected_command_is_rejected_again_the_same_way(
         if r.get("command_id") == command["command_id"] and r["method"] == "POST"
     ]
     assert len(posts) == 1
+
+
+def test_readyz_tells_what_the_executor_restored_for_its_partitions(stack: Stack) -> None:
+    """The state of the assigned partitions was restored before commands ran, and /readyz
+    says so (while restoring it shows ``restoring`` with records read and left)."""
+    ready = httpx.get(stack.executor.url + "/readyz", timeout=5).json()
+    assert ready["restored_since_start"]["restores"] >= 1
+    assert ready["last_restore"]["ledger_partitions"] == ready["state"]["partitions"]
+    assert ready["state"]["partitions"], "the executor owns the command partitions"

@@ -61,19 +61,38 @@ class RestoreProgress:
     partitions: list[int] = field(default_factory=list)
     started: float = 0.0
     last: dict[str, object] = field(default_factory=dict)
+    #: every restore of this process (the first holds most; later ones start near the end)
+    restores: int = 0
+    records_restored: int = 0
+    seconds_restoring: float = 0.0
+
+    def finished(self, stats: RestoreStats) -> None:
+        self.restores += 1
+        self.records_restored += stats.records
+        self.seconds_restoring += stats.seconds
+
+    def totals(self) -> dict[str, object]:
+        return {
+            "restores": self.restores,
+            "records": self.records_restored,
+            "seconds": round(self.seconds_restoring, 2),
+        }
 
     def status(self) -> dict[str, object]:
         if not self.active:
-            return {"last_restore": self.last} if self.last else {}
+            if not self.last:
+                return {}
+            return {"last_restore": self.last, "restored_since_start": self.totals()}
         elapsed = max(time.monotonic() - self.started, 1e-6)
         return {
+            "restored_since_start": self.totals(),
             "restoring": {
                 "ledger_partitions": self.partitions,
                 "records_read": self.read,
                 "records_remaining": self.remaining,
                 "records_per_second": round(self.read / elapsed),
                 "seconds": round(elapsed, 1),
-            }
+            },
         }
 
 
@@ -170,9 +189,10 @@ class StateReader:
             TopicPartition(INDEX_TOPIC, p) for p in self._index_partitions
         ]
         started = time.monotonic()
-        self.progress = RestoreProgress(
-            active=True, partitions=partitions, started=started, last=self.progress.last
-        )
+        # In place: /readyz holds this object (a new one would never show there).
+        progress = self.progress
+        progress.active, progress.partitions, progress.started = True, partitions, started
+        progress.read, progress.remaining = 0, None
         consumer = self._consumer("restore")
         try:
             async with asyncio.timeout(self.timeout_seconds):
@@ -188,6 +208,7 @@ class StateReader:
             await consumer.stop()
             self.progress.active = False
         stats = RestoreStats(read, time.monotonic() - started, partitions)
+        self.progress.finished(stats)
         self.progress.last = {
             "ledger_partitions": partitions,
             "records": stats.records,
