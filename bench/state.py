@@ -173,13 +173,12 @@ async def start_once(bootstrap: str, *, group: str, state_dir: Path) -> Start:
     try:
         ready = time.monotonic() - began
         restore = readyz(process).get("restored_since_start", {})
+        records, seconds = int(restore.get("records", 0)), float(restore.get("seconds", 0))
         rss = rss_mb(process.pid or 0)
     finally:
         process.stop()
         process.cleanup()
-    return Start(
-        ready, int(restore.get("records", 0)), float(restore.get("records_per_second", 0)), rss
-    )
+    return Start(ready, records, records / seconds if seconds > 0 else 0.0, rss)
 
 
 async def three_replicas(bootstrap: str) -> list[dict[str, Any]]:
