@@ -9,7 +9,6 @@ transaction is aborted when the next one takes the partition over (fencing)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
@@ -17,10 +16,11 @@ from collections import Counter
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
+from contracts.topics import CALL_CONNECT_RESULT
 from services.sandbox.testing import SandboxServer
-from tests.integration.stack import executor_env, ingress_env
+from tests.integration.stack import ingress_env
 from tests.support.broker import SuiteBroker
+from tests.support.crashes import crashing_executor_env, publish_connects
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -43,33 +43,14 @@ async def test_ten_kills_leave_one_result_per_command_and_one_call_at_most(
         ) as sandbox,
         ServiceProcess("ingress", ingress_env(kafka_env)) as ingress,
     ):
-        env = {
-            **executor_env(kafka_env, sandbox, ingress.url),
-            "EXECUTOR_GROUP_ID": f"once-{run}",
-            "EXECUTOR_MAX_IN_FLIGHT": "32",
-            "EXECUTOR_RECONCILE_WINDOW_SECONDS": "3",
-            "EXECUTOR_RECONCILE_POLL_SECONDS": "0.5",
-            "EXOTEL_VOICE_CALLS_PER_MINUTE": "60000",
-        }
+        env = crashing_executor_env(kafka_env, sandbox, ingress.url, f"once-{run}")
         reader = await FactReader(broker.bootstrap_servers, [CALL_CONNECT_RESULT]).start()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
         await producer.start()
         ids = [f"{prefix}{n:04d}" for n in range(COMMANDS)]
 
         async def publish_all() -> None:
-            for n, command_id in enumerate(ids):
-                value = {
-                    "command_id": command_id,
-                    "from": f"+9198{n:08d}",
-                    "to": "+919812345678",
-                    "caller_id": "08047112345",
-                    "status_events": ["terminal"],
-                }
-                key = f"agent-{n % 50}".encode()
-                await producer.send(CALL_CONNECT, json.dumps(value).encode(), key=key)
-                if n % 10 == 0:
-                    await asyncio.sleep(0.05)
-            await producer.flush()
+            await publish_connects(producer, ids, pause_every=10)
 
         def answered() -> list[str]:
             return [

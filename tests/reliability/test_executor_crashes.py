@@ -4,7 +4,6 @@ and Exotel (the sandbox) sees at most one request per command_id."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
@@ -13,9 +12,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contracts.topics import CALL_CONNECT, CALL_CONNECT_RESULT
+from contracts.topics import CALL_CONNECT_RESULT
 from services.sandbox.testing import SandboxServer
-from tests.integration.stack import executor_env, ingress_env
+from tests.integration.stack import ingress_env
+from tests.support.crashes import crashing_executor_env, publish_connects
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -35,35 +35,14 @@ async def test_killing_the_executor_never_loses_a_command_nor_calls_twice(
         ) as sandbox,
         ServiceProcess("ingress", ingress_env(kafka_env)) as ingress,
     ):
-        env = {
-            **executor_env(kafka_env, sandbox, ingress.url),
-            "EXECUTOR_GROUP_ID": f"crash-{run}",
-            "EXECUTOR_MAX_IN_FLIGHT": "32",
-            "EXECUTOR_RECONCILE_WINDOW_SECONDS": "3",
-            "EXECUTOR_RECONCILE_POLL_SECONDS": "0.5",
-            # This test is about crashes, not throttling: lift Exotel's rate limits.
-            "EXOTEL_VOICE_CALLS_PER_MINUTE": "60000",
-        }
+        env = crashing_executor_env(kafka_env, sandbox, ingress.url, f"crash-{run}")
         reader = await FactReader(kafka_settings.bootstrap_servers, [CALL_CONNECT_RESULT]).start()
         producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
         await producer.start()
         ids = [f"crash-{run}-{n:04d}" for n in range(COMMANDS)]
 
         async def publish_all() -> None:
-            for n, command_id in enumerate(ids):
-                value = json.dumps(
-                    {
-                        "command_id": command_id,
-                        "from": f"+9198{n:08d}",
-                        "to": "+919812345678",
-                        "caller_id": "08047112345",
-                        "status_events": ["terminal"],
-                    }
-                )
-                await producer.send(CALL_CONNECT, value.encode(), key=f"agent-{n % 50}".encode())
-                if n % 25 == 0:
-                    await asyncio.sleep(0.05)
-            await producer.flush()
+            await publish_connects(producer, ids, pause_every=25)
 
         def ours(fact: Any) -> bool:
             return isinstance(fact.value, dict) and fact.value.get("command_id", "").startswith(
