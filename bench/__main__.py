@@ -1,7 +1,7 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, ingress, state, rebalance. Each starts its own broker and the
-processes it measures (sandbox and executors; the ingress and its baseline, driven by
+Names: overhead, latency, rate, scaleout, ingress, state, rebalance. Each starts its own
+broker and the processes it measures (sandbox and executors; the ingress and its baseline, driven by
 wrk). With every benchmark run (and without ``--no-write``) the figures and the machine
 are written to bench/RESULTS.md.
 """
