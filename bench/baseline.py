@@ -19,6 +19,7 @@ import time
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 
 async def main() -> None:
@@ -72,11 +73,16 @@ async def main() -> None:
                     "call_sid": call_sid,
                     "completed_at": time.time(),
                 }
-                await producer.send_and_wait(
-                    result_topic,
-                    json.dumps(result).encode(),
-                    key=(call_sid or command["command_id"]).encode(),
-                )
+                for attempt in range(1, 6):  # a topic just created may move its leader
+                    try:
+                        await producer.send_and_wait(
+                            result_topic,
+                            json.dumps(result).encode(),
+                            key=(call_sid or command["command_id"]).encode(),
+                        )
+                        break
+                    except KafkaError:
+                        await asyncio.sleep(0.2 * attempt)
             finally:
                 slots.release()
 

@@ -20,11 +20,14 @@ class Fenced(Exception):
 @dataclass
 class FakeTransactions:
     """An aiokafka transactional producer as the lane sees it; ``fail_commits`` commit
-    attempts fail first, ``lost_answers`` commit attempts commit and then fail (the answer
-    lost on the way back), ``fenced`` makes every one fail as fenced. A send's
-    acknowledgement is the record's key, which ``is_committed`` looks up."""
+    attempts fail first, ``fail_sends`` records are not acknowledged first (aiokafka then
+    fails the record's future only, not the transaction), ``lost_answers`` commit attempts
+    commit and then fail (the answer lost on the way back), ``fenced`` makes every commit
+    fail as fenced. A send's acknowledgement is the record's key, which ``is_committed``
+    looks up."""
 
     fail_commits: int = 0
+    fail_sends: int = 0
     hang_commits: int = 0
     lost_answers: int = 0
     fenced: bool = False
@@ -40,7 +43,11 @@ class FakeTransactions:
         assert self._open is not None
         self._open["records"].append(record.key)
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        done.set_result(record.key)
+        if self.fail_sends:
+            self.fail_sends -= 1
+            done.set_exception(ConnectionError("batch expired"))
+        else:
+            done.set_result(record.key)
         return done
 
     async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
@@ -134,6 +141,20 @@ async def test_an_intent_returns_only_once_its_transaction_committed() -> None:
     # each failed attempt's producer was replaced (which aborts what it left open), then
     # the same content was tried again
     assert producer.stopped == 2
+    await lane.close()
+
+
+async def test_a_record_not_acknowledged_is_never_committed_without_it() -> None:
+    producer = FakeTransactions(fail_sends=1)
+    positions = {("call.connect", 0): 1}
+    lane = lane_on(producer, positions)
+    await lane.write_now([record("intent"), record("index")])
+    # the attempt whose first record failed was not committed (its producer was replaced,
+    # which aborts it); the retry committed both records with the offset
+    assert producer.committed == [
+        {"records": [b"intent", b"index"], "offsets": {("call.connect", 0): 1}}
+    ]
+    assert producer.stopped == 1
     await lane.close()
 
 

@@ -38,6 +38,11 @@ from services.executor.state.records import BARRIER_KEY, LEDGER_TOPIC, Record
 log = structlog.get_logger(__name__)
 
 FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
+#: A lane's next transaction often starts while the coordinator still writes the markers
+#: of the one before: its AddPartitionsToTxn (aiokafka then waits 20 ms) or, with no
+#: records, its AddOffsetsToTxn (aiokafka's retry backoff, 100 ms by default) is answered
+#: CONCURRENT_TRANSACTIONS. The same 20 ms for both.
+TRANSACTION_RETRY_BACKOFF_MS = 20
 FOREIGN_LOOKBACK_MS = 5_000
 FOREIGN_TIMEOUT_SECONDS = 15.0
 
@@ -171,6 +176,7 @@ class KafkaLanes:
                     self._settings,
                     enable_idempotence=True,
                     transactional_id=f"{self._group_id}-p{partition}",
+                    retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
                 )
                 try:
                     async with asyncio.timeout(attempt_seconds):

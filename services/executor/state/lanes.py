@@ -268,19 +268,39 @@ class TransactionalLane:
     async def _transaction(
         self, records: list[Record], offsets: dict[tuple[str, int], int]
     ) -> None:
+        """One transaction: the records, the offsets, the commit.
+
+        The offsets are added while the records are still being produced (aiokafka
+        sends AddPartitionsToTxn first, then the produce requests and AddOffsetsToTxn /
+        TxnOffsetCommit side by side), rather than after every acknowledgement: one round
+        trip less per transaction. The commit still waits for every record's
+        acknowledgement, because aiokafka does not fail a transaction whose batch failed
+        (it only fails the batch's future): a failed record raises here, before
+        ``commit_transaction``, and ``_commit`` retries the whole content with a new
+        producer, whose ``init_transactions`` aborts this one. So nothing is committed
+        without all of its records, and offsets never commit without the outcomes they
+        follow."""
         if self._producer is None:
             self._producer = await self._open_producer()
         producer = self._producer
         await producer.begin_transaction()
         pending = [await producer.send(record) for record in records]
-        acks = [await ack for ack in pending]
-        if offsets:
-            await producer.send_offsets_to_transaction(
-                {self._offset_type(t, p): o for (t, p), o in offsets.items()}, self._group_id
-            )
+        try:
+            if offsets:
+                await producer.send_offsets_to_transaction(
+                    {self._offset_type(t, p): o for (t, p), o in offsets.items()},
+                    self._group_id,
+                )
+        finally:
+            # Every ack is awaited (a failed one raises) before anything else is tried,
+            # so no record's failure is left unobserved.
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         # From here a failure leaves the transaction in doubt (see _commit). Offsets
         # alone need no evidence: committing them again is harmless.
-        self._committing = acks[0] if acks else None
+        self._committing = outcomes[0] if outcomes else None
         await producer.commit_transaction()
         self._committing = None
 
