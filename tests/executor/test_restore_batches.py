@@ -1,0 +1,97 @@
+"""How a restore stores what it reads: batch after batch in order, each with the positions
+after it, written while the next one is read; the garbage collector off meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from services.executor.state.restore import StoreWriter, collector_paused
+from services.executor.state.store import EntryRow, IndexRow, StateStore
+
+LEDGER = "voicebus.executor.ledger"
+
+
+def entry(number: int) -> EntryRow:
+    return EntryRow(f"call.connect:c-{number}", 3, "done", float(number), b"{}")
+
+
+async def test_batches_are_stored_in_order_each_with_the_positions_after_it() -> None:
+    store = StateStore(None)
+    writer = StoreWriter(store)
+    for batch in range(3):
+        rows = [entry(batch * 10 + n) for n in range(10)]
+        await writer.write(rows, positions=[(LEDGER, 3, (batch + 1) * 10)])
+    await writer.flush()
+    assert store.entries_in([3]) == 30
+    assert store.position(LEDGER, 3) == 30
+
+
+class FailingStore(StateStore):
+    def apply(
+        self,
+        *,
+        entries: Sequence[EntryRow] = (),
+        index: Sequence[IndexRow] = (),
+        positions: Iterable[tuple[str, int, int]] = (),
+    ) -> None:
+        raise OSError("disk full")
+
+
+async def test_a_batch_that_could_not_be_stored_fails_the_restore() -> None:
+    writer = StoreWriter(FailingStore(None))
+    await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
+    with pytest.raises(OSError, match="disk full"):
+        await writer.flush()
+
+
+class SlowStore(StateStore):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.started = threading.Event()
+        self.go_on = threading.Event()
+
+    def apply(
+        self,
+        *,
+        entries: Sequence[EntryRow] = (),
+        index: Sequence[IndexRow] = (),
+        positions: Iterable[tuple[str, int, int]] = (),
+    ) -> None:
+        self.started.set()
+        self.go_on.wait(10)
+        super().apply(entries=entries, index=index, positions=positions)
+
+
+async def test_a_cut_short_restore_lets_the_batch_being_written_finish() -> None:
+    store = SlowStore()
+    writer = StoreWriter(store)
+    await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
+    await asyncio.to_thread(store.started.wait, 10)
+    settling = asyncio.create_task(writer.settle())
+    await asyncio.sleep(0)
+    assert not settling.done()
+    store.go_on.set()
+    await asyncio.wait_for(settling, 10)
+    assert store.position(LEDGER, 3) == 1
+
+
+def test_the_collector_is_off_during_a_restore_and_back_on_after_it() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
