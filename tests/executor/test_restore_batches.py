@@ -7,13 +7,15 @@ import asyncio
 import gc
 import threading
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 
 import pytest
 
-from services.executor.state.restore import StoreWriter, collector_paused
+from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC, index_record, ledger_record
+from services.executor.state.restore import StoreWriter, collector_paused, store_rows
 from services.executor.state.store import EntryRow, IndexRow, StateStore
 
-LEDGER = "voicebus.executor.ledger"
+LEDGER = LEDGER_TOPIC
 
 
 def entry(number: int) -> EntryRow:
@@ -95,3 +97,25 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_index_rows_of_commands_whose_ledger_partition_is_restored_alongside_are_left_out() -> None:
+    records = [
+        SimpleNamespace(key=r.key, value=r.value, headers=tuple(r.headers))
+        for r in (
+            index_record(key="call.connect:mine", partition=3, state="done", at=1.0),
+            index_record(key="call.connect:theirs", partition=7, state="done", at=1.0),
+        )
+    ]
+    entries, index = store_rows(records, INDEX_TOPIC, 0, restoring={3, 4})
+    assert entries == []
+    assert [row.key for row in index] == ["call.connect:theirs"]
+
+
+def test_ledger_records_become_entries_of_their_partition() -> None:
+    record = ledger_record(key="call.connect:c-1", partition=3, state="intent", at=1.0, value=b"{}")
+    barrier = SimpleNamespace(key=b"__barrier__", value=b"b", headers=())
+    rows = [SimpleNamespace(key=record.key, value=record.value, headers=tuple(record.headers))]
+    entries, index = store_rows([*rows, barrier], LEDGER_TOPIC, 3, restoring={3})
+    assert entries == [EntryRow("call.connect:c-1", 3, "intent", 1.0, b"{}")]
+    assert index == []

@@ -21,7 +21,7 @@ import contextlib
 import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,14 +108,21 @@ class RestoreStats:
         return self.records / self.seconds if self.seconds > 0 else float(self.records)
 
 
-def _rows(
-    records: Sequence[Any], topic: str, partition: int
+def store_rows(
+    records: Sequence[Any], topic: str, partition: int, restoring: Container[int] = ()
 ) -> tuple[list[EntryRow], list[IndexRow]]:
+    """The store rows of records read from ``topic``'s ``partition``.
+
+    ``restoring``: the ledger partitions being restored alongside. Index rows of commands
+    whose home is one of them are left out: their entries come with the ledger partition
+    and a lookup finds the entry before it asks the index (``CommandLedger.find``), so
+    those rows would only be written, never read (for one replica owning every
+    partition: the whole index, a third of a restore's writes)."""
     if topic == LEDGER_TOPIC:
         entries = [entry_row(partition, r.key, r.value, r.headers) for r in records]
         return [e for e in entries if e is not None], []
     index = [index_row(r.key, r.value, r.headers) for r in records]
-    return [], [i for i in index if i is not None]
+    return [], [i for i in index if i is not None and i.partition not in restoring]
 
 
 @contextlib.contextmanager
@@ -287,6 +294,7 @@ class StateReader:
                 *(self._write_barrier(tp.topic, tp.partition, barrier) for tp in tps)
             )
             waiting = set(tps)
+        restoring = frozenset(tp.partition for tp in tps if tp.topic == LEDGER_TOPIC)
         read = 0
         last_report = time.monotonic()
         while waiting:
@@ -295,7 +303,7 @@ class StateReader:
             index: list[IndexRow] = []
             positions: list[tuple[str, int, int]] = []
             for tp, records in batches.items():
-                found_entries, found_index = _rows(records, tp.topic, tp.partition)
+                found_entries, found_index = store_rows(records, tp.topic, tp.partition, restoring)
                 entries += found_entries
                 index += found_index
                 read += len(records)
@@ -391,7 +399,7 @@ class StateReader:
             index: list[IndexRow] = []
             positions = []
             for tp, records in batches.items():
-                e, i = _rows(records, tp.topic, tp.partition)
+                e, i = store_rows(records, tp.topic, tp.partition)
                 entries += e
                 index += i
                 positions.append((tp.topic, tp.partition, await consumer.position(tp)))
