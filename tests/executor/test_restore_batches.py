@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 
 import pytest
 
 from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC, index_record, ledger_record
-from services.executor.state.restore import StoreWriter, collector_paused, store_rows
+from services.executor.state.restore import PausedCollector, StoreWriter, store_rows
 from services.executor.state.store import EntryRow, IndexRow, StateStore
 
 LEDGER = LEDGER_TOPIC
@@ -84,7 +85,7 @@ async def test_a_cut_short_restore_lets_the_batch_being_written_finish() -> None
 
 def test_the_collector_is_off_during_a_restore_and_back_on_after_it() -> None:
     assert gc.isenabled()
-    with collector_paused():
+    with PausedCollector():
         assert not gc.isenabled()
     assert gc.isenabled()
 
@@ -92,11 +93,24 @@ def test_the_collector_is_off_during_a_restore_and_back_on_after_it() -> None:
 def test_a_collector_that_was_off_stays_off() -> None:
     gc.disable()
     try:
-        with collector_paused():
+        with PausedCollector():
             pass
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_cycles_made_during_a_restore_are_collected_every_tick() -> None:
+    with PausedCollector(every_seconds=0.0) as collector:
+        gone = weakref.ref(Cycle())
+        assert gone() is not None, "the collector is paused"
+        collector.tick()
+        assert gone() is None
 
 
 def test_index_rows_of_commands_whose_ledger_partition_is_restored_alongside_are_left_out() -> None:

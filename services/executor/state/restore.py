@@ -21,7 +21,7 @@ import contextlib
 import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,22 +125,38 @@ def store_rows(
     return [], [i for i in index if i is not None and i.partition not in restoring]
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a restore decodes millions of records.
+class PausedCollector:
+    """The cyclic garbage collector paused while a restore decodes millions of records,
+    and run over the young generations only, once a second.
 
     Each record read back is a few container objects (aiokafka's ``ConsumerRecord``, its
-    headers, a row tuple) that live until their batch is stored: with the collector on,
-    every 700 of them start a collection that walks them all again, and the full
-    collections walk the whole heap; profiled, that was more than half of a restore's
-    time. None of them form cycles (reference counting frees every batch), so nothing
-    piles up meanwhile; the collector is back on (if it was) when the restore ends."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
+    headers, a row tuple) that live until their batch is stored. With the collector as
+    configured, every 700 of them start a collection that walks them all again, and the
+    full collections walk the whole heap: with the index's JSON gone, that was about half
+    of the decoding's CPU time (bench/RESULTS.md). Reference counting frees the batches;
+    what the Kafka client leaves in reference cycles meanwhile (a cold restore of 1M
+    entries with the collector fully off grew to 354 MB) is freed by ``tick``: a young
+    collection walks only what is alive of what came since the last one, so once a
+    second costs next to nothing. The collector is back on (if it was) on exit."""
+
+    def __init__(self, every_seconds: float = 1.0) -> None:
+        self.every_seconds = every_seconds
+        self._was_enabled = False
+        self._last = 0.0
+
+    def __enter__(self) -> PausedCollector:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self._last = time.monotonic()
+        return self
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last >= self.every_seconds:
+            gc.collect(1)
+            self._last = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
             gc.enable()
 
 
@@ -254,8 +270,8 @@ class StateReader:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 await consumer.start()
-                with collector_paused():
-                    read = await self._read_to_end(consumer, tps, writer)
+                with PausedCollector() as collector:
+                    read = await self._read_to_end(consumer, tps, writer, collector)
         except TimeoutError as exc:
             raise RestoreTimeout(
                 f"restoring ledger partitions {partitions} did not finish within "
@@ -278,7 +294,11 @@ class StateReader:
         return stats
 
     async def _read_to_end(
-        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], writer: StoreWriter
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        writer: StoreWriter,
+        collector: PausedCollector,
     ) -> int:
         consumer.assign(tps)
         await self._seek_to_checkpoints(consumer, tps)
@@ -321,6 +341,7 @@ class StateReader:
                     remaining += max(left, 0)
             if entries or index or positions:
                 await writer.write(entries, index, positions)
+            collector.tick()
             self.progress.read = read
             self.progress.remaining = remaining if self._exact else None
             if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
