@@ -7,14 +7,14 @@ import asyncio
 import gc
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC, index_record, ledger_record
 from services.executor.state.restore import PausedCollector, StoreWriter, store_rows
-from services.executor.state.store import EntryRow, IndexRow, StateStore
+from services.executor.state.store import EntryRow, StateStore
 
 LEDGER = LEDGER_TOPIC
 
@@ -34,44 +34,34 @@ async def test_batches_are_stored_in_order_each_with_the_positions_after_it() ->
     assert store.position(LEDGER, 3) == 30
 
 
-class FailingStore(StateStore):
-    def apply(
-        self,
-        *,
-        entries: Sequence[EntryRow] = (),
-        index: Sequence[IndexRow] = (),
-        positions: Iterable[tuple[str, int, int]] = (),
-    ) -> None:
-        raise OSError("disk full")
+class HeldStore(StateStore):
+    """Writes once ``go_on`` is set (at once unless told to hold), or fails with ``error``."""
+
+    def __init__(self, *, hold: bool = False, error: Exception | None = None) -> None:
+        super().__init__(None)
+        self.started = threading.Event()
+        self.go_on = threading.Event()
+        if not hold:
+            self.go_on.set()
+        self.error = error
+
+    def apply(self, **rows: Any) -> None:
+        self.started.set()
+        self.go_on.wait(10)
+        if self.error is not None:
+            raise self.error
+        super().apply(**rows)
 
 
 async def test_a_batch_that_could_not_be_stored_fails_the_restore() -> None:
-    writer = StoreWriter(FailingStore(None))
+    writer = StoreWriter(HeldStore(error=OSError("disk full")))
     await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
     with pytest.raises(OSError, match="disk full"):
         await writer.flush()
 
 
-class SlowStore(StateStore):
-    def __init__(self) -> None:
-        super().__init__(None)
-        self.started = threading.Event()
-        self.go_on = threading.Event()
-
-    def apply(
-        self,
-        *,
-        entries: Sequence[EntryRow] = (),
-        index: Sequence[IndexRow] = (),
-        positions: Iterable[tuple[str, int, int]] = (),
-    ) -> None:
-        self.started.set()
-        self.go_on.wait(10)
-        super().apply(entries=entries, index=index, positions=positions)
-
-
 async def test_a_cut_short_restore_lets_the_batch_being_written_finish() -> None:
-    store = SlowStore()
+    store = HeldStore(hold=True)
     writer = StoreWriter(store)
     await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
     await asyncio.to_thread(store.started.wait, 10)

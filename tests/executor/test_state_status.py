@@ -24,6 +24,9 @@ class CountingStore(StateStore):
         return super().entries_in(partitions)
 
 
+ONE = EntryRow("call.connect:c-1", 0, "done", 1.0, b"{}")
+
+
 async def no_commit(offsets: dict[tuple[str, int], int]) -> bool:
     return True
 
@@ -40,17 +43,17 @@ def executor_state(store: StateStore, progress: RestoreProgress, owned: set[int]
     )
 
 
+def counted(partitions: list[int], *, entries: int) -> dict[str, object]:
+    """What /readyz shows of a store with ``entries`` rows and an empty index."""
+    return {"partitions": partitions, "entries": entries, "indexed": 0, "transactions": False}
+
+
 def test_repeated_probes_show_the_counts_of_one_count() -> None:
     store = CountingStore()
-    store.apply(entries=[EntryRow("call.connect:c-1", 0, "done", 1.0, b"{}")])
+    store.apply(entries=[ONE])
     state = executor_state(store, RestoreProgress(restores=1), owned={0, 1})
     for _ in range(5):
-        assert state.status()["state"] == {
-            "partitions": [0, 1],
-            "entries": 1,
-            "indexed": 0,
-            "transactions": False,
-        }
+        assert state.status()["state"] == counted([0, 1], entries=1)
     assert store.counted == 1
 
 
@@ -62,15 +65,10 @@ def test_nothing_is_counted_while_a_restore_runs_and_all_again_once_it_finished(
     state.status()
     progress.active = True
     assert state.status()["state"] == {"partitions": [0], "transactions": False}
-    store.apply(entries=[EntryRow("call.connect:c-1", 0, "done", 1.0, b"{}")])
+    store.apply(entries=[ONE])
     progress.active = False
     progress.finished(RestoreStats(records=1, seconds=0.1, ledger_partitions=[0]))
-    assert state.status()["state"] == {
-        "partitions": [0],
-        "entries": 1,
-        "indexed": 0,
-        "transactions": False,
-    }
+    assert state.status()["state"] == counted([0], entries=1)
     assert store.counted == 2
 
 
@@ -80,10 +78,5 @@ def test_a_new_assignment_is_counted_at_once() -> None:
     state = executor_state(store, RestoreProgress(restores=1), owned)
     state.status()
     owned.add(1)
-    assert state.status()["state"] == {
-        "partitions": [0, 1],
-        "entries": 0,
-        "indexed": 0,
-        "transactions": False,
-    }
+    assert state.status()["state"] == counted([0, 1], entries=0)
     assert store.counted == 2

@@ -68,19 +68,29 @@ def index_record(*, key: str, partition: int, state: State, at: float) -> Record
 _STATES: dict[bytes, State] = {b"intent": "intent", b"done": "done"}
 
 
-def entry_row(
-    partition: int, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
-) -> EntryRow | None:
-    """The store row of a ledger record read back; None for barriers and unreadable ones."""
-    if not key or key == BARRIER_KEY or not value:
-        return None
-    state: bytes | None = None
-    at: bytes | None = None
+def _state_headers(
+    headers: Sequence[tuple[str, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The state, time and partition headers (None where missing), in one pass."""
+    state = at = home = None
     for name, header in headers:
         if name == STATE_HEADER:
             state = header
         elif name == AT_HEADER:
             at = header
+        elif name == PARTITION_HEADER:
+            home = header
+    return state, at, home
+
+
+def entry_row(
+    partition: int, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+) -> EntryRow | None:
+    """The store row of a ledger record read back (from its headers, else its JSON);
+    None for barriers and unreadable ones."""
+    if not key or key == BARRIER_KEY or not value:
+        return None
+    state, at, _ = _state_headers(headers)
     try:
         if state is not None and at is not None:
             state_text = _STATES.get(state)
@@ -103,16 +113,7 @@ def index_row(
     None for barriers and unreadable ones."""
     if not key or key == BARRIER_KEY or not value:
         return None
-    state: bytes | None = None
-    at: bytes | None = None
-    home: bytes | None = None
-    for name, header in headers:
-        if name == STATE_HEADER:
-            state = header
-        elif name == AT_HEADER:
-            at = header
-        elif name == PARTITION_HEADER:
-            home = header
+    state, at, home = _state_headers(headers)
     try:
         if state is not None and at is not None and home is not None:
             state_text = _STATES.get(state)
