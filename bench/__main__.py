@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench.harness import machine
+from bench.harness import exit_on_sigterm, machine
 from bench.ingress import ingress_throughput
 from bench.rate import rate_precision, scale_out
 from bench.rebalance import rebalance_cost
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", metavar="name", help=", ".join(BENCHMARKS))
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(

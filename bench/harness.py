@@ -9,9 +9,11 @@ does not enter the figures.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -19,8 +21,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -58,9 +60,31 @@ def kafka_env(bootstrap: str, *, transactions: bool = False) -> dict[str, str]:
     }
 
 
+#: Every harness process started and not yet stopped (see :func:`stop_children`).
+_RUNNING: set[Process] = set()
+
+
 class Process(ServiceProcess):
     """A service (or the baseline) as a child process, its CPU time readable, its log kept
-    only when something went wrong."""
+    only when something went wrong.
+
+    Tracked from its start to its stop: a benchmark that ends any other way (an exception,
+    Ctrl-C, a SIGTERM from ``timeout``) stops what it started when the interpreter exits
+    (:func:`stop_children`), instead of leaving executors running as orphans."""
+
+    def start(self, *, ready_path: str | None = "/readyz", timeout: float = 60.0) -> Self:
+        _RUNNING.add(self)
+        return super().start(ready_path=ready_path, timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        try:
+            return super().stop(timeout)
+        finally:
+            _RUNNING.discard(self)
+
+    def kill(self) -> None:
+        super().kill()
+        _RUNNING.discard(self)
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the process has used so far (Linux /proc)."""
@@ -77,6 +101,37 @@ class Process(ServiceProcess):
             self.cleanup()
         else:
             print(f"[bench] {self.module} log kept at {self.log}", file=sys.stderr)
+
+
+def stop_children(grace: float = 5.0) -> list[int]:
+    """SIGTERM every harness process still running, SIGKILL what is left after ``grace``
+    seconds; the pids that were still running. Runs at interpreter exit."""
+    running = [p for p in list(_RUNNING) if p.running()]
+    for process in running:
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in running:
+        while process.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.running():
+            process.kill()
+    _RUNNING.clear()
+    return [p.pid for p in running if p.pid is not None]
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (``timeout``, ``kill``) ends a benchmark as Ctrl-C does: the exception
+    unwinds it, so brokers and sandboxes are stopped by their ``finally`` blocks and the
+    executors by :func:`stop_children` at exit (SIGKILL cannot be caught: nothing runs)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        del frame
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+atexit.register(stop_children)
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import REPO_ROOT, Process, chosen_broker, create_topics
+from bench.harness import REPO_ROOT, Process, chosen_broker, create_topics, exit_on_sigterm
 from bench.ingress import callback_path, ingress_env, run_wrk
 from contracts.topics import CALL_STATUS, dlq
 
@@ -87,6 +87,7 @@ async def profile(seconds: int, mode: str) -> None:
 def main() -> None:
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     mode = sys.argv[2] if len(sys.argv) > 2 else "distinct"
+    exit_on_sigterm()
     asyncio.run(profile(seconds, mode))
 
 

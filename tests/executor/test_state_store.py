@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from services.executor.state.records import entry_row, index_record, index_row, ledger_record
-from services.executor.state.store import EntryRow, StateDirInUse, StateStore, open_store
+from services.executor.state.store import (
+    EntryRow,
+    IndexedCommand,
+    IndexRow,
+    StateDirInUse,
+    StateStore,
+    StoredEntry,
+    open_store,
+)
 
 
 def row(state: str, at: float = 1.0, partition: int = 3) -> EntryRow:
@@ -64,3 +72,49 @@ def test_barriers_and_unreadable_records_are_skipped() -> None:
     index = index_record(key="call.connect:c-1", partition=3, state="intent", at=1.0)
     assert index_row(index.key, index.value) is not None
     assert index_row(b"call.connect:c-1", b"{}") is None
+
+
+def test_an_index_record_is_filed_from_its_headers_without_parsing_its_json() -> None:
+    record = index_record(key="call.connect:c-1", partition=3, state="done", at=7.5)
+    assert dict(record.headers)["voicebus-partition"] == b"3"
+    filed = index_row(record.key, b"not json", record.headers)
+    assert filed == IndexRow("call.connect:c-1", 3, "done", 7.5)
+
+
+def test_index_records_written_before_the_headers_are_read_from_their_json() -> None:
+    record = index_record(key="call.connect:c-1", partition=3, state="intent", at=7.5)
+    assert index_row(record.key, record.value) == IndexRow("call.connect:c-1", 3, "intent", 7.5)
+
+
+def test_a_ledger_record_written_before_the_headers_is_read_from_its_json() -> None:
+    value = b'{"state": "done", "at": "2026-12-02T06:00:00+00:00"}'
+    filed = entry_row(3, b"call.connect:c-1", value, [])
+    assert filed is not None
+    assert (filed.state, filed.at) == ("done", 1796191200.0)
+
+
+@pytest.mark.parametrize(
+    ("state", "at", "partition"),
+    [(b"maybe", b"1.0", b"3"), (b"done", b"soon", b"3"), (b"done", b"1.0", b"three")],
+    ids=["a state neither intent nor done", "a time that is no number", "no partition number"],
+)
+def test_records_whose_headers_do_not_read_are_skipped(
+    state: bytes, at: bytes, partition: bytes
+) -> None:
+    headers = [("voicebus-state", state), ("voicebus-at", at), ("voicebus-partition", partition)]
+    assert index_row(b"call.connect:c-1", b"{}", headers) is None
+    if partition.isdigit():  # a ledger record has no partition header
+        assert entry_row(3, b"call.connect:c-1", b"{}", headers[:2]) is None
+
+
+def test_rows_are_stored_as_they_are_read_back() -> None:
+    store = StateStore(None)
+    ledger = ledger_record(key="call.connect:c-1", partition=3, state="done", at=7.5, value=b"v")
+    index = index_record(key="call.connect:c-2", partition=5, state="intent", at=8.5)
+    filed_entry = entry_row(3, ledger.key, ledger.value, ledger.headers)
+    filed_index = index_row(index.key, index.value, index.headers)
+    assert filed_entry is not None
+    assert filed_index is not None
+    store.apply(entries=[filed_entry], index=[filed_index])
+    assert store.entry("call.connect:c-1") == StoredEntry("call.connect:c-1", 3, "done", 7.5, b"v")
+    assert store.indexed("call.connect:c-2") == IndexedCommand("call.connect:c-2", 5, "intent", 8.5)

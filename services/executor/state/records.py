@@ -3,8 +3,15 @@
 A ledger record: key ``<command type>:<command id>``, the ``LedgerEntry`` as JSON, and two
 headers (``voicebus-state``, ``voicebus-at``) so a restore files the record without
 parsing its JSON. An index record: the same key, a few bytes of JSON saying the command's
-home partition and how far it got. Records without the headers (written before them) are
-read from their JSON.
+home partition and how far it got, and the same in headers (``voicebus-state``,
+``voicebus-at``, ``voicebus-partition``). Records without the headers (written before
+them) are read from their JSON.
+
+A restore reads every record of its partitions and of the whole index (millions), so the
+readers here cost a pass over a record's two or three headers and a tuple: no JSON, no
+model. What they check is what the store relies on: a state of ``intent`` or ``done``, a
+time and a partition that are numbers; a record failing that is skipped as unreadable.
+The ledger value itself is validated when a command is looked up (``ledger._parse``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ INDEX_TOPIC_CONFIG = {"cleanup.policy": "compact", "retention.ms": str(RETENTION
 
 STATE_HEADER = "voicebus-state"
 AT_HEADER = "voicebus-at"
+PARTITION_HEADER = "voicebus-partition"
 #: Records the executor writes to learn where a partition ends (Tansu's end offsets are
 #: not exact): skipped by every reader.
 BARRIER_KEY = b"__barrier__"
@@ -48,50 +56,77 @@ def ledger_record(*, key: str, partition: int, state: State, at: float, value: b
 def index_record(*, key: str, partition: int, state: State, at: float) -> Record:
     """Partitioned by key (the default partitioner): every replica reads every partition."""
     value = json.dumps({"partition": partition, "state": state, "at": at}).encode()
-    return Record(INDEX_TOPIC, None, key.encode(), value, [])
+    headers = [
+        (STATE_HEADER, state.encode()),
+        (AT_HEADER, repr(at).encode()),
+        (PARTITION_HEADER, str(partition).encode()),
+    ]
+    return Record(INDEX_TOPIC, None, key.encode(), value, headers)
 
 
-def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
+#: the header values of a state, decoded once
+_STATES: dict[bytes, State] = {b"intent": "intent", b"done": "done"}
+
+
+def _state_headers(
+    headers: Sequence[tuple[str, bytes]],
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The state, time and partition headers (None where missing), in one pass."""
+    state = at = home = None
+    for name, header in headers:
+        if name == STATE_HEADER:
+            state = header
+        elif name == AT_HEADER:
+            at = header
+        elif name == PARTITION_HEADER:
+            home = header
+    return state, at, home
 
 
 def entry_row(
     partition: int, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
 ) -> EntryRow | None:
-    """The store row of a ledger record read back; None for barriers and unreadable ones."""
+    """The store row of a ledger record read back (from its headers, else its JSON);
+    None for barriers and unreadable ones."""
     if not key or key == BARRIER_KEY or not value:
         return None
-    state = _header(headers, STATE_HEADER)
-    at = _header(headers, AT_HEADER)
+    state, at, _ = _state_headers(headers)
     try:
         if state is not None and at is not None:
-            state_text = state.decode()
+            state_text = _STATES.get(state)
             when = float(at)
         else:
             body = json.loads(value)
-            state_text = body["state"]
+            state_text = _STATES.get(str(body["state"]).encode())
             when = _epoch(body["at"])
     except (ValueError, KeyError, TypeError):
         return None
-    if state_text not in ("intent", "done"):
+    if state_text is None:
         return None
-    return EntryRow(key.decode(), partition, state_text, when, value)  # type: ignore[arg-type]
+    return EntryRow(key.decode(), partition, state_text, when, value)
 
 
-def index_row(key: bytes | None, value: bytes | None) -> IndexRow | None:
+def index_row(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] = ()
+) -> IndexRow | None:
+    """The store row of an index record read back (from its headers, else its JSON);
+    None for barriers and unreadable ones."""
     if not key or key == BARRIER_KEY or not value:
         return None
+    state, at, home = _state_headers(headers)
     try:
-        body = json.loads(value)
-        state, partition, at = body["state"], int(body["partition"]), float(body["at"])
+        if state is not None and at is not None and home is not None:
+            state_text = _STATES.get(state)
+            partition, when = int(home), float(at)
+        else:
+            body = json.loads(value)
+            state_text = _STATES.get(str(body["state"]).encode())
+            partition, when = int(body["partition"]), float(body["at"])
     except (ValueError, KeyError, TypeError):
         return None
-    if state not in ("intent", "done"):
+    if state_text is None:
         return None
-    return IndexRow(key.decode(), partition, state, at)
+    return IndexRow(key.decode(), partition, state_text, when)
 
 
 def _epoch(text: str) -> float:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,22 +108,93 @@ class RestoreStats:
         return self.records / self.seconds if self.seconds > 0 else float(self.records)
 
 
-def _rows(
-    records: Sequence[Any], topic: str, partition: int
+def store_rows(
+    records: Sequence[Any], topic: str, partition: int, restoring: Container[int] = ()
 ) -> tuple[list[EntryRow], list[IndexRow]]:
-    entries: list[EntryRow] = []
-    index: list[IndexRow] = []
+    """The store rows of records read from ``topic``'s ``partition``.
+
+    ``restoring``: the ledger partitions being restored alongside. Index rows of commands
+    whose home is one of them are left out: their entries come with the ledger partition
+    and a lookup finds the entry before it asks the index (``CommandLedger.find``), so
+    those rows would only be written, never read (for one replica owning every
+    partition: the whole index, a third of a restore's writes)."""
     if topic == LEDGER_TOPIC:
-        for r in records:
-            row = entry_row(partition, r.key, r.value, r.headers)
-            if row is not None:
-                entries.append(row)
-    else:
-        for r in records:
-            irow = index_row(r.key, r.value)
-            if irow is not None:
-                index.append(irow)
-    return entries, index
+        entries = [entry_row(partition, r.key, r.value, r.headers) for r in records]
+        return [e for e in entries if e is not None], []
+    index = [index_row(r.key, r.value, r.headers) for r in records]
+    return [], [i for i in index if i is not None and i.partition not in restoring]
+
+
+class PausedCollector:
+    """The cyclic garbage collector paused while a restore decodes millions of records,
+    and run over the young generations only, once a second.
+
+    Each record read back is a few container objects (aiokafka's ``ConsumerRecord``, its
+    headers, a row tuple) that live until their batch is stored. With the collector as
+    configured, every 700 of them start a collection that walks them all again, and the
+    full collections walk the whole heap: with the index's JSON gone, that was about half
+    of the decoding's CPU time (bench/RESULTS.md). Reference counting frees the batches;
+    what the Kafka client leaves in reference cycles meanwhile (a cold restore of 1M
+    entries with the collector fully off grew to 354 MB) is freed by ``tick``: a young
+    collection walks only what is alive of what came since the last one, so once a
+    second costs next to nothing. The collector is back on (if it was) on exit."""
+
+    def __init__(self, every_seconds: float = 1.0) -> None:
+        self.every_seconds = every_seconds
+        self._was_enabled = False
+        self._last = 0.0
+
+    def __enter__(self) -> PausedCollector:
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        self._last = time.monotonic()
+        return self
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last >= self.every_seconds:
+            gc.collect(1)
+            self._last = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
+            gc.enable()
+
+
+class StoreWriter:
+    """Applies batches to the store in a thread, one at a time and in order, while the
+    next batch is fetched and decoded (SQLite leaves the GIL while it writes). Each batch
+    goes in one transaction with the positions after it, so a checkpoint never covers
+    rows that were not written."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._pending: asyncio.Future[None] | None = None
+
+    async def write(
+        self,
+        entries: Sequence[EntryRow] = (),
+        index: Sequence[IndexRow] = (),
+        positions: Sequence[tuple[str, int, int]] = (),
+    ) -> None:
+        """Wait for the previous batch, then start writing this one."""
+        await self.flush()
+        self._pending = asyncio.ensure_future(
+            asyncio.to_thread(self._store.apply, entries=entries, index=index, positions=positions)
+        )
+
+    async def flush(self) -> None:
+        """Until the batch being written is in the store (its error raised here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    async def settle(self) -> None:
+        """After a failure or cancellation: let the batch in the thread finish (it cannot
+        be stopped), so that nothing writes behind the next reader's back."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
 
 
 class StateReader:
@@ -194,10 +266,12 @@ class StateReader:
         progress.active, progress.partitions, progress.started = True, partitions, started
         progress.read, progress.remaining = 0, None
         consumer = self._consumer("restore")
+        writer = StoreWriter(self._store)
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 await consumer.start()
-                read = await self._read_to_end(consumer, tps)
+                with PausedCollector() as collector:
+                    read = await self._read_to_end(consumer, tps, writer, collector)
         except TimeoutError as exc:
             raise RestoreTimeout(
                 f"restoring ledger partitions {partitions} did not finish within "
@@ -205,6 +279,7 @@ class StateReader:
                 f"{self.progress.read} records read, {self.progress.remaining} left"
             ) from exc
         finally:
+            await writer.settle()
             await consumer.stop()
             self.progress.active = False
         stats = RestoreStats(read, time.monotonic() - started, partitions)
@@ -218,7 +293,13 @@ class StateReader:
         log.info("state.restored", **self.progress.last, **self._store.counts())
         return stats
 
-    async def _read_to_end(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
+    async def _read_to_end(
+        self,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+        writer: StoreWriter,
+        collector: PausedCollector,
+    ) -> int:
         consumer.assign(tps)
         await self._seek_to_checkpoints(consumer, tps)
         barrier: bytes | None = None
@@ -233,6 +314,7 @@ class StateReader:
                 *(self._write_barrier(tp.topic, tp.partition, barrier) for tp in tps)
             )
             waiting = set(tps)
+        restoring = frozenset(tp.partition for tp in tps if tp.topic == LEDGER_TOPIC)
         read = 0
         last_report = time.monotonic()
         while waiting:
@@ -241,7 +323,7 @@ class StateReader:
             index: list[IndexRow] = []
             positions: list[tuple[str, int, int]] = []
             for tp, records in batches.items():
-                found_entries, found_index = _rows(records, tp.topic, tp.partition)
+                found_entries, found_index = store_rows(records, tp.topic, tp.partition, restoring)
                 entries += found_entries
                 index += found_index
                 read += len(records)
@@ -258,9 +340,8 @@ class StateReader:
                         waiting.discard(tp)
                     remaining += max(left, 0)
             if entries or index or positions:
-                await asyncio.to_thread(
-                    self._store.apply, entries=entries, index=index, positions=positions
-                )
+                await writer.write(entries, index, positions)
+            collector.tick()
             self.progress.read = read
             self.progress.remaining = remaining if self._exact else None
             if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
@@ -273,7 +354,8 @@ class StateReader:
                     seconds=round(last_report - self.progress.started, 1),
                 )
         final = [(tp.topic, tp.partition, await consumer.position(tp)) for tp in tps]
-        await asyncio.to_thread(self._store.apply, positions=final)
+        await writer.write(positions=final)
+        await writer.flush()
         return read
 
     async def _seek_to_checkpoints(
@@ -338,7 +420,7 @@ class StateReader:
             index: list[IndexRow] = []
             positions = []
             for tp, records in batches.items():
-                e, i = _rows(records, tp.topic, tp.partition)
+                e, i = store_rows(records, tp.topic, tp.partition)
                 entries += e
                 index += i
                 positions.append((tp.topic, tp.partition, await consumer.position(tp)))

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 State = Literal["intent", "done"]
 
@@ -90,9 +90,11 @@ class IndexedCommand:
     at: float
 
 
-@dataclass(frozen=True)
-class EntryRow:
-    """One ledger record to apply: its key, home partition, state, time and bytes."""
+class EntryRow(NamedTuple):
+    """One ledger record to apply: its key, home partition, state, time and bytes.
+
+    Tuples, not dataclasses: a restore makes one per record (millions), and
+    ``executemany`` binds a tuple's fields as they are."""
 
     key: str
     partition: int
@@ -101,8 +103,9 @@ class EntryRow:
     value: bytes
 
 
-@dataclass(frozen=True)
-class IndexRow:
+class IndexRow(NamedTuple):
+    """One command-index record to apply (a tuple, as :class:`EntryRow`)."""
+
     key: str
     partition: int
     state: State
@@ -130,6 +133,9 @@ class StateStore:
         )
         self._lock = threading.Lock()
         with self._lock:
+            # Rows of ~0.5 KiB: 16 KiB pages take a restore's inserts with fewer page
+            # splits than the default 4 KiB (only a new file takes it; an old one keeps its).
+            self._db.execute("PRAGMA page_size=16384")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache at most
@@ -227,11 +233,9 @@ class StateStore:
         """Rows read from (or written to) Kafka and the positions after them, atomically."""
         with self._transaction() as db:
             if entries:
-                db.executemany(
-                    UPSERT_ENTRY, [(e.key, e.partition, e.state, e.at, e.value) for e in entries]
-                )
+                db.executemany(UPSERT_ENTRY, entries)
             if index:
-                db.executemany(UPSERT_INDEX, [(i.key, i.partition, i.state, i.at) for i in index])
+                db.executemany(UPSERT_INDEX, index)
             db.executemany(
                 "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",

@@ -1,0 +1,125 @@
+"""How a restore stores what it reads: batch after batch in order, each with the positions
+after it, written while the next one is read; the garbage collector off meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC, index_record, ledger_record
+from services.executor.state.restore import PausedCollector, StoreWriter, store_rows
+from services.executor.state.store import EntryRow, StateStore
+
+LEDGER = LEDGER_TOPIC
+
+
+def entry(number: int) -> EntryRow:
+    return EntryRow(f"call.connect:c-{number}", 3, "done", float(number), b"{}")
+
+
+async def test_batches_are_stored_in_order_each_with_the_positions_after_it() -> None:
+    store = StateStore(None)
+    writer = StoreWriter(store)
+    for batch in range(3):
+        rows = [entry(batch * 10 + n) for n in range(10)]
+        await writer.write(rows, positions=[(LEDGER, 3, (batch + 1) * 10)])
+    await writer.flush()
+    assert store.entries_in([3]) == 30
+    assert store.position(LEDGER, 3) == 30
+
+
+class HeldStore(StateStore):
+    """Writes once ``go_on`` is set (at once unless told to hold), or fails with ``error``."""
+
+    def __init__(self, *, hold: bool = False, error: Exception | None = None) -> None:
+        super().__init__(None)
+        self.started = threading.Event()
+        self.go_on = threading.Event()
+        if not hold:
+            self.go_on.set()
+        self.error = error
+
+    def apply(self, **rows: Any) -> None:
+        self.started.set()
+        self.go_on.wait(10)
+        if self.error is not None:
+            raise self.error
+        super().apply(**rows)
+
+
+async def test_a_batch_that_could_not_be_stored_fails_the_restore() -> None:
+    writer = StoreWriter(HeldStore(error=OSError("disk full")))
+    await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
+    with pytest.raises(OSError, match="disk full"):
+        await writer.flush()
+
+
+async def test_a_cut_short_restore_lets_the_batch_being_written_finish() -> None:
+    store = HeldStore(hold=True)
+    writer = StoreWriter(store)
+    await writer.write([entry(1)], positions=[(LEDGER, 3, 1)])
+    await asyncio.to_thread(store.started.wait, 10)
+    settling = asyncio.create_task(writer.settle())
+    await asyncio.sleep(0)
+    assert not settling.done()
+    store.go_on.set()
+    await asyncio.wait_for(settling, 10)
+    assert store.position(LEDGER, 3) == 1
+
+
+def test_the_collector_is_off_during_a_restore_and_back_on_after_it() -> None:
+    assert gc.isenabled()
+    with PausedCollector():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_collector_that_was_off_stays_off() -> None:
+    gc.disable()
+    try:
+        with PausedCollector():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_cycles_made_during_a_restore_are_collected_every_tick() -> None:
+    with PausedCollector(every_seconds=0.0) as collector:
+        gone = weakref.ref(Cycle())
+        assert gone() is not None, "the collector is paused"
+        collector.tick()
+        assert gone() is None
+
+
+def test_index_rows_of_commands_whose_ledger_partition_is_restored_alongside_are_left_out() -> None:
+    records = [
+        SimpleNamespace(key=r.key, value=r.value, headers=tuple(r.headers))
+        for r in (
+            index_record(key="call.connect:mine", partition=3, state="done", at=1.0),
+            index_record(key="call.connect:theirs", partition=7, state="done", at=1.0),
+        )
+    ]
+    entries, index = store_rows(records, INDEX_TOPIC, 0, restoring={3, 4})
+    assert entries == []
+    assert [row.key for row in index] == ["call.connect:theirs"]
+
+
+def test_ledger_records_become_entries_of_their_partition() -> None:
+    record = ledger_record(key="call.connect:c-1", partition=3, state="intent", at=1.0, value=b"{}")
+    barrier = SimpleNamespace(key=b"__barrier__", value=b"b", headers=())
+    rows = [SimpleNamespace(key=record.key, value=record.value, headers=tuple(record.headers))]
+    entries, index = store_rows([*rows, barrier], LEDGER_TOPIC, 3, restoring={3})
+    assert entries == [EntryRow("call.connect:c-1", 3, "intent", 1.0, b"{}")]
+    assert index == []
