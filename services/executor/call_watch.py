@@ -232,6 +232,32 @@ class MemoryHistory:
             del self.rows[sid]
 
 
+def _note_accepted(
+    facts: CallFacts,
+    *,
+    account: str,
+    api: str,
+    command_id: str | None,
+    at: float,
+    seen_in: SeenIn,
+) -> bool:
+    """Fold an acceptance into the call's facts, whatever order the topics are read in:
+    the earliest time; the result's account, API and command over a flow event's. Whether
+    anything changed."""
+    changed = False
+    if facts.accepted_at is None or at < facts.accepted_at:
+        facts.accepted_at, changed = at, True
+    if facts.account is None or (facts.command_id is None and command_id is not None):
+        facts.account, facts.api, facts.command_id, facts.seen_in = (
+            account,
+            api,
+            command_id,
+            seen_in,
+        )
+        changed = True
+    return changed
+
+
 def _later(current: float | None, at: float) -> float:
     return at if current is None else max(current, at)
 
@@ -287,22 +313,30 @@ class CallWatch:
     ) -> bool:
         """A ``call.connect`` was accepted (or a flow's Passthru reported the call): watch
         it. False when there is nothing to watch (already finished, already watched, or
-        older than the horizon). Its facts are kept even when the policy watches no
-        missing callbacks (so switching it on applies to the stored past too)."""
+        older than the horizon). Its facts are kept in any case (even when the policy
+        watches no missing callbacks, so switching it on applies to the stored past)."""
         horizon = timedelta(seconds=self.policy.horizon_seconds)
         if accepted_at < now - horizon:
             return False
         facts = self._facts(call_sid, partition)
-        if facts.finished_at is not None:
+        if _note_accepted(
+            facts,
+            account=account,
+            api=api,
+            command_id=command_id,
+            at=accepted_at.timestamp(),
+            seen_in=seen_in,
+        ):
+            self.history.put(facts)
+        if facts.finished_at is not None or not self.policy.watch_missing:
             return False
         watched = self._calls.get(call_sid)
         if watched is not None:  # a re-emitted result, a call's next flow notification
             if watched.command_id is None and command_id is not None:
                 # its result, read after its flow event: a call voicebus placed
                 watched.command_id, watched.api, watched.seen_in = command_id, api, seen_in
-                self._remember(facts, watched)
             return False
-        call = self._watched_call(
+        self._calls[call_sid] = self._watched_call(
             call_sid,
             account=account,
             api=api,
@@ -311,15 +345,6 @@ class CallWatch:
             partition=partition,
             seen_in=seen_in,
         )
-        if (
-            facts.accepted_at is None
-            or self.policy.watch_missing
-            or (facts.command_id is None and command_id is not None)
-        ):
-            self._remember(facts, call)
-        if not self.policy.watch_missing:
-            return False
-        self._calls[call_sid] = call
         return True
 
     def _watched_call(
@@ -345,13 +370,6 @@ class CallWatch:
             + timedelta(seconds=self.policy.max_call_seconds + self.policy.after_seconds),
             seen_in=seen_in,
         )
-
-    def _remember(self, facts: CallFacts, call: WatchedCall) -> None:
-        facts.partition = call.partition
-        facts.accepted_at = call.accepted_at.timestamp()
-        facts.account, facts.api, facts.command_id = call.account, call.api, call.command_id
-        facts.seen_in = call.seen_in
-        self.history.put(facts)
 
     def finished(self, call_sid: str, at: datetime, partition: int = -1) -> bool:
         """A terminal call event (callback or poll) was read: stop watching the call.

@@ -311,6 +311,33 @@ class CallWatchRunner:
         consumer = self._consumer
         if consumer is None or not partitions:
             return
+        started = time.monotonic()
+        numbers = {tp.partition for tp in partitions}
+        # The assignment is live before this listener runs: records fetched from the
+        # group's reset position meanwhile must not be applied (nor checkpointed).
+        consumer.pause(*partitions)
+        try:
+            loaded, checkpoints = await self._seek(consumer, partitions)
+        finally:
+            consumer.resume(*partitions)
+        self._replaying.update(partitions)
+        self._replay_started = started
+        self._restoring = sorted(numbers)
+        self.progress.active, self.progress.read = True, 0
+        self._owned = (self._owned or set()) | numbers
+        self._check_copartitioned(consumer)
+        log.info(
+            "call_watch.partitions_assigned",
+            partitions=len(partitions),
+            from_checkpoints=len(checkpoints),
+            watched_from_store=loaded,
+        )
+
+    async def _seek(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> tuple[int, dict[TopicPartition, int]]:
+        """Open items from the store, and every partition at its checkpoint (without one,
+        at ``now - horizon``); how many calls came from the store, and the checkpoints."""
         now = self._clock()
         since = now.timestamp() - self._watch.policy.horizon_seconds
         numbers = {tp.partition for tp in partitions}
@@ -335,18 +362,7 @@ class CallWatchRunner:
                 consumer.seek(tp, checkpoint)
             else:
                 await consumer.seek_to_beginning(tp)
-        self._replaying.update(partitions)
-        self._replay_started = time.monotonic()
-        self._restoring = sorted(numbers)
-        self.progress.active, self.progress.read = True, 0
-        self._owned = (self._owned or set()) | numbers
-        self._check_copartitioned(consumer)
-        log.info(
-            "call_watch.partitions_assigned",
-            partitions=len(partitions),
-            from_checkpoints=len(checkpoints),
-            watched_from_store=loaded,
-        )
+        return loaded, checkpoints
 
     async def _checkpoints(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
