@@ -425,6 +425,10 @@ class CallWatchRunner:
                 await asyncio.sleep(1)
                 continue
             now = self._clock()
+            if self._store is not None:
+                self._store.read_ahead(
+                    r.key.decode(errors="replace") for rs in batches.values() for r in rs if r.key
+                )
             for tp, records in batches.items():
                 for record in records:
                     self.apply(record, now)
