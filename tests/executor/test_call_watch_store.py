@@ -105,6 +105,25 @@ async def test_a_partitions_open_items_come_back_from_its_rows() -> None:
     assert pending == w.pending_finalisation("ended")
 
 
+async def test_rows_read_ahead_for_a_batch_are_the_stored_ones_until_changed() -> None:
+    w, history = stored_watch()
+    accept(w, "CA1")
+    await history.flush()
+    history.read_ahead(["CA1", "CAnew"])
+    assert history.get("CAnew") is None
+    stored = history.get("CA1")
+    assert stored is not None
+    assert stored.command_id == "cmd-CA1"
+    end(w, "CA1")
+    changed = history.get("CA1")
+    assert changed is not None
+    assert changed.finished_at is not None
+    await history.flush()
+    again = history.get("CA1")
+    assert again is not None
+    assert again.finished_at == changed.finished_at
+
+
 async def test_a_terminal_read_before_the_acceptance_still_counts_after_a_flush() -> None:
     w, history = stored_watch()
     end(w, "CA1")

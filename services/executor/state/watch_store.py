@@ -181,6 +181,7 @@ class WatchStore:
         """Read these partitions again from Kafka: their rows and checkpoints go (their
         topics were recreated, or their data removed below the checkpoints)."""
         gone = set(partitions)
+        self._ahead = {}
         for sid in [sid for sid, facts in self._dirty.items() if facts.partition in gone]:
             del self._dirty[sid]
         with self.store.transaction() as db:
