@@ -33,8 +33,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
+from bench.harness import bulk_producer
 from bench.throughput import Figure
 from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
@@ -93,18 +92,12 @@ def _templates() -> tuple[bytes, bytes, bytes]:
 async def fill(bootstrap: str, start: int, stop: int, *, ended: int, finalised: int) -> float:
     """Calls ``start``..``stop``: accepted; those below ``ended`` ended, below
     ``finalised`` finalised. The seconds it took."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks=1,
-        linger_ms=50,
-        max_batch_size=1024 * 1024,
-        enable_idempotence=False,
-    )
+    producer = bulk_producer(bootstrap)
     await producer.start()
-    began = time.monotonic()
     result, status, details = _templates()
+    began = time.monotonic()
     try:
-        pending = []
+        pending: list[asyncio.Future[Any]] = []
         for index in range(start, stop):
             sid = f"CAbench{index:09d}".encode()
             records = [(CALL_CONNECT_RESULT, result)]
