@@ -350,7 +350,14 @@ class CallWatchRunner:
         loaded = 0
         if self._store is not None:
             checkpoints = await self._checkpoints(consumer, partitions)
-            loaded = self._watch.restore(self._store.open_rows(numbers, since), now)
+            policy = self._watch.policy
+            rows = self._store.open_rows(
+                numbers,
+                since,
+                missing=policy.watch_missing,
+                finalising=policy.finalise_after_seconds is not None,
+            )
+            loaded = self._watch.restore(rows, now)
         for tp in partitions:
             checkpoint = checkpoints.get(tp)
             position = found.get(tp)

@@ -146,18 +146,32 @@ class WatchStore:
             db.executemany(UPSERT_POSITION, positions)
 
     # -- partitions ------------------------------------------------------------------
-    def open_rows(self, partitions: Iterable[int], since: float) -> list[CallFacts]:
+    def open_rows(
+        self,
+        partitions: Iterable[int],
+        since: float,
+        *,
+        missing: bool = True,
+        finalising: bool = True,
+    ) -> list[CallFacts]:
         """Rows of ``partitions`` with something still to do since ``since``: accepted
-        and not finished, or with a terminal fact and not finalised."""
+        and not finished (``missing``), or with a terminal fact and not finalised
+        (``finalising``)."""
         wanted = sorted(set(partitions))
-        if not wanted:
+        clauses = [
+            clause
+            for clause, on in (
+                ("(accepted_at >= ? AND finished_at IS NULL)", missing),
+                ("(terminal_at >= ? AND finalised_at IS NULL)", finalising),
+            )
+            if on
+        ]
+        if not wanted or not clauses:
             return []
         marks = ",".join("?" * len(wanted))
         rows = self.store.query(
-            f"{_SELECT} WHERE partition IN ({marks}) AND ("
-            " (accepted_at >= ? AND finished_at IS NULL)"
-            " OR (terminal_at >= ? AND finalised_at IS NULL))",
-            (*wanted, since, since),
+            f"{_SELECT} WHERE partition IN ({marks}) AND ({' OR '.join(clauses)})",
+            (*wanted, *[since] * len(clauses)),
         )
         found = {facts.call_sid: facts for facts in map(_facts, rows)}
         # Changed but not written yet: these are newer than their rows.
