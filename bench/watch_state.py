@@ -197,7 +197,9 @@ async def _restore(bootstrap: str, state_dir: str | None) -> dict[str, Any]:
         await runner.stop()
         if store is not None:
             store.close()
+    stored = sum(f.stat().st_size for f in Path(state_dir).iterdir()) if state_dir else 0
     return {
+        "store MB": round(stored / 2**20, 1),
         "seconds": float(last["seconds"]),
         "records": int(last["records"]),
         "watched": len(watch),
