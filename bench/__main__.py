@@ -1,9 +1,9 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, ingress, state, rebalance. Each starts its own
-broker and the processes it measures (sandbox and executors; the ingress and its baseline, driven by
-wrk). With every benchmark run (and without ``--no-write``) the figures and the machine
-are written to bench/RESULTS.md.
+Names: overhead, latency, rate, scaleout, ingress, state, watchstate, rebalance. Each
+starts its own broker and the processes it measures (sandbox and executors; the ingress and
+its baseline, driven by wrk). With every benchmark run (and without ``--no-write``) the
+figures and the machine are written to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench.rebalance import rebalance_cost
 from bench.results import write_results
 from bench.state import state_at_scale
 from bench.throughput import Figure, latency_hiding, overhead
+from bench.watch_state import watch_restore
 
 BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "overhead": overhead,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "scaleout": scale_out,
     "ingress": ingress_throughput,
     "state": state_at_scale,
+    "watchstate": watch_restore,
     "rebalance": rebalance_cost,
 }
 

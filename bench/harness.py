@@ -134,6 +134,17 @@ def exit_on_sigterm() -> None:
 atexit.register(stop_children)
 
 
+def bulk_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer for filling topics with history fast (big batches, leader acks only)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=50,
+        max_batch_size=1024 * 1024,
+        enable_idempotence=False,
+    )
+
+
 def cpu_seconds(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

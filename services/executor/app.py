@@ -26,6 +26,7 @@ from services.common.kafka_health import (
 )
 from services.executor.call_watch import CallWatch, WatchPolicy
 from services.executor.call_watch_kafka import (
+    WATCHED_TOPICS,
     CallWatchRunner,
     PrometheusWatchMetrics,
     WatchAccount,
@@ -48,7 +49,8 @@ from services.executor.state.records import (
     LEDGER_TOPIC_CONFIG,
 )
 from services.executor.state.restore import RestoreProgress, StateReader
-from services.executor.state.store import open_store
+from services.executor.state.store import StateStore, open_store
+from services.executor.state.watch_store import WatchStore
 from services.executor.status_evidence import KafkaStatusEvidence
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
@@ -113,9 +115,10 @@ def create_app(settings: ExecutorSettings) -> Starlette:
             )
             if not state.lanes.transactional:
                 committer.start()  # with transactions, offsets commit with the outcomes
-            call_watch = _call_watch(settings, broker, clients, metrics)
+            call_watch = _call_watch(settings, broker, clients, metrics, state.store)
             if call_watch is not None:
                 await call_watch.start()
+                state_status.append(call_watch.status)
             readiness.ready, readiness.reason = True, "consuming"
             log.info(
                 "executor.started", accounts=sorted(clients), max_in_flight=settings.max_in_flight
@@ -278,16 +281,19 @@ def _call_watch(
     broker: KafkaBroker,
     clients: Mapping[str, ExotelClient],
     metrics: ExecutorMetrics,
+    store: StateStore,
 ) -> CallWatchRunner | None:
     """Missing-callback recovery and the finalisation of finished calls
     (services/executor/README.md): both ask Exotel through the same ExotelClient per
-    account, so the shared rate limiter's GET budget applies."""
+    account, so the shared rate limiter's GET budget applies. Its state per partition
+    lives in the executor's local store, beside the ledger's."""
     if not settings.call_watch_enabled and not settings.call_details_enabled:
         return None
 
     async def publish(value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
         await broker.publish(value, topic=topic, key=key, headers=headers)
 
+    watch_store = WatchStore(store, WATCHED_TOPICS)
     return CallWatchRunner(
         settings.kafka,
         group_id=settings.call_watch_group_id,
@@ -299,8 +305,11 @@ def _call_watch(
                 finalise_after_seconds=settings.call_details_after_seconds
                 if settings.call_details_enabled
                 else None,
-            )
+            ),
+            history=watch_store,
         ),
+        store=watch_store,
+        exact_end_offsets=settings.uses_transactions,
         accounts={
             name: WatchAccount(gateway=client, default_api=client.account.api)
             for name, client in clients.items()

@@ -35,6 +35,14 @@ minutes after a call ends), published on ``call.details`` with ``source: poll``:
 A ``call.details`` fact with ``source: poll`` read back (ours, or another replica's before
 a rebalance, or from before a restart) finalises the call for good: the state is what
 Kafka holds, so a call is finalised at most once across replicas and restarts.
+
+**Memory.** Only the open items live here: calls still missing their terminal and
+finished calls still to be finalised. What the watch must remember of every other call
+of the horizon (it finished, it was finalised, a leg event was seen) and the facts the
+open items came from are :class:`CallFacts`, one compact row per call in a
+:class:`CallHistory`: a dict in :class:`MemoryHistory` (tests), SQLite with a checkpoint
+per partition in the executor (``services/executor/state/watch_store.py``), from which
+:meth:`CallWatch.restore` brings a partition's open items back without reading Kafka.
 """
 
 from __future__ import annotations
@@ -43,8 +51,8 @@ import heapq
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Final, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, Protocol
 
 from contracts.status import CallStatusEvent, LegStatus
 from services.common.call_status import normalise_status
@@ -52,13 +60,17 @@ from services.exotel.accounts import ApiVersion
 from services.exotel.models import CallDetails
 
 __all__ = [
+    "CALL_APIS",
     "ERROR_BACKOFF_SECONDS",
     "MAX_BACKOFF_SECONDS",
     "MAX_CALL_SECONDS",
     "MAX_FINALISE_TRIES",
+    "CallFacts",
+    "CallHistory",
     "CallWatch",
     "Finalisation",
     "FinaliseOutcome",
+    "MemoryHistory",
     "PollOutcome",
     "WatchPolicy",
     "WatchedCall",
@@ -83,6 +95,9 @@ FinaliseOutcome = Literal["published", "pending", "error"]
 MAX_FINALISE_TRIES: Final = 5
 #: Where the watch learnt of a call: an accepted call.connect, or a flow's Passthru.
 SeenIn = Literal["result", "flow"]
+
+CALL_APIS: Final[dict[str, ApiVersion]] = {"v1": "v1", "v2": "v2", "v3": "v3"}
+_SEEN_IN: Final[dict[str, SeenIn]] = {"result": "result", "flow": "flow"}
 
 # Same namespace as the ingress's callback ids; the "poll" in the name keeps them apart.
 _EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
@@ -153,19 +168,117 @@ class Finalisation:
     errors: int = 0
 
 
+@dataclass(slots=True)
+class CallFacts:
+    """What the watch keeps of one call of the horizon (times: epoch seconds): the
+    acceptance its watch came from, the first terminal fact its finalisation came from,
+    and whether it finished, was finalised, had a leg event. A few dozen bytes, never the
+    result or status objects themselves."""
+
+    call_sid: str
+    #: the call's partition (its facts are keyed by call_sid on co-partitioned topics)
+    partition: int
+    accepted_at: float | None = None
+    account: str | None = None
+    api: str | None = None
+    command_id: str | None = None
+    seen_in: str | None = None
+    finished_at: float | None = None
+    terminal_at: float | None = None
+    terminal_account: str | None = None
+    terminal_api: str | None = None
+    terminal_command_id: str | None = None
+    finalised_at: float | None = None
+    legs_at: float | None = None
+
+    @property
+    def seen_at(self) -> float:
+        """The newest of its times: the row goes once this is older than the horizon."""
+        times = (
+            self.accepted_at,
+            self.finished_at,
+            self.terminal_at,
+            self.finalised_at,
+            self.legs_at,
+        )
+        return max((t for t in times if t is not None), default=0.0)
+
+
+class CallHistory(Protocol):
+    """Where :class:`CallFacts` live. ``get`` returns the row to change in place;
+    ``put`` after every change (a store writes it with its next checkpoint)."""
+
+    def get(self, call_sid: str) -> CallFacts | None: ...
+
+    def put(self, facts: CallFacts) -> None: ...
+
+    def prune(self, before: float) -> None: ...
+
+
+@dataclass
+class MemoryHistory:
+    """Every row in a dict: the watch without a store (tests, pure logic)."""
+
+    rows: dict[str, CallFacts] = field(default_factory=dict)
+
+    def get(self, call_sid: str) -> CallFacts | None:
+        return self.rows.get(call_sid)
+
+    def put(self, facts: CallFacts) -> None:
+        self.rows[facts.call_sid] = facts
+
+    def prune(self, before: float) -> None:
+        for sid in [sid for sid, row in self.rows.items() if row.seen_at < before]:
+            del self.rows[sid]
+
+
+def _note_accepted(
+    facts: CallFacts,
+    *,
+    account: str,
+    api: str,
+    command_id: str | None,
+    at: float,
+    seen_in: SeenIn,
+) -> bool:
+    """Fold an acceptance into the call's facts, whatever order the topics are read in:
+    the earliest time; the result's account, API and command over a flow event's. Whether
+    anything changed."""
+    changed = False
+    if facts.accepted_at is None or at < facts.accepted_at:
+        facts.accepted_at, changed = at, True
+    if facts.account is None or (facts.command_id is None and command_id is not None):
+        facts.account, facts.api, facts.command_id, facts.seen_in = (
+            account,
+            api,
+            command_id,
+            seen_in,
+        )
+        changed = True
+    return changed
+
+
+def _later(current: float | None, at: float) -> float:
+    return at if current is None else max(current, at)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 @dataclass
 class CallWatch:
-    """Accepted calls awaiting a terminal status, and the finished ones (so a terminal
-    read before its call's acceptance still counts: the two topics are read in parallel)."""
+    """Accepted calls awaiting a terminal status and finished calls awaiting their
+    finalisation (the open items, in memory), over a :class:`CallHistory` of every call of
+    the horizon (so a terminal read before its call's acceptance still counts: the topics
+    are read in parallel)."""
 
     policy: WatchPolicy = field(default_factory=WatchPolicy)
+    history: CallHistory = field(default_factory=MemoryHistory)
     _calls: dict[str, WatchedCall] = field(default_factory=dict)
-    _finished: dict[str, datetime] = field(default_factory=dict)
     _in_flight: set[str] = field(default_factory=set)
     _finalising: dict[str, Finalisation] = field(default_factory=dict)
     _finalising_now: set[str] = field(default_factory=set)
-    _finalised: dict[str, datetime] = field(default_factory=dict)
-    _with_legs: dict[str, datetime] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -175,6 +288,14 @@ class CallWatch:
 
     def get(self, call_sid: str) -> WatchedCall | None:
         return self._calls.get(call_sid)
+
+    def calls(self) -> list[WatchedCall]:
+        """The watched calls (a copy of the list)."""
+        return list(self._calls.values())
+
+    def _facts(self, call_sid: str, partition: int) -> CallFacts:
+        facts = self.history.get(call_sid)
+        return facts if facts is not None else CallFacts(call_sid, partition)
 
     # ------------------------------------------------------------------ facts read
 
@@ -192,9 +313,22 @@ class CallWatch:
     ) -> bool:
         """A ``call.connect`` was accepted (or a flow's Passthru reported the call): watch
         it. False when there is nothing to watch (already finished, already watched, or
-        older than the horizon)."""
+        older than the horizon). Its facts are kept in any case (even when the policy
+        watches no missing callbacks, so switching it on applies to the stored past)."""
         horizon = timedelta(seconds=self.policy.horizon_seconds)
-        if call_sid in self._finished or accepted_at < now - horizon:
+        if accepted_at < now - horizon:
+            return False
+        facts = self._facts(call_sid, partition)
+        if _note_accepted(
+            facts,
+            account=account,
+            api=api,
+            command_id=command_id,
+            at=accepted_at.timestamp(),
+            seen_in=seen_in,
+        ):
+            self.history.put(facts)
+        if facts.finished_at is not None or not self.policy.watch_missing:
             return False
         watched = self._calls.get(call_sid)
         if watched is not None:  # a re-emitted result, a call's next flow notification
@@ -202,7 +336,29 @@ class CallWatch:
                 # its result, read after its flow event: a call voicebus placed
                 watched.command_id, watched.api, watched.seen_in = command_id, api, seen_in
             return False
-        self._calls[call_sid] = WatchedCall(
+        self._calls[call_sid] = self._watched_call(
+            call_sid,
+            account=account,
+            api=api,
+            command_id=command_id,
+            accepted_at=accepted_at,
+            partition=partition,
+            seen_in=seen_in,
+        )
+        return True
+
+    def _watched_call(
+        self,
+        call_sid: str,
+        *,
+        account: str,
+        api: ApiVersion,
+        command_id: str | None,
+        accepted_at: datetime,
+        partition: int,
+        seen_in: SeenIn,
+    ) -> WatchedCall:
+        return WatchedCall(
             call_sid=call_sid,
             account=account,
             api=api,
@@ -214,16 +370,18 @@ class CallWatch:
             + timedelta(seconds=self.policy.max_call_seconds + self.policy.after_seconds),
             seen_in=seen_in,
         )
-        return True
 
-    def finished(self, call_sid: str, at: datetime) -> bool:
+    def finished(self, call_sid: str, at: datetime, partition: int = -1) -> bool:
         """A terminal call event (callback or poll) was read: stop watching the call.
         True when it was being watched."""
-        self._finished[call_sid] = max(at, self._finished.get(call_sid, at))
+        facts = self._facts(call_sid, partition)
+        facts.finished_at = _later(facts.finished_at, at.timestamp())
+        self.history.put(facts)
         return self._calls.pop(call_sid, None) is not None
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
-        """Partitions revoked: their calls are another replica's now."""
+        """Partitions revoked: their calls are another replica's now (their history
+        stays where it is kept, for when they come back)."""
         gone = set(partitions)
         sids = [sid for sid, call in self._calls.items() if call.partition in gone]
         for sid in sids:
@@ -231,6 +389,54 @@ class CallWatch:
         for sid in [s for s, f in self._finalising.items() if f.partition in gone]:
             del self._finalising[sid]
         return len(sids)
+
+    def restore(self, rows: Iterable[CallFacts], now: datetime) -> int:
+        """Bring back the open items of stored rows (a partition assigned again, or after
+        a restart): calls accepted but not finished, finished calls not finalised, within
+        the horizon. How many calls are watched from them."""
+        cutoff = now.timestamp() - self.policy.horizon_seconds
+        after = self.policy.finalise_after_seconds
+        watched = 0
+        for facts in rows:
+            sid = facts.call_sid
+            if (
+                self.policy.watch_missing
+                and facts.accepted_at is not None
+                and facts.finished_at is None
+                and facts.accepted_at >= cutoff
+                and facts.account is not None
+                and sid not in self._calls
+            ):
+                self._calls[sid] = self._watched_call(
+                    sid,
+                    account=facts.account,
+                    api=CALL_APIS.get(facts.api or "", "v1"),
+                    command_id=facts.command_id,
+                    accepted_at=_utc(facts.accepted_at),
+                    partition=facts.partition,
+                    seen_in=_SEEN_IN.get(facts.seen_in or "", "result"),
+                )
+                watched += 1
+            if (
+                after is not None
+                and facts.terminal_at is not None
+                and facts.finalised_at is None
+                and facts.terminal_at >= cutoff
+                and facts.terminal_account is not None
+                and sid not in self._finalising
+            ):
+                terminal_at = _utc(facts.terminal_at)
+                self._finalising[sid] = Finalisation(
+                    call_sid=sid,
+                    account=facts.terminal_account,
+                    api=CALL_APIS.get(facts.terminal_api or "", "v1"),
+                    command_id=facts.terminal_command_id,
+                    partition=facts.partition,
+                    terminal_at=terminal_at,
+                    due_at=terminal_at + timedelta(seconds=after),
+                    all_legs=facts.legs_at is not None,
+                )
+        return watched
 
     # ------------------------------------------------------------------ finalisation
 
@@ -255,10 +461,20 @@ class CallWatch:
     ) -> bool:
         """A call's terminal fact was read: schedule its finalisation (the first terminal
         fact counts). False when finalisation is off, the call is finalised already, or
-        older than the horizon."""
+        older than the horizon. The first terminal fact is kept even when finalisation is
+        off."""
         after = self.policy.finalise_after_seconds
         horizon = timedelta(seconds=self.policy.horizon_seconds)
-        if after is None or call_sid in self._finalised or at < now - horizon:
+        if at < now - horizon:
+            return False
+        facts = self._facts(call_sid, partition)
+        if facts.terminal_at is None or at.timestamp() < facts.terminal_at:
+            facts.partition = partition
+            facts.terminal_at = at.timestamp()
+            facts.terminal_account, facts.terminal_api = account, api
+            facts.terminal_command_id = command_id
+            self.history.put(facts)
+        if after is None or facts.finalised_at is not None:
             return False
         pending = self._finalising.get(call_sid)
         if pending is not None:
@@ -274,22 +490,26 @@ class CallWatch:
             partition=partition,
             terminal_at=at,
             due_at=at + timedelta(seconds=after),
-            all_legs=call_sid in self._with_legs,
+            all_legs=facts.legs_at is not None,
         )
         return True
 
-    def leg_event(self, call_sid: str, at: datetime) -> None:
+    def leg_event(self, call_sid: str, at: datetime, partition: int = -1) -> None:
         """A leg event of the call was read (a monitor leg, a transfer): the call had
         more than two participants, so its finalisation asks for every one."""
-        self._with_legs[call_sid] = max(at, self._with_legs.get(call_sid, at))
+        facts = self._facts(call_sid, partition)
+        facts.legs_at = _later(facts.legs_at, at.timestamp())
+        self.history.put(facts)
         pending = self._finalising.get(call_sid)
         if pending is not None:
             pending.all_legs = True
 
-    def finalised(self, call_sid: str, at: datetime) -> bool:
+    def finalised(self, call_sid: str, at: datetime, partition: int = -1) -> bool:
         """The call's ``call.details`` (``source: poll``) was read or published: never
         again. True when it was pending."""
-        self._finalised[call_sid] = max(at, self._finalised.get(call_sid, at))
+        facts = self._facts(call_sid, partition)
+        facts.finalised_at = _later(facts.finalised_at, at.timestamp())
+        self.history.put(facts)
         return self._finalising.pop(call_sid, None) is not None
 
     def due_finalisations(self, now: datetime, limit: int | None = None) -> list[Finalisation]:
@@ -312,7 +532,7 @@ class CallWatch:
         if item is None:
             return
         if outcome == "published":
-            self.finalised(call_sid, now)
+            self.finalised(call_sid, now, item.partition)
             return
         if outcome == "pending":
             item.tries += 1
@@ -348,7 +568,7 @@ class CallWatch:
         if call is None:
             return True
         if outcome == "terminal":
-            self.finished(call_sid, now)
+            self.finished(call_sid, now, call.partition)
             return True
         if outcome == "unknown":
             del self._calls[call_sid]
@@ -369,9 +589,7 @@ class CallWatch:
     def prune(self, now: datetime) -> int:
         """Forget what is older than the horizon; returns how many watched calls went."""
         cutoff = now - timedelta(seconds=self.policy.horizon_seconds)
-        for seen in (self._finished, self._finalised, self._with_legs):
-            for sid in [sid for sid, at in seen.items() if at < cutoff]:
-                del seen[sid]
+        self.history.prune(cutoff.timestamp())
         for sid in [s for s, f in self._finalising.items() if f.terminal_at < cutoff]:
             del self._finalising[sid]
         old = [sid for sid, call in self._calls.items() if call.accepted_at < cutoff]

@@ -12,13 +12,20 @@
   whose result was not read yet) makes its call watched like an accepted one, under the
   account its Passthru URL names (``account``, else ``default``), polled in v1 call details
   (:data:`FLOW_CALL_API`); a terminal call event (never a leg's) clears it.
-* Nothing is committed: on every assignment the partitions are read again from
-  ``now - horizon`` (``offsets_for_times``; the embedded broker answers offset 0 for any
-  time, so records older than the horizon are also skipped by timestamp). The state is
-  what Kafka holds, rebuilt on start and after every rebalance.
-* No call is polled before every assigned partition has been read up to its high-water
-  mark once (from fetch responses, which the embedded broker reports correctly), so a
-  terminal callback already in Kafka is always seen before the call is considered missing.
+* State per partition (:mod:`services.executor.state.watch_store`): one compact row per
+  call in the executor's local store, written with the next offset to read of each of
+  the partition's topics after every batch. On assignment, before the watch acts on a
+  partition, its open items (calls missing a terminal, calls to finalise) come back from
+  the store and only the records after its checkpoints are read; without a checkpoint
+  (a fresh store) from ``now - horizon`` (``offsets_for_times``; the embedded broker
+  answers offset 0 for any time, so records older than the horizon are also skipped by
+  timestamp). Nothing is committed to the group: the store is a cache of Kafka, and
+  without it the same state is rebuilt from Kafka alone. Revoked partitions leave memory
+  (their rows stay in the store, for a return).
+* No call of a partition is polled before that partition has been read up to its
+  high-water mark (from fetch responses, which the embedded broker reports correctly),
+  so a terminal callback already in Kafka is always seen before the call is considered
+  missing; the other partitions are swept meanwhile.
 * Every ``sweep_seconds`` the overdue calls are polled through the executor's own
   :class:`ExotelClient` of the call's account (so the shared :class:`RateLimiter`'s ``get``
   budget applies), at most ``concurrency`` at once; a finished call's details become a
@@ -59,6 +66,7 @@ from services.common.kafka import status_fact_headers
 from services.common.kafka_security import security_options
 from services.common.settings import KafkaSettings
 from services.executor.call_watch import (
+    CALL_APIS,
     MAX_FINALISE_TRIES,
     CallWatch,
     Finalisation,
@@ -71,6 +79,8 @@ from services.executor.details import DetailsReader, details_fact, fetch_call, p
 from services.executor.metrics import ExecutorMetrics
 from services.executor.publishing import details_headers
 from services.executor.retry import Failed
+from services.executor.state.restore import RestoreProgress, RestoreStats
+from services.executor.state.watch_store import WatchStore
 from services.exotel.accounts import DEFAULT_ACCOUNT, ApiVersion
 from services.exotel.errors import ExotelError, ExotelNotFound
 
@@ -84,7 +94,6 @@ FLOW_CALL_API: ApiVersion = "v1"
 WATCHED_TOPICS = (CALL_CONNECT_RESULT, CALL_STATUS, CALL_DETAILS)
 #: Longest wait for the rebuild to reach the high-water marks before sweeping anyway.
 MAX_REPLAY_SECONDS = 120.0
-_CALL_APIS: dict[str, ApiVersion] = {"v1": "v1", "v2": "v2", "v3": "v3"}
 
 
 class WatchMetrics(Protocol):
@@ -166,7 +175,15 @@ class CallWatchRunner:
         concurrency: int = 4,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         publish_timeout_seconds: float = 30.0,
+        store: WatchStore | None = None,
+        exact_end_offsets: bool = True,
     ) -> None:
+        """``store``: the watch's rows and checkpoints (``watch.history`` must be it);
+        without one every assignment reads its partitions from ``now - horizon`` again.
+        ``exact_end_offsets``: the broker's end offsets are exact (Apache Kafka; not
+        Tansu), so a checkpoint beyond a partition's end means the topic was recreated."""
+        if store is not None and watch.history is not store:
+            raise ValueError("the call watch's history must be its store")
         self._kafka = kafka
         self._group_id = group_id
         self._watch = watch
@@ -186,6 +203,11 @@ class CallWatchRunner:
         #: finalisations being published: call sid -> (partition, the publish)
         self._publishing: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._copartitioned = True
+        self._store = store
+        self._exact = exact_end_offsets
+        #: restores of this process (records read until the partitions were caught up)
+        self.progress = RestoreProgress()
+        self._restoring: list[int] = []
 
     @property
     def watch(self) -> CallWatch:
@@ -194,6 +216,27 @@ class CallWatchRunner:
     @property
     def replaying(self) -> bool:
         return bool(self._replaying)
+
+    def restoring(self) -> set[int]:
+        """Partitions not read up to their high-water marks yet: none of their calls is
+        polled or finalised."""
+        return {tp.partition for tp in self._replaying}
+
+    def status(self) -> dict[str, object]:
+        """What ``/readyz`` shows of the watch (it never makes the executor unready)."""
+        owned = sorted(self._owned or ())
+        detail: dict[str, object] = {
+            "partitions": owned,
+            "restoring": sorted(self.restoring()),
+            "watched": len(self._watch),
+            "finalisations": self._watch.finalisations,
+            "restored_since_start": self.progress.totals(),
+        }
+        if self.progress.last:
+            detail["last_restore"] = self.progress.last
+        if self._store is not None:
+            detail["stored_calls"] = self._store.rows_in(owned)
+        return {"call_watch": detail}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,6 +275,8 @@ class CallWatchRunner:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._store is not None:
+            await self._store.flush()  # what sweeps changed since the last batch
         log.info("call_watch.stopped", watched=len(self._watch))
 
     # ------------------------------------------------------------------ rebalance
@@ -244,6 +289,8 @@ class CallWatchRunner:
             self._owned -= numbers
         dropped = self._watch.drop_partitions(numbers)
         self._replaying.difference_update(partitions)
+        if not self._replaying:
+            self.progress.active = False  # what was being restored is gone
         self._metrics.watched(len(self._watch))
         publishing = [
             future for partition, future in self._publishing.values() if partition in numbers
@@ -259,29 +306,100 @@ class CallWatchRunner:
             )
 
     async def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Read the new partitions again from ``now - horizon`` (state is never committed)."""
+        """Restore the new partitions: their open items from the store, then the records
+        after their checkpoints (without one, from ``now - horizon``)."""
         consumer = self._consumer
         if consumer is None or not partitions:
             return
-        since = self._clock().timestamp() - self._watch.policy.horizon_seconds
+        started = time.monotonic()
+        numbers = {tp.partition for tp in partitions}
+        # The assignment is live before this listener runs: records fetched from the
+        # group's reset position meanwhile must not be applied (nor checkpointed).
+        consumer.pause(*partitions)
+        try:
+            loaded, checkpoints = await self._seek(consumer, partitions)
+        finally:
+            consumer.resume(*partitions)
+        self._replaying.update(partitions)
+        self._replay_started = started
+        self._restoring = sorted(numbers)
+        self.progress.active, self.progress.read = True, 0
+        self._owned = (self._owned or set()) | numbers
+        self._check_copartitioned(consumer)
+        log.info(
+            "call_watch.partitions_assigned",
+            partitions=len(partitions),
+            from_checkpoints=len(checkpoints),
+            watched_from_store=loaded,
+        )
+
+    async def _seek(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> tuple[int, dict[TopicPartition, int]]:
+        """Open items from the store, and every partition at its checkpoint (without one,
+        at ``now - horizon``); how many calls came from the store, and the checkpoints."""
+        now = self._clock()
+        since = now.timestamp() - self._watch.policy.horizon_seconds
+        numbers = {tp.partition for tp in partitions}
         try:
             found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in partitions})
         except (KafkaError, ValueError, OSError) as exc:
             log.warning("call_watch.offsets_for_times_failed", error=repr(exc))
             found = {}
+        checkpoints: dict[TopicPartition, int] = {}
+        loaded = 0
+        if self._store is not None:
+            checkpoints = await self._checkpoints(consumer, partitions)
+            policy = self._watch.policy
+            rows = self._store.open_rows(
+                numbers,
+                since,
+                missing=policy.watch_missing,
+                finalising=policy.finalise_after_seconds is not None,
+            )
+            loaded = self._watch.restore(rows, now)
         for tp in partitions:
+            checkpoint = checkpoints.get(tp)
             position = found.get(tp)
-            if tp not in found:
-                await consumer.seek_to_beginning(tp)
-            elif position is None:  # nothing newer than the horizon
+            if tp in found and position is None:  # nothing newer than the horizon
                 await consumer.seek_to_end(tp)
+            elif position is not None:
+                consumer.seek(tp, max(position.offset, checkpoint or 0))
+            elif checkpoint is not None:
+                consumer.seek(tp, checkpoint)
             else:
-                consumer.seek(tp, position.offset)
-        self._replaying.update(partitions)
-        self._replay_started = time.monotonic()
-        self._owned = (self._owned or set()) | {tp.partition for tp in partitions}
-        self._check_copartitioned(consumer)
-        log.info("call_watch.partitions_assigned", partitions=len(partitions))
+                await consumer.seek_to_beginning(tp)
+        return loaded, checkpoints
+
+    async def _checkpoints(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The store's next offsets of ``partitions``; a partition whose checkpoint lies
+        beyond its topic's end (the topic was recreated) is forgotten, read again."""
+        store = self._store
+        if store is None:
+            return {}
+        found = {tp: store.position(tp.topic, tp.partition) for tp in partitions}
+        stale: set[int] = set()
+        if self._exact:
+            try:
+                ends = await consumer.end_offsets(partitions)
+            except (KafkaError, ValueError, OSError) as exc:
+                log.warning("call_watch.end_offsets_failed", error=repr(exc))
+                ends = {}
+            stale = {
+                tp.partition
+                for tp, offset in found.items()
+                if offset is not None and tp in ends and offset > ends[tp]
+            }
+        if stale:
+            log.warning("call_watch.checkpoint_beyond_end", partitions=sorted(stale))
+            store.forget(stale)
+        return {
+            tp: offset
+            for tp, offset in found.items()
+            if offset is not None and tp.partition not in stale
+        }
 
     def _check_copartitioned(self, consumer: AIOKafkaConsumer) -> None:
         """Finalisation needs call.details partitioned like call.status (see above)."""
@@ -314,11 +432,32 @@ class CallWatchRunner:
                 await asyncio.sleep(1)
                 continue
             now = self._clock()
-            for records in batches.values():
+            if self._store is not None:
+                self._store.read_ahead(
+                    r.key.decode(errors="replace") for rs in batches.values() for r in rs if r.key
+                )
+            for tp, records in batches.items():
                 for record in records:
                     self.apply(record, now)
+                if tp in self._replaying:
+                    self.progress.read += len(records)
+            await self._checkpoint(batches)
             await self._check_replay(consumer)
             self._metrics.watched(len(self._watch))
+
+    async def _checkpoint(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
+        """The rows the batch changed, with the offsets after it, into the store."""
+        if self._store is None or not batches:
+            return
+        positions = [
+            (tp.topic, tp.partition, records[-1].offset + 1)
+            for tp, records in batches.items()
+            if records
+        ]
+        try:
+            await self._store.flush(positions)
+        except Exception as exc:  # noqa: BLE001 - kept in memory, written with the next batch
+            log.warning("call_watch.store_failed", error=repr(exc))
 
     def apply(self, record: ConsumerRecord[bytes, bytes], now: datetime) -> None:
         """One record of ``call.connect.result`` or ``call.status``."""
@@ -336,9 +475,7 @@ class CallWatchRunner:
             return
         if record.topic == CALL_DETAILS:
             if value.get("source") == "poll" and isinstance(value.get("call_sid"), str):
-                self._watch.finalised(value["call_sid"], at)
-            return
-        if not self._watch.policy.watch_missing:
+                self._watch.finalised(value["call_sid"], at, record.partition)
             return
         if record.topic != CALL_CONNECT_RESULT or value.get("outcome") != "accepted":
             return
@@ -372,13 +509,13 @@ class CallWatchRunner:
             return
         event_type = value.get("event_type")
         if value.get("leg_sid") or value.get("api") == "lwb":
-            self._watch.leg_event(call_sid, at)
+            self._watch.leg_event(call_sid, at, partition)
             return
         if event_type == "terminal":
-            self._watch.finished(call_sid, at)
+            self._watch.finished(call_sid, at, partition)
             self._schedule_finalisation(call_sid, value, at, partition, now)
             return
-        if event_type != "flow" or not self._watch.policy.watch_missing:
+        if event_type != "flow":
             return
         account = value.get("account") or DEFAULT_ACCOUNT
         if account not in self._accounts:
@@ -406,7 +543,7 @@ class CallWatchRunner:
         self._watch.terminal(
             call_sid,
             account=name,
-            api=_CALL_APIS.get(str(value.get("api")), account.default_api),
+            api=CALL_APIS.get(str(value.get("api")), account.default_api),
             command_id=command_id if isinstance(command_id, str) else None,
             at=at,
             partition=partition,
@@ -424,10 +561,28 @@ class CallWatchRunner:
                 if await consumer.position(tp) >= highwater:
                     self._replaying.discard(tp)
         if not self._replaying:
-            log.info("call_watch.rebuilt", watched=len(self._watch))
+            self._restored()
         elif time.monotonic() - self._replay_started > MAX_REPLAY_SECONDS:
             log.warning("call_watch.rebuild_slow", partitions=len(self._replaying))
             self._replaying.clear()
+            self._restored()
+
+    def _restored(self) -> None:
+        progress = self.progress
+        if not progress.active:
+            return
+        stats = RestoreStats(
+            progress.read, time.monotonic() - self._replay_started, self._restoring
+        )
+        progress.active = False
+        progress.finished(stats)
+        progress.last = {
+            "partitions": stats.ledger_partitions,
+            "records": stats.records,
+            "seconds": round(stats.seconds, 2),
+            "records_per_second": round(stats.rate),
+        }
+        log.info("call_watch.rebuilt", watched=len(self._watch), **progress.last)
 
     # ------------------------------------------------------------------ polling
 
@@ -442,17 +597,20 @@ class CallWatchRunner:
                 log.warning("call_watch.sweep_failed", error=repr(exc))
 
     async def sweep(self) -> int:
-        """Poll every overdue call (unless the state is still being rebuilt)."""
+        """Poll every overdue call (but those of partitions still being restored)."""
         now = self._clock()
         forgotten = self._watch.prune(now)
         if forgotten:
             log.info("call_watch.forgotten", calls=forgotten)
-        if self._replaying:
-            return 0
-        due = self._watch.due(now)
+        restoring = self.restoring()
+        due = [c for c in self._watch.due(now) if c.partition not in restoring]
         for call in due:
             self._watch.polling(call.call_sid)
-        finals = self._watch.due_finalisations(now) if self._copartitioned else []
+        finals = (
+            [f for f in self._watch.due_finalisations(now) if f.partition not in restoring]
+            if self._copartitioned
+            else []
+        )
         for item in finals:
             self._watch.finalising(item.call_sid)
         await asyncio.gather(

@@ -58,9 +58,9 @@ class ExecutorSettings(BaseSettings):
     state_dir: Path | None = Field(
         default=None,
         description="Where the local state store lives (SQLite with a checkpoint per "
-        "partition; a cache of Kafka). On a persistent volume a restart restores only what "
-        "changed; unset: a temporary directory, so every start restores from Kafka. One "
-        "directory per replica.",
+        "partition: the ledger's and the call watch's; a cache of Kafka). On a persistent "
+        "volume a restart restores only what changed; unset: a temporary directory, so "
+        "every start restores from Kafka. One directory per replica.",
     )
     restore_timeout_seconds: float = Field(
         default=240.0,

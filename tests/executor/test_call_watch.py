@@ -35,7 +35,7 @@ from services.exotel.accounts import ApiVersion
 from services.exotel.errors import ExotelUnavailable
 from services.exotel.models import CallDetails
 from tests.support.exotel import FakeExotel, not_found
-from tests.support.watch import Clock, FakeMetrics, Published, record
+from tests.support.watch import Clock, FakeMetrics, Published, accepted_result, record
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exotel"
 IST = ZoneInfo("Asia/Kolkata")
@@ -342,20 +342,6 @@ def test_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # ------------------------------------------------------------------ the runner, faked I/O
-
-
-def accepted_result(call_sid: str, api: str | None = "v1", **extra: Any) -> dict[str, Any]:
-    return {
-        "command_id": f"cmd-{call_sid}",
-        "command_type": "call.connect",
-        "outcome": "accepted",
-        "call_sid": call_sid,
-        "account": "default",
-        "api": api,
-        "attempts": 1,
-        "completed_at": T0.isoformat(),
-        **extra,
-    }
 
 
 def runner(exotel: FakeExotel, after: float = 10) -> tuple[CallWatchRunner, Published, Clock]:

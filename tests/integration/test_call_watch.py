@@ -135,8 +135,8 @@ async def test_lost_terminal_callbacks_are_recovered_by_polling(
         (v1_id, v1_sid, "v1", "completed"),
         (v3_id, v3_sid, "v3", "no-answer"),  # busy customer: v3 "to_leg_unanswered"
     ):
-        # The watch first rebuilds from the whole suite's history (issue 12: not yet a
-        # local store), so its poll can come well after the call's first due time.
+        # The executor's state directory is a temporary one: the watch first restores the
+        # whole suite's history (cold), so its poll can come well after the first due time.
         (fact,) = await facts.wait_for(CALL_STATUS, terminal_of(sid, "poll"), timeout=60)
         event = fact.value
         assert fact.key == sid
@@ -199,8 +199,9 @@ async def test_a_call_whose_terminal_callback_arrived_is_not_polled(
 async def test_a_restarted_executor_rebuilds_the_watch_from_kafka(
     kafka_settings: Any, stack: WatchStack, facts: FactReader
 ) -> None:
-    """Nothing is kept outside Kafka: a new process finds the call still missing its
-    terminal by re-reading call.connect.result and call.status, and recovers it."""
+    """Kafka alone is enough: a new process without its predecessor's local store finds
+    the call still missing its terminal by re-reading call.connect.result and
+    call.status, and recovers it."""
     _, sid = await place_call(kafka_settings, facts, api="v3", to="+919812345555")  # long
     await wait_until(lambda: len(stack.details_requests(sid)) >= 1, timeout=15, what="a poll")
     assert stack.executor.stop() == 0

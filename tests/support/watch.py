@@ -70,3 +70,18 @@ def record(topic: str, value: dict[str, Any], at: datetime, partition: int = 0) 
         serialized_value_size=len(body),
         headers=(),
     )
+
+
+def accepted_result(call_sid: str, api: str | None = "v1", **extra: Any) -> dict[str, Any]:
+    """A ``call.connect.result`` of an accepted call, as the executor publishes it."""
+    return {
+        "command_id": f"cmd-{call_sid}",
+        "command_type": "call.connect",
+        "outcome": "accepted",
+        "call_sid": call_sid,
+        "account": "default",
+        "api": api,
+        "attempts": 1,
+        "completed_at": T0.isoformat(),
+        **extra,
+    }

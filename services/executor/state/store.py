@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 State = Literal["intent", "done"]
 
@@ -70,6 +70,10 @@ INSERT INTO command_index (key, partition, state, at) VALUES (?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     partition = excluded.partition, state = excluded.state, at = excluded.at
 WHERE excluded.state = 'done' OR command_index.state = 'intent'
+"""
+UPSERT_POSITION = """
+INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
 """
 
 
@@ -158,6 +162,17 @@ class StateStore:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on the store's connection, for the tables other parts of the
+        executor keep in the same file (the call watch's, ``watch_store.py``)."""
+        with self._transaction() as db:
+            yield db
+
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
     # -- identity --------------------------------------------------------------------
     def meta(self, name: str) -> str | None:
         with self._lock:
@@ -236,11 +251,7 @@ class StateStore:
                 db.executemany(UPSERT_ENTRY, entries)
             if index:
                 db.executemany(UPSERT_INDEX, index)
-            db.executemany(
-                "INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?) "
-                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                list(positions),
-            )
+            db.executemany(UPSERT_POSITION, list(positions))
 
     def forget_positions(self, topic: str, partitions: Iterable[int]) -> None:
         """Read these partitions from their beginning next time (their data was removed
