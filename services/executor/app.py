@@ -37,6 +37,7 @@ from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
 from services.executor.numbers import NumberCache
 from services.executor.pipeline import CommandPipeline
+from services.executor.progress_kafka import KafkaPartitionProgress
 from services.executor.service import Account, CommandService
 from services.executor.settings import ExecutorSettings
 from services.executor.state.kafka_lanes import KafkaLanes, fetch_foreign_entry
@@ -71,7 +72,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await _ensure_topics(settings)
         broker = make_broker(settings.kafka, client_id="executor")
-        dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
+        dispatcher, progress = _dispatcher(settings, metrics)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         state = await _open_state(settings, dispatcher, committer, restore_progress)
         state_status[:] = [state.status]
@@ -103,6 +104,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 state=state,
                 on_share=follow_partitions,
                 on_fatal=_stop_now,
+                progress=progress,
             )
             # Each assigned partition's state is restored (in the rebalance listener)
             # before its first command runs; start() returns after the first assignment.
@@ -131,6 +133,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await state.stop(positions)
                 await broker.stop()
+                await progress.stop()
                 await state.close()
                 log.info("executor.stopped", committed_partitions=len(positions))
 
@@ -143,6 +146,18 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         return _unless_restoring(ok, detail, restore_progress)
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _dispatcher(
+    settings: ExecutorSettings, metrics: ExecutorMetrics
+) -> tuple[KeyOrderedDispatcher, KafkaPartitionProgress]:
+    """The dispatcher, and its view of the consumer's fetches (``register_handlers``
+    plugs it into the subscriber's consumer)."""
+    progress = KafkaPartitionProgress()
+    dispatcher = KeyOrderedDispatcher(
+        settings.max_in_flight, on_change=metrics.in_flight.set, progress=progress
+    )
+    return dispatcher, progress
 
 
 def _unless_restoring(

@@ -7,9 +7,14 @@ Order within a key: Kafka orders records within one partition only, and one call
 commands can come from two topics (``lwb.action`` and ``leg.hangup``, co-partitioned by
 ``call_sid``). So the next command of a key is the one published first (record
 timestamp) among the first waiting command of each partition — offsets within a partition
-are never reordered — and a command may be held for ``hold_seconds`` after it arrived, so
-that an earlier-published command still in flight on the other topic can overtake it
-(the merge Kafka Streams does for co-partitioned inputs). ``submit``
+are never reordered — and a command is held until every co-partitioned partition it names
+(``after``) is known to be caught up to it, so that an earlier-published command still in
+flight on the other topic can overtake it (the merge Kafka Streams does for co-partitioned
+inputs). Caught up: the dispatcher already took a command of that partition published at
+or after this one, or (from the consumer's :class:`~services.executor.ports.PartitionProgress`)
+a fetch of it answered after this command was fetched reported an end offset the
+dispatcher has already taken everything below. When that cannot be told, the command is
+held for ``hold_seconds`` after it arrived (the fixed ordering window). ``submit``
 waits for a free slot, so a full dispatcher stops the consumer from fetching more
 (backpressure). For each partition the commit position is the lowest offset that has not
 finished, so a crash or a rebalance can make Kafka redeliver commands but never skip one.
@@ -27,13 +32,21 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from services.executor.ports import FetchMark, PartitionProgress
 
 log = structlog.get_logger(__name__)
 
 TopicPartition = tuple[str, int]
 Work = Callable[[], Awaitable[None]]
+
+#: How often a held command looks at the consumer's fetch progress again (a fetch that
+#: brings no record wakes nobody; a command's arrival on any partition does at once).
+PROGRESS_POLL_SECONDS = 0.005
 
 
 class PartitionOffsets:
@@ -42,11 +55,19 @@ class PartitionOffsets:
     def __init__(self) -> None:
         self._unfinished: set[int] = set()
         self._next: int | None = None
+        #: the latest record timestamp taken (ms); -1 before any
+        self.latest_timestamp_ms = -1
 
-    def begin(self, offset: int) -> None:
+    def begin(self, offset: int, timestamp_ms: int = -1) -> None:
         self._unfinished.add(offset)
         if self._next is None or offset + 1 > self._next:
             self._next = offset + 1
+        self.latest_timestamp_ms = max(self.latest_timestamp_ms, timestamp_ms)
+
+    @property
+    def taken_to(self) -> int | None:
+        """One past the highest offset taken (None before the first)."""
+        return self._next
 
     def finish(self, offset: int) -> None:
         self._unfinished.discard(offset)
@@ -72,6 +93,10 @@ class _Job:
     work: Work
     timestamp_ms: int
     ready_at: float
+    #: co-partitioned partitions an earlier-published command of the key may come from
+    after: tuple[TopicPartition, ...] = ()
+    #: the consumer's fetch progress as the job arrived
+    mark: FetchMark | None = None
     seq: int = field(default_factory=lambda: next(_sequence))
 
 
@@ -87,7 +112,11 @@ class KeyOrderedDispatcher:
     """Runs work per key in order, across keys concurrently, within a bound."""
 
     def __init__(
-        self, max_in_flight: int, *, on_change: Callable[[int], None] | None = None
+        self,
+        max_in_flight: int,
+        *,
+        on_change: Callable[[int], None] | None = None,
+        progress: PartitionProgress | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -102,6 +131,8 @@ class KeyOrderedDispatcher:
         self._closing = False
         self._in_flight = 0
         self._on_change = on_change or (lambda _: None)
+        self._progress = progress
+        self._arrival: asyncio.Future[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -130,17 +161,24 @@ class KeyOrderedDispatcher:
         *,
         timestamp_ms: int | None = None,
         hold_seconds: float = 0.0,
+        after: Iterable[TopicPartition] = (),
     ) -> bool:
         """Queue ``work`` behind earlier work of ``key``; False if it was not taken.
+
+        ``after``: partitions of other topics carrying commands of the same key; the
+        command waits (at most ``hold_seconds``) until each is caught up to it.
 
         Not taken means the partition was revoked or the dispatcher is closing: the
         offset stays uncommitted and Kafka delivers the command again to its owner.
         """
+        mark = self._progress.mark(tp) if self._progress is not None else None
         await self._slots.acquire()
         if self._closing or tp in self._revoked:
             self._slots.release()
             return False
-        self._partitions.setdefault(tp, PartitionOffsets()).begin(offset)
+        stamp = timestamp_ms if timestamp_ms is not None else 0
+        self._partitions.setdefault(tp, PartitionOffsets()).begin(offset, stamp)
+        self._arrived()
         self._in_flight += 1
         self._idle.clear()
         self._on_change(self._in_flight)
@@ -149,8 +187,10 @@ class KeyOrderedDispatcher:
             tp,
             offset,
             work,
-            timestamp_ms=timestamp_ms if timestamp_ms is not None else 0,
+            timestamp_ms=stamp,
             ready_at=loop.time() + hold_seconds,
+            after=tuple(after) if hold_seconds > 0 else (),
+            mark=mark,
         )
         queue = self._queues.get(key)
         if queue is not None:
@@ -169,10 +209,13 @@ class KeyOrderedDispatcher:
             while queue:
                 job = _next_job(queue)
                 wait = job.ready_at - loop.time()
-                if wait > 0:
+                if wait > 0 and not self._caught_up(job):
                     # Held: an earlier-published command of this key may still arrive from
-                    # another partition; pick again once the hold is over.
-                    await asyncio.sleep(wait)
+                    # another partition; pick again once something arrived, the consumer
+                    # may know more, or the hold is over.
+                    if self._progress is not None and job.mark is not None:
+                        wait = min(wait, PROGRESS_POLL_SECONDS)
+                    await self._next_arrival(wait)
                     continue
                 try:
                     await job.work()
@@ -191,6 +234,44 @@ class KeyOrderedDispatcher:
                 del self._queues[key]
             for stranded in queue:
                 self._release(stranded)
+
+    def _caught_up(self, job: _Job) -> bool:
+        """Whether no command published before ``job`` can still come from ``after``."""
+        return bool(job.after) and all(self._partition_caught_up(tp, job) for tp in job.after)
+
+    def _partition_caught_up(self, tp: TopicPartition, job: _Job) -> bool:
+        partition = self._partitions.get(tp)
+        if (
+            partition is not None
+            and job.timestamp_ms > 0
+            and partition.latest_timestamp_ms >= job.timestamp_ms
+        ):
+            # A command of ``tp`` published at or after this one was taken: so was every
+            # command before it in ``tp`` (offsets arrive in order).
+            return True
+        if self._progress is None or job.mark is None:
+            return False
+        end = self._progress.end_offset(tp, since=job.mark)
+        if end is None:
+            return False
+        taken = partition.taken_to if partition is not None else None
+        if taken is None:
+            taken = self._progress.start_offset(tp)
+        return taken is not None and taken >= end
+
+    def _arrived(self) -> None:
+        if self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
+        self._arrival = None
+
+    async def _next_arrival(self, seconds: float) -> None:
+        """Until the next command is taken, at most ``seconds``."""
+        if self._arrival is None:
+            self._arrival = asyncio.get_running_loop().create_future()
+        arrival = self._arrival
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(arrival)
 
     def _finish(self, job: _Job) -> None:
         partition = self._partitions.get(job.tp)
