@@ -36,6 +36,7 @@ from services.executor.ledger import CommandLedger
 from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
 from services.executor.numbers import NumberCache
+from services.executor.pacing import PacedThrottle
 from services.executor.pipeline import CommandPipeline
 from services.executor.progress_kafka import KafkaPartitionProgress
 from services.executor.service import Account, CommandService
@@ -51,6 +52,7 @@ from services.executor.state.records import (
 from services.executor.state.restore import RestoreProgress, StateReader
 from services.executor.state.store import open_store
 from services.executor.status_evidence import KafkaStatusEvidence
+from services.exotel.accounts import ExotelAccount
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
 from services.exotel.limiter import RateLimiter, partition_share
@@ -76,13 +78,12 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         state = await _open_state(settings, dispatcher, committer, restore_progress)
         state_status[:] = [state.status]
-        limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
-
-        follow_partitions = _share_follower(limiter, metrics)
+        throttle = _throttle(exotel_accounts, metrics, dispatcher)
+        follow_partitions = _share_follower(throttle.limiter, metrics)
 
         async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
             clients = {
-                name: ExotelClient(account, http, throttle=limiter, observer=metrics)
+                name: ExotelClient(account, http, throttle=throttle, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
             pipeline = CommandPipeline(
@@ -155,9 +156,22 @@ def _dispatcher(
     plugs it into the subscriber's consumer)."""
     progress = KafkaPartitionProgress()
     dispatcher = KeyOrderedDispatcher(
-        settings.max_in_flight, on_change=metrics.in_flight.set, progress=progress
+        settings.max_in_flight,
+        on_change=metrics.in_flight.set,
+        progress=progress,
+        max_parked=settings.max_rate_waiting,
     )
     return dispatcher, progress
+
+
+def _throttle(
+    accounts: Mapping[str, ExotelAccount],
+    metrics: ExecutorMetrics,
+    dispatcher: KeyOrderedDispatcher,
+) -> PacedThrottle:
+    """Each account's rate limit; a command waiting for its slot parks its dispatcher slot."""
+    limiter = RateLimiter.from_accounts(accounts, on_wait=metrics.limiter_waited)
+    return PacedThrottle(limiter, dispatcher.parked_while)
 
 
 def _unless_restoring(

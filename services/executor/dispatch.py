@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,10 @@ class PartitionOffsets:
 
 
 _sequence = itertools.count()
+#: the job the current task runs (set by ``_drain`` around the work)
+_running: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
+    "dispatch_running", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,17 @@ class KeyOrderedDispatcher:
         *,
         on_change: Callable[[int], None] | None = None,
         progress: PartitionProgress | None = None,
+        max_parked: int = 0,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_parked < 0:
+            raise ValueError("max_parked must not be negative")
         self._slots = asyncio.Semaphore(max_in_flight)
+        #: slots taken back by parked jobs when none was free, repaid by the next releases
+        self._overdraft = 0
+        self._parked = 0
+        self._max_parked = max_parked
         self._queues: dict[str, list[_Job]] = {}
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._revoked: set[TopicPartition] = set()
@@ -217,6 +229,7 @@ class KeyOrderedDispatcher:
                         wait = min(wait, PROGRESS_POLL_SECONDS)
                     await self._next_arrival(wait)
                     continue
+                running = _running.set(job)
                 try:
                     await job.work()
                 except asyncio.CancelledError:
@@ -227,6 +240,8 @@ class KeyOrderedDispatcher:
                     # this key so later commands of the same call do not overtake it.
                     log.exception("dispatch.work_failed", key=key, offset=job.offset)
                     return
+                finally:
+                    _running.reset(running)
                 queue.remove(job)
                 self._finish(job)
         finally:
@@ -280,9 +295,43 @@ class KeyOrderedDispatcher:
             self._dirty.add(job.tp)
         self._release(job)
 
+    @property
+    def parked(self) -> int:
+        return self._parked
+
+    @contextlib.asynccontextmanager
+    async def parked_while(self) -> AsyncIterator[bool]:
+        """Around a wait that is not the command's own work (its account's rate slot):
+        the running command gives its slot to another command meanwhile, so a throttled
+        account's commands never keep another account's from running. Yields whether it
+        parked: not outside a command, nor when ``max_parked`` commands already are (then
+        it waits in its slot, and a full dispatcher stops the consumer as before).
+
+        Back from parking the command takes a slot again, without waiting: if none is
+        free it runs anyway, and the next slot released is kept back instead."""
+        if _running.get() is None or self._parked >= self._max_parked:
+            yield False
+            return
+        self._parked += 1
+        self._release_slot()
+        try:
+            yield True
+        finally:
+            self._parked -= 1
+            if self._slots.locked():
+                self._overdraft += 1
+            else:
+                await self._slots.acquire()  # free: returns without suspending
+
+    def _release_slot(self) -> None:
+        if self._overdraft:
+            self._overdraft -= 1
+        else:
+            self._slots.release()
+
     def _release(self, _job: _Job) -> None:
         self._in_flight -= 1
-        self._slots.release()
+        self._release_slot()
         self._on_change(self._in_flight)
         if self._in_flight == 0:
             self._idle.set()
