@@ -1,6 +1,6 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, ingress, state, e2e. Each starts its own broker
+Names: overhead, latency, rate, scaleout, ingress, state, e2e, accounts. Each starts its own broker
 and the processes it measures (sandbox and executors; the ingress and its baseline, driven
 by wrk). With every benchmark run (and without ``--no-write``) the figures and the machine
 are written to bench/RESULTS.md.
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bench.accounts import many_accounts
 from bench.e2e import end_to_end
 from bench.harness import machine
 from bench.ingress import ingress_throughput
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "ingress": ingress_throughput,
     "state": state_at_scale,
     "e2e": end_to_end,
+    "accounts": many_accounts,
 }
 
 

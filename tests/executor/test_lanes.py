@@ -127,6 +127,20 @@ async def test_an_intent_returns_only_once_its_transaction_committed() -> None:
     await lane.close()
 
 
+async def test_an_intents_transaction_leaves_the_offsets_to_the_outcomes_one() -> None:
+    producer = FakeTransactions()
+    positions = {("call.connect", 0): 4}
+    lane = lane_on(producer, positions)
+    await lane.write_now([record("intent")])
+    await lane.finish([record("outcome")])
+    await settled(lane)
+    assert producer.committed == [
+        {"records": [b"intent"], "offsets": {}},
+        {"records": [b"outcome"], "offsets": {("call.connect", 0): 4}},
+    ]
+    await lane.close()
+
+
 async def test_a_transaction_that_never_ends_is_given_up_and_tried_again() -> None:
     producer = FakeTransactions(hang_commits=1)
     lane = lane_on(producer, {}, transaction_timeout=0.05)
