@@ -279,7 +279,7 @@ def _executor(bench: Bench, transactions: str) -> Process:
     )
 
 
-async def end_to_end(count: int = 60) -> Figure:
+async def end_to_end(count: int = 120) -> Figure:
     async with bench_stack(SANDBOX_RATE_LIMITS_ENABLED="false", **LIVE_SANDBOX) as bench:
         await create_topics(bench.bootstrap, [BASELINE_COMMANDS, BASELINE_RESULTS])
         baseline = await _contender(
