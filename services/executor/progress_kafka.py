@@ -10,8 +10,10 @@ round)::
     leg.hangup p  ─ hangup (published after barge was acknowledged) ─ fetched in answer A
     lwb.action p  ─ listen, barge ────────────────────────────────── end offset in A (or later)
 
-When both partitions are led by one broker, the consumer fetches them in one request, and
-has one fetch in flight per broker: the answer that brought the hangup, and any read after
+When both partitions are led by one broker, the consumer fetches them in one request
+(aiokafka holds a broker's next fetch while records it fetched wait to be taken, up to its
+``prefetch_backoff``, so a consumer that takes them promptly asks for every partition of
+that broker each time), and has one fetch in flight per broker: the answer that brought the hangup, and any read after
 it, report an end offset for the other partition that counts every record acknowledged
 there before the hangup was published (so before barge was published too). Once the
 dispatcher has taken everything below that end offset, no earlier command of the call can
