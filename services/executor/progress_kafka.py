@@ -13,11 +13,11 @@ round)::
 When both partitions are led by one broker, the consumer fetches them in one request
 (aiokafka holds a broker's next fetch while records it fetched wait to be taken, up to its
 ``prefetch_backoff``, so a consumer that takes them promptly asks for every partition of
-that broker each time), and has one fetch in flight per broker: the answer that brought the hangup, and any read after
-it, report an end offset for the other partition that counts every record acknowledged
-there before the hangup was published (so before barge was published too). Once the
-dispatcher has taken everything below that end offset, no earlier command of the call can
-still come. (Answers are compared by aiokafka's millisecond stamp: an earlier answer read
+that broker each time), and has one fetch in flight per broker: the answer that brought
+the hangup, and any read after it, report an end offset for the other partition that
+counts every record acknowledged there before the hangup was published (so before barge
+was published too). Once the dispatcher has taken everything below that end offset, no
+earlier command of the call can still come. (Answers are compared by aiokafka's millisecond stamp: an earlier answer read
 in the same millisecond as the hangup's would count too; that needs a fetch round trip,
 an append and a producer's acknowledgement within one millisecond.) With different
 leaders the answers of two brokers are not ordered, and the ordering window decides.
