@@ -17,10 +17,11 @@ that broker each time), and has one fetch in flight per broker: the answer that 
 the hangup, and any read after it, report an end offset for the other partition that
 counts every record acknowledged there before the hangup was published (so before barge
 was published too). Once the dispatcher has taken everything below that end offset, no
-earlier command of the call can still come. (Answers are compared by aiokafka's millisecond stamp: an earlier answer read
-in the same millisecond as the hangup's would count too; that needs a fetch round trip,
-an append and a producer's acknowledgement within one millisecond.) With different
-leaders the answers of two brokers are not ordered, and the ordering window decides.
+earlier command of the call can still come. (Answers are compared by aiokafka's
+millisecond stamp: an earlier answer read in the same millisecond as the hangup's would
+count too; that needs a fetch round trip, an append and a producer's acknowledgement
+within one millisecond.) With different leaders the answers of two brokers are not
+ordered, and the ordering window decides.
 
 Where the consumer started reading a partition (its committed offset, else the log start)
 is looked up after each assignment, so a partition that had no command yet also counts as
