@@ -73,7 +73,8 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await _ensure_topics(settings)
-        broker = make_broker(settings.kafka, client_id="executor")
+        # No FastDepends: the subscriber's decoder hands the handler the message itself.
+        broker = make_broker(settings.kafka, client_id="executor", apply_types=False)
         dispatcher, progress = _dispatcher(settings, metrics)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         state = await _open_state(settings, dispatcher, committer, restore_progress)

@@ -155,10 +155,13 @@ class _LazyConsumer:
         return consumer.partitions_for_topic(topic) if consumer is not None else None
 
 
-async def _raw_body(message: Any) -> Any:
-    """Leave the body undecoded: ``decode_command`` alone decides what is readable (a body
-    FastStream's JSON decoder chokes on must still reach the DLQ, not be dropped)."""
-    return message.body
+async def _whole_message(message: Any) -> Any:
+    """The message itself, body undecoded, as the handler's argument: ``decode_command``
+    alone decides what is readable (a body FastStream's JSON decoder chokes on must still
+    reach the DLQ, not be dropped), and the broker injects nothing (``apply_types=False``:
+    FastDepends would resolve a ``message: KafkaMessage`` argument in a worker thread for
+    every command: a thread hand-off per command, bench/RESULTS.md "Many accounts")."""
+    return message
 
 
 def register_handlers(
@@ -202,7 +205,7 @@ def register_handlers(
         session_timeout_ms=settings.kafka.session_timeout_ms,
         heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
         max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
-        decoder=_raw_body,
+        decoder=_whole_message,
         title="executor-commands",
         description="Commands executed against Exotel; each gets one result fact.",
     )
