@@ -1,9 +1,9 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, ingress, state, watchstate, rebalance. Each
-starts its own broker and the processes it measures (sandbox and executors; the ingress and
-its baseline, driven by wrk). With every benchmark run (and without ``--no-write``) the
-figures and the machine are written to bench/RESULTS.md.
+Names: overhead, latency, rate, scaleout, ingress, state, watchstate, rebalance, e2e,
+accounts. Each starts its own broker and the processes it measures (sandbox and executors;
+the ingress and its baseline, driven by wrk). With every benchmark run (and without
+``--no-write``) the figures and the machine are written to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bench.accounts import many_accounts
+from bench.e2e import end_to_end
 from bench.harness import exit_on_sigterm, machine
 from bench.ingress import ingress_throughput
 from bench.rate import rate_precision, scale_out
@@ -33,6 +35,8 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "state": state_at_scale,
     "watchstate": watch_restore,
     "rebalance": rebalance_cost,
+    "e2e": end_to_end,
+    "accounts": many_accounts,
 }
 
 

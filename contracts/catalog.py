@@ -12,8 +12,9 @@ Ordering (see ``services/executor/dispatch.py``):
   (``call.connect``: the producer chooses the key, the agent's number is recommended);
 * ``call``: the key is a call sid shared by several command topics (``lwb.action`` and
   ``leg.hangup`` are co-partitioned by it), so commands of one call run in order across
-  topics, and each waits ``EXECUTOR_ORDERING_WINDOW_SECONDS`` (``hold``) for an
-  earlier-published one still in flight on the other topic.
+  topics, and each waits (``hold``) for an earlier-published one still in flight on the
+  other topic: until the consumer knows that partition has nothing earlier left, at most
+  ``EXECUTOR_ORDERING_WINDOW_SECONDS``.
 """
 
 from __future__ import annotations

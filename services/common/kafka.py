@@ -31,9 +31,13 @@ NOT_AUTHORIZED = (29, 31)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
-def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
+def make_broker(
+    settings: KafkaSettings, *, client_id: str, apply_types: bool = True
+) -> KafkaBroker:
     """A FastStream Kafka broker whose producer waits for every in-sync replica (acks=all),
-    secured as the settings say (TLS, SASL)."""
+    secured as the settings say (TLS, SASL). ``apply_types=False``: handlers get what the
+    subscriber's decoder returns, nothing injected (FastDepends resolves a ``Context``
+    argument such as ``message: KafkaMessage`` in a worker thread, per message)."""
     return KafkaBroker(
         # A list: FastStream would take a comma-separated string for one host name.
         [server.strip() for server in settings.bootstrap_servers.split(",") if server.strip()],
@@ -47,6 +51,7 @@ def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
         # FastStream logs through our structured logging, per-message lines at DEBUG.
         logger=logging.getLogger("voicebus.kafka"),
         log_level=logging.DEBUG,
+        apply_types=apply_types,
     )
 
 

@@ -37,7 +37,9 @@ from services.executor.ledger import CommandLedger
 from services.executor.mapping import CallbackTarget
 from services.executor.metrics import ExecutorMetrics
 from services.executor.numbers import NumberCache
+from services.executor.pacing import PacedThrottle
 from services.executor.pipeline import CommandPipeline
+from services.executor.progress_kafka import KafkaPartitionProgress
 from services.executor.service import Account, CommandService
 from services.executor.settings import ExecutorSettings
 from services.executor.state.kafka_lanes import KafkaLanes, fetch_foreign_entry
@@ -52,6 +54,7 @@ from services.executor.state.restore import RestoreProgress, StateReader
 from services.executor.state.store import StateStore, open_store
 from services.executor.state.watch_store import WatchStore
 from services.executor.status_evidence import KafkaStatusEvidence
+from services.exotel.accounts import ExotelAccount
 from services.exotel.client import ExotelClient
 from services.exotel.http import make_http_client
 from services.exotel.limiter import RateLimiter, partition_share
@@ -72,18 +75,18 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await _ensure_topics(settings)
-        broker = make_broker(settings.kafka, client_id="executor")
-        dispatcher = KeyOrderedDispatcher(settings.max_in_flight, on_change=metrics.in_flight.set)
+        # No FastDepends: the subscriber's decoder hands the handler the message itself.
+        broker = make_broker(settings.kafka, client_id="executor", apply_types=False)
+        dispatcher, progress = _dispatcher(settings, metrics)
         committer = OffsetCommitter(dispatcher, settings.commit_interval_seconds)
         state = await _open_state(settings, dispatcher, committer, restore_progress)
         state_status[:] = [state.status]
-        limiter = RateLimiter.from_accounts(exotel_accounts, on_wait=metrics.limiter_waited)
-
-        follow_partitions = _share_follower(limiter, metrics)
+        throttle = _throttle(exotel_accounts, metrics, dispatcher)
+        follow_partitions = _share_follower(throttle.limiter, metrics)
 
         async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
             clients = {
-                name: ExotelClient(account, http, throttle=limiter, observer=metrics)
+                name: ExotelClient(account, http, throttle=throttle, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
             pipeline = CommandPipeline(
@@ -105,6 +108,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 state=state,
                 on_share=follow_partitions,
                 on_fatal=_stop_now,
+                progress=progress,
             )
             # Each assigned partition's state is restored (in the rebalance listener)
             # before its first command runs; start() returns after the first assignment.
@@ -134,6 +138,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
                 await state.stop(positions)
                 await broker.stop()
+                await progress.stop()
                 await state.close()
                 log.info("executor.stopped", committed_partitions=len(positions))
 
@@ -146,6 +151,31 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         return _unless_restoring(ok, detail, restore_progress)
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _dispatcher(
+    settings: ExecutorSettings, metrics: ExecutorMetrics
+) -> tuple[KeyOrderedDispatcher, KafkaPartitionProgress]:
+    """The dispatcher, and its view of the consumer's fetches (``register_handlers``
+    plugs it into the subscriber's consumer)."""
+    progress = KafkaPartitionProgress()
+    dispatcher = KeyOrderedDispatcher(
+        settings.max_in_flight,
+        on_change=metrics.in_flight.set,
+        progress=progress,
+        max_parked=settings.max_rate_waiting,
+    )
+    return dispatcher, progress
+
+
+def _throttle(
+    accounts: Mapping[str, ExotelAccount],
+    metrics: ExecutorMetrics,
+    dispatcher: KeyOrderedDispatcher,
+) -> PacedThrottle:
+    """Each account's rate limit; a command waiting for its slot parks its dispatcher slot."""
+    limiter = RateLimiter.from_accounts(accounts, on_wait=metrics.limiter_waited)
+    return PacedThrottle(limiter, dispatcher.parked_while)
 
 
 def _unless_restoring(

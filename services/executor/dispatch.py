@@ -7,9 +7,14 @@ Order within a key: Kafka orders records within one partition only, and one call
 commands can come from two topics (``lwb.action`` and ``leg.hangup``, co-partitioned by
 ``call_sid``). So the next command of a key is the one published first (record
 timestamp) among the first waiting command of each partition — offsets within a partition
-are never reordered — and a command may be held for ``hold_seconds`` after it arrived, so
-that an earlier-published command still in flight on the other topic can overtake it
-(the merge Kafka Streams does for co-partitioned inputs). ``submit``
+are never reordered — and a command is held until every co-partitioned partition it names
+(``after``) is known to be caught up to it, so that an earlier-published command still in
+flight on the other topic can overtake it (the merge Kafka Streams does for co-partitioned
+inputs). Caught up: the dispatcher already took a command of that partition published at
+or after this one, or (from the consumer's :class:`~services.executor.ports.PartitionProgress`)
+a fetch of it answered after this command was fetched reported an end offset the
+dispatcher has already taken everything below. When that cannot be told, the command is
+held for ``hold_seconds`` after it arrived (the fixed ordering window). ``submit``
 waits for a free slot, so a full dispatcher stops the consumer from fetching more
 (backpressure). For each partition the commit position is the lowest offset that has not
 finished, so a crash or a rebalance can make Kafka redeliver commands but never skip one.
@@ -24,16 +29,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from services.executor.ports import FetchMark, PartitionProgress
 
 log = structlog.get_logger(__name__)
 
 TopicPartition = tuple[str, int]
 Work = Callable[[], Awaitable[None]]
+
+#: How often a held command looks at the consumer's fetch progress again (a fetch that
+#: brings no record wakes nobody; a command's arrival on any partition does at once).
+PROGRESS_POLL_SECONDS = 0.005
 
 
 class PartitionOffsets:
@@ -42,11 +56,19 @@ class PartitionOffsets:
     def __init__(self) -> None:
         self._unfinished: set[int] = set()
         self._next: int | None = None
+        #: the latest record timestamp taken (ms); -1 before any
+        self.latest_timestamp_ms = -1
 
-    def begin(self, offset: int) -> None:
+    def begin(self, offset: int, timestamp_ms: int = -1) -> None:
         self._unfinished.add(offset)
         if self._next is None or offset + 1 > self._next:
             self._next = offset + 1
+        self.latest_timestamp_ms = max(self.latest_timestamp_ms, timestamp_ms)
+
+    @property
+    def taken_to(self) -> int | None:
+        """One past the highest offset taken (None before the first)."""
+        return self._next
 
     def finish(self, offset: int) -> None:
         self._unfinished.discard(offset)
@@ -63,6 +85,10 @@ class PartitionOffsets:
 
 
 _sequence = itertools.count()
+#: the job the current task runs (set by ``_drain`` around the work)
+_running: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
+    "dispatch_running", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,10 @@ class _Job:
     work: Work
     timestamp_ms: int
     ready_at: float
+    #: co-partitioned partitions an earlier-published command of the key may come from
+    after: tuple[TopicPartition, ...] = ()
+    #: the consumer's fetch progress as the job arrived
+    mark: FetchMark | None = None
     seq: int = field(default_factory=lambda: next(_sequence))
 
 
@@ -87,11 +117,22 @@ class KeyOrderedDispatcher:
     """Runs work per key in order, across keys concurrently, within a bound."""
 
     def __init__(
-        self, max_in_flight: int, *, on_change: Callable[[int], None] | None = None
+        self,
+        max_in_flight: int,
+        *,
+        on_change: Callable[[int], None] | None = None,
+        progress: PartitionProgress | None = None,
+        max_parked: int = 0,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_parked < 0:
+            raise ValueError("max_parked must not be negative")
         self._slots = asyncio.Semaphore(max_in_flight)
+        #: slots taken back by parked jobs when none was free, repaid by the next releases
+        self._overdraft = 0
+        self._parked = 0
+        self._max_parked = max_parked
         self._queues: dict[str, list[_Job]] = {}
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._revoked: set[TopicPartition] = set()
@@ -102,6 +143,8 @@ class KeyOrderedDispatcher:
         self._closing = False
         self._in_flight = 0
         self._on_change = on_change or (lambda _: None)
+        self._progress = progress
+        self._arrival: asyncio.Future[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -130,17 +173,24 @@ class KeyOrderedDispatcher:
         *,
         timestamp_ms: int | None = None,
         hold_seconds: float = 0.0,
+        after: Iterable[TopicPartition] = (),
     ) -> bool:
         """Queue ``work`` behind earlier work of ``key``; False if it was not taken.
+
+        ``after``: partitions of other topics carrying commands of the same key; the
+        command waits (at most ``hold_seconds``) until each is caught up to it.
 
         Not taken means the partition was revoked or the dispatcher is closing: the
         offset stays uncommitted and Kafka delivers the command again to its owner.
         """
+        mark = self._progress.mark(tp) if self._progress is not None else None
         await self._slots.acquire()
         if self._closing or tp in self._revoked:
             self._slots.release()
             return False
-        self._partitions.setdefault(tp, PartitionOffsets()).begin(offset)
+        stamp = timestamp_ms if timestamp_ms is not None else 0
+        self._partitions.setdefault(tp, PartitionOffsets()).begin(offset, stamp)
+        self._arrived()
         self._in_flight += 1
         self._idle.clear()
         self._on_change(self._in_flight)
@@ -149,8 +199,10 @@ class KeyOrderedDispatcher:
             tp,
             offset,
             work,
-            timestamp_ms=timestamp_ms if timestamp_ms is not None else 0,
+            timestamp_ms=stamp,
             ready_at=loop.time() + hold_seconds,
+            after=tuple(after) if hold_seconds > 0 else (),
+            mark=mark,
         )
         queue = self._queues.get(key)
         if queue is not None:
@@ -169,11 +221,15 @@ class KeyOrderedDispatcher:
             while queue:
                 job = _next_job(queue)
                 wait = job.ready_at - loop.time()
-                if wait > 0:
+                if wait > 0 and not self._caught_up(job):
                     # Held: an earlier-published command of this key may still arrive from
-                    # another partition; pick again once the hold is over.
-                    await asyncio.sleep(wait)
+                    # another partition; pick again once something arrived, the consumer
+                    # may know more, or the hold is over.
+                    if self._progress is not None and job.mark is not None:
+                        wait = min(wait, PROGRESS_POLL_SECONDS)
+                    await self._next_arrival(wait)
                     continue
+                running = _running.set(job)
                 try:
                     await job.work()
                 except asyncio.CancelledError:
@@ -184,6 +240,8 @@ class KeyOrderedDispatcher:
                     # this key so later commands of the same call do not overtake it.
                     log.exception("dispatch.work_failed", key=key, offset=job.offset)
                     return
+                finally:
+                    _running.reset(running)
                 queue.remove(job)
                 self._finish(job)
         finally:
@@ -192,6 +250,44 @@ class KeyOrderedDispatcher:
             for stranded in queue:
                 self._release(stranded)
 
+    def _caught_up(self, job: _Job) -> bool:
+        """Whether no command published before ``job`` can still come from ``after``."""
+        return bool(job.after) and all(self._partition_caught_up(tp, job) for tp in job.after)
+
+    def _partition_caught_up(self, tp: TopicPartition, job: _Job) -> bool:
+        partition = self._partitions.get(tp)
+        if (
+            partition is not None
+            and job.timestamp_ms > 0
+            and partition.latest_timestamp_ms >= job.timestamp_ms
+        ):
+            # A command of ``tp`` published at or after this one was taken: so was every
+            # command before it in ``tp`` (offsets arrive in order).
+            return True
+        if self._progress is None or job.mark is None:
+            return False
+        end = self._progress.end_offset(tp, since=job.mark)
+        if end is None:
+            return False
+        taken = partition.taken_to if partition is not None else None
+        if taken is None:
+            taken = self._progress.start_offset(tp)
+        return taken is not None and taken >= end
+
+    def _arrived(self) -> None:
+        if self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
+        self._arrival = None
+
+    async def _next_arrival(self, seconds: float) -> None:
+        """Until the next command is taken, at most ``seconds``."""
+        if self._arrival is None:
+            self._arrival = asyncio.get_running_loop().create_future()
+        arrival = self._arrival
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(arrival)
+
     def _finish(self, job: _Job) -> None:
         partition = self._partitions.get(job.tp)
         if partition is not None:
@@ -199,9 +295,43 @@ class KeyOrderedDispatcher:
             self._dirty.add(job.tp)
         self._release(job)
 
+    @property
+    def parked(self) -> int:
+        return self._parked
+
+    @contextlib.asynccontextmanager
+    async def parked_while(self) -> AsyncIterator[bool]:
+        """Around a wait that is not the command's own work (its account's rate slot):
+        the running command gives its slot to another command meanwhile, so a throttled
+        account's commands never keep another account's from running. Yields whether it
+        parked: not outside a command, nor when ``max_parked`` commands already are (then
+        it waits in its slot, and a full dispatcher stops the consumer as before).
+
+        Back from parking the command takes a slot again, without waiting: if none is
+        free it runs anyway, and the next slot released is kept back instead."""
+        if _running.get() is None or self._parked >= self._max_parked:
+            yield False
+            return
+        self._parked += 1
+        self._release_slot()
+        try:
+            yield True
+        finally:
+            self._parked -= 1
+            if self._slots.locked():
+                self._overdraft += 1
+            else:
+                await self._slots.acquire()  # free: returns without suspending
+
+    def _release_slot(self) -> None:
+        if self._overdraft:
+            self._overdraft -= 1
+        else:
+            self._slots.release()
+
     def _release(self, _job: _Job) -> None:
         self._in_flight -= 1
-        self._slots.release()
+        self._release_slot()
         self._on_change(self._in_flight)
         if self._in_flight == 0:
             self._idle.set()

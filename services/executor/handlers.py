@@ -28,6 +28,7 @@ from contracts.topics import COMMAND_TOPICS
 from services.executor.dispatch import KeyOrderedDispatcher
 from services.executor.incoming import IncomingCommand
 from services.executor.pipeline import CommandPipeline
+from services.executor.progress_kafka import KafkaPartitionProgress
 from services.executor.settings import ExecutorSettings
 
 log = structlog.get_logger(__name__)
@@ -93,8 +94,10 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         topics: tuple[str, ...],
         on_share: Callable[[int, int], None] | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        progress: KafkaPartitionProgress | None = None,
     ):
         self._dispatcher = dispatcher
+        self._progress = progress
         self._state = state
         self._grace = grace
         self._topics = topics
@@ -117,6 +120,8 @@ class CommandRebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         # ``KafkaLanes.acquired``); a record refused as "revoked" here would be skipped,
         # since the consumer's position has moved past it.
         self._dispatcher.assign((tp.topic, tp.partition) for tp in assigned)
+        if self._progress is not None:
+            self._progress.assigned((tp.topic, tp.partition) for tp in assigned)
         try:
             await self._state.acquire(partitions)
         except Exception as exc:
@@ -150,10 +155,13 @@ class _LazyConsumer:
         return consumer.partitions_for_topic(topic) if consumer is not None else None
 
 
-async def _raw_body(message: Any) -> Any:
-    """Leave the body undecoded: ``decode_command`` alone decides what is readable (a body
-    FastStream's JSON decoder chokes on must still reach the DLQ, not be dropped)."""
-    return message.body
+async def _whole_message(message: Any) -> Any:
+    """The message itself, body undecoded, as the handler's argument: ``decode_command``
+    alone decides what is readable (a body FastStream's JSON decoder chokes on must still
+    reach the DLQ, not be dropped), and the broker injects nothing (``apply_types=False``:
+    FastDepends would resolve a ``message: KafkaMessage`` argument in a worker thread for
+    every command: a thread hand-off per command, bench/RESULTS.md "Many accounts")."""
+    return message
 
 
 def register_handlers(
@@ -167,11 +175,13 @@ def register_handlers(
     topics: tuple[str, ...] = COMMAND_TOPICS,
     on_share: Callable[[int, int], None] | None = None,
     on_fatal: Callable[[BaseException], None] | None = None,
+    progress: KafkaPartitionProgress | None = None,
 ) -> None:
     """Subscribe the executor to its command topics (called before the broker starts).
 
     ``on_share(owned, total)`` hears this member's partition count after every rebalance
-    (the rate limiter's share of each account's limit follows it).
+    (the rate limiter's share of each account's limit follows it). ``progress`` (the
+    dispatcher's view of the consumer's fetches) is plugged into the subscriber's consumer.
     """
     listener = CommandRebalanceListener(
         dispatcher,
@@ -180,6 +190,7 @@ def register_handlers(
         topics=topics,
         on_share=on_share,
         on_fatal=on_fatal,
+        progress=progress,
     )
     subscriber = broker.subscriber(
         *topics,
@@ -194,12 +205,14 @@ def register_handlers(
         session_timeout_ms=settings.kafka.session_timeout_ms,
         heartbeat_interval_ms=settings.kafka.heartbeat_interval_ms,
         max_poll_interval_ms=settings.kafka.max_poll_interval_ms,
-        decoder=_raw_body,
+        decoder=_whole_message,
         title="executor-commands",
         description="Commands executed against Exotel; each gets one result fact.",
     )
 
     listener.consumer = _LazyConsumer(subscriber)
+    if progress is not None:
+        progress.consumer = lambda: getattr(subscriber, "consumer", None)
     ordering_window = settings.ordering_window_seconds
 
     @subscriber
@@ -214,4 +227,5 @@ def register_handlers(
             partial(pipeline.process, command),
             timestamp_ms=command.timestamp_ms,
             hold_seconds=command.hold_seconds(ordering_window),
+            after=command.co_partitions,
         )

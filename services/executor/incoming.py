@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.catalog import CommandSpec, spec_for
+from contracts.catalog import COMMANDS, CommandSpec, spec_for
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,19 @@ class IncomingCommand:
         """How long this command waits for an earlier one of its key on another topic."""
         spec = self.spec
         return ordering_window if spec is not None and spec.hold else 0.0
+
+    @property
+    def co_partitions(self) -> tuple[tuple[str, int], ...]:
+        """The partitions of the other held topics with this partition's number: a call's
+        commands there share its key, so they land on the same partition number."""
+        spec = self.spec
+        if spec is None or not spec.hold:
+            return ()
+        return tuple(
+            (other.topic, self.partition)
+            for other in COMMANDS
+            if other.hold and other.topic != self.topic
+        )
 
     @property
     def requested_at(self) -> datetime | None:

@@ -144,6 +144,34 @@ class StatusEvidence(Protocol):
     def search(self, command_id: str, since: datetime) -> StatusSearch: ...
 
 
+@dataclass(frozen=True)
+class FetchMark:
+    """Where the consumer was when a command arrived: its partition, and when the last
+    fetch answer carrying that partition was read (ms, the consumer's clock)."""
+
+    tp: tuple[str, int]
+    at_ms: int
+
+
+class PartitionProgress(Protocol):
+    """How far the executor's consumer has fetched each command partition, as its Kafka
+    client knows it (the dispatcher's cross-topic order asks instead of always waiting
+    the ordering window). Partitions are ``(topic, partition)``. None wherever the client
+    does not know (yet)."""
+
+    def mark(self, tp: tuple[str, int]) -> FetchMark | None:
+        """Taken as a command of ``tp`` arrives (after the fetch that brought it)."""
+
+    def end_offset(self, tp: tuple[str, int], *, since: FetchMark) -> int | None:
+        """The end of ``tp`` (the offset its next record will get; the last stable
+        offset when reading committed records) as reported by a fetch answer that counts
+        everything acknowledged before the command of ``since`` was fetched; None when no
+        such answer was read yet, or the client cannot tell."""
+
+    def start_offset(self, tp: tuple[str, int]) -> int | None:
+        """Where the consumer started reading ``tp`` in its current assignment."""
+
+
 class ExecutorObserver(Protocol):
     def retried(self, command_type: str, error: ExotelError) -> None: ...
 

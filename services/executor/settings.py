@@ -33,12 +33,21 @@ class ExecutorSettings(BaseSettings):
     max_in_flight: int = Field(
         default=64, ge=1, le=10_000, description="Commands queued or running at once."
     )
+    max_rate_waiting: int = Field(
+        default=1000,
+        ge=0,
+        le=100_000,
+        description="Commands that may wait for their account's rate slot without taking "
+        "one of the EXECUTOR_MAX_IN_FLIGHT slots (so a throttled account never keeps "
+        "another's commands waiting); beyond that they wait in their slots.",
+    )
     ordering_window_seconds: float = Field(
         default=0.25,
         ge=0,
         le=10,
-        description="How long an lwb.action / leg.hangup waits for an earlier-published "
-        "command of the same call on the other topic (cross-topic ordering).",
+        description="How long at most an lwb.action / leg.hangup waits for an "
+        "earlier-published command of the same call on the other topic (cross-topic "
+        "ordering), when the consumer cannot tell sooner that none can still come.",
     )
     reconcile_window_seconds: float = Field(
         default=120.0,

@@ -351,6 +351,12 @@ class RateLimiter:
         self._grant(lane, now)
         return True
 
+    def would_wait(self, account: str, family: ApiFamily) -> bool:
+        """Whether :meth:`acquire` would wait now (someone is queued, or the next grant
+        is in the future); when not, it grants without suspending."""
+        lane = self._lane(account, family)
+        return bool(lane.queue) or self._delay(lane, self._clock()) > 0.0
+
     def limit(self, account: str, family: ApiFamily) -> float:
         """The configured limit in requests per second (before share, headroom and 429s)."""
         return self._limits.get((account, family), DEFAULT_PER_MINUTE[family] / 60.0)

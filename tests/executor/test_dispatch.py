@@ -4,10 +4,12 @@ offers a commit position past an unfinished command."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from services.executor.dispatch import KeyOrderedDispatcher, PartitionOffsets
+from tests.support.progress import FakeProgress
 
 TP = ("call.connect", 0)
 
@@ -184,3 +186,109 @@ async def test_offsets_of_one_partition_are_never_reordered_by_timestamp() -> No
     await dispatcher.submit(TP, 2, "k", work(2), timestamp_ms=1000)
     await dispatcher.close(5)
     assert ran == [1, 2]
+
+
+# ------------------------------------------------- cross-topic order from fetch progress
+
+HANGUP, LWB = ("leg.hangup", 0), ("lwb.action", 0)
+#: so long that a command finishing within the test's timeout was not held for it
+LONG_HOLD = 60.0
+
+
+def recorder(ran: list[str]) -> Callable[[str], Callable[[], Awaitable[None]]]:
+    """``work(name)``: work that notes its name in ``ran`` when it runs."""
+
+    def work(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    return work
+
+
+async def test_a_held_command_runs_at_once_when_the_other_topic_is_known_to_be_caught_up() -> None:
+    progress = FakeProgress()
+    progress.started(LWB, at=12)
+    progress.fetched(HANGUP, end=8)
+    progress.fetched(LWB, end=12)  # read with (or after) the answer that brought the hangup
+    dispatcher = KeyOrderedDispatcher(10, progress=progress)
+    ran: list[str] = []
+    work = recorder(ran)
+
+    await dispatcher.submit(
+        HANGUP, 7, "call-A", work("hangup"), timestamp_ms=3000, hold_seconds=LONG_HOLD, after=[LWB]
+    )
+    await asyncio.wait_for(dispatcher.close(LONG_HOLD), 5)
+    assert ran == ["hangup"]
+
+
+async def test_a_held_command_waits_for_what_the_other_topic_still_has_then_runs_after_it() -> None:
+    progress = FakeProgress()
+    progress.started(LWB, at=4)
+    progress.fetched(HANGUP, end=8)
+    dispatcher = KeyOrderedDispatcher(10, progress=progress)
+    ran: list[str] = []
+    work = recorder(ran)
+
+    await dispatcher.submit(
+        HANGUP, 7, "call-A", work("hangup"), timestamp_ms=3000, hold_seconds=LONG_HOLD, after=[LWB]
+    )
+    progress.fetched(LWB, end=6)  # two commands there not yet taken by the dispatcher
+    await asyncio.sleep(0.05)
+    assert ran == [], "the hangup waits while lwb.action may still hold an earlier command"
+    await dispatcher.submit(LWB, 4, "call-A", work("listen"), timestamp_ms=1000)
+    await dispatcher.submit(LWB, 5, "call-A", work("barge"), timestamp_ms=2000)
+    await asyncio.wait_for(dispatcher.close(LONG_HOLD), 5)
+    assert ran == ["listen", "barge", "hangup"]
+
+
+async def test_a_fetch_answer_older_than_the_command_says_nothing_about_the_other_topic() -> None:
+    progress = FakeProgress()
+    progress.started(LWB, at=4)
+    progress.fetched(LWB, end=4)  # read before the hangup was fetched
+    progress.fetched(HANGUP, end=8)
+    dispatcher = KeyOrderedDispatcher(10, progress=progress)
+    ran: list[str] = []
+
+    await dispatcher.submit(
+        HANGUP,
+        7,
+        "call-A",
+        recorder(ran)("hangup"),
+        timestamp_ms=3000,
+        hold_seconds=0.2,
+        after=[LWB],
+    )
+    await asyncio.sleep(0.05)
+    assert ran == [], "held: only the ordering window lets it go"
+    await asyncio.wait_for(dispatcher.close(5), 5)
+    assert ran == ["hangup"]
+
+
+async def test_a_later_published_command_taken_from_the_other_topic_releases_a_held_one() -> None:
+    dispatcher = KeyOrderedDispatcher(10, progress=FakeProgress())
+    ran: list[str] = []
+    work = recorder(ran)
+
+    await dispatcher.submit(LWB, 3, "call-B", work("other call"), timestamp_ms=5000)
+    await dispatcher.submit(
+        HANGUP, 7, "call-A", work("hangup"), timestamp_ms=3000, hold_seconds=LONG_HOLD, after=[LWB]
+    )
+    await asyncio.wait_for(dispatcher.close(LONG_HOLD), 5)
+    assert ran == ["other call", "hangup"]
+
+
+async def test_without_a_partition_to_wait_for_a_held_command_waits_the_window() -> None:
+    progress = FakeProgress()
+    progress.fetched(HANGUP, end=8)
+    dispatcher = KeyOrderedDispatcher(10, progress=progress)
+    ran: list[str] = []
+
+    await dispatcher.submit(
+        HANGUP, 7, "call-A", recorder(ran)("hangup"), timestamp_ms=3000, hold_seconds=0.2
+    )
+    await asyncio.sleep(0.05)
+    assert ran == []
+    await asyncio.wait_for(dispatcher.close(5), 5)
+    assert ran == ["hangup"]

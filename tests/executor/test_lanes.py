@@ -148,13 +148,30 @@ async def test_a_record_not_acknowledged_is_never_committed_without_it() -> None
     producer = FakeTransactions(fail_sends=1)
     positions = {("call.connect", 0): 1}
     lane = lane_on(producer, positions)
-    await lane.write_now([record("intent"), record("index")])
+    await lane.finish([record("outcome"), record("index")])
+    await settled(lane)
     # the attempt whose first record failed was not committed (its producer was replaced,
     # which aborts it); the retry committed both records with the offset
-    assert producer.committed == [
-        {"records": [b"intent", b"index"], "offsets": {("call.connect", 0): 1}}
-    ]
+    assert producer.committed[0] == {
+        "records": [b"outcome", b"index"],
+        "offsets": {("call.connect", 0): 1},
+    }
+    assert [t["records"] for t in producer.committed[1:] if t["records"]] == []
     assert producer.stopped == 1
+    await lane.close()
+
+
+async def test_an_intents_transaction_leaves_the_offsets_to_the_outcomes_one() -> None:
+    producer = FakeTransactions()
+    positions = {("call.connect", 0): 4}
+    lane = lane_on(producer, positions)
+    await lane.write_now([record("intent")])
+    await lane.finish([record("outcome")])
+    await settled(lane)
+    assert producer.committed == [
+        {"records": [b"intent"], "offsets": {}},
+        {"records": [b"outcome"], "offsets": {("call.connect", 0): 4}},
+    ]
     await lane.close()
 
 

@@ -12,7 +12,9 @@ command-index row, result fact or dead letter).
   result and the offset past the command are therefore committed together: a
   ``read_committed`` consumer sees exactly one result per command, and a command whose
   result is committed is never delivered again. An intent is its own wait: the request
-  is sent only after the transaction holding the intent committed.
+  is sent only after the transaction holding the intent committed. A transaction of
+  intents only leaves the offsets to the next one (they commit with the outcomes): two
+  round trips to the group coordinator fewer before the request.
 * :class:`PlainLane` (a broker without transactions, Tansu): each write is acknowledged
   before the call returns, and offsets are committed afterwards by the executor's
   committer, as before (a result can then be published twice after a crash).
@@ -71,6 +73,8 @@ class WriteLane(Protocol):
 class _Batch:
     records: list[Record] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    #: nothing but intents, whose requests wait for this transaction (no offsets then)
+    intents_only: bool = True
 
 
 class TransactionProducer(Protocol):
@@ -135,7 +139,7 @@ class TransactionalLane:
         self.transactions = 0
 
     async def write_now(self, records: list[Record]) -> None:
-        future = await self._enqueue(records)
+        future = await self._enqueue(records, intent=True)
         await future
 
     async def finish(
@@ -144,7 +148,9 @@ class TransactionalLane:
         future = await self._enqueue(records)
         future.add_done_callback(partial(_settled, on_durable))
 
-    async def _enqueue(self, records: list[Record]) -> asyncio.Future[None]:
+    async def _enqueue(
+        self, records: list[Record], *, intent: bool = False
+    ) -> asyncio.Future[None]:
         if self._closed is not None:
             raise LaneClosed(f"partition {self.partition}: {self._closed!r}")
         for _ in records:
@@ -152,6 +158,7 @@ class TransactionalLane:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queued.records.extend(records)
         self._queued.waiters.append(future)
+        self._queued.intents_only &= intent
         self._wake.set()
         return future
 
@@ -172,7 +179,7 @@ class TransactionalLane:
             # Records and offsets are taken together, without a pause between them: a
             # command counts as finished only after its outcome was queued.
             batch, self._queued = self._queued, _Batch()
-            current = {**self._positions(), **self._final}
+            current = {} if batch.intents_only else {**self._positions(), **self._final}
             offsets = {tp: o for tp, o in current.items() if self._committed.get(tp) != o}
             if not batch.records and not batch.waiters and not offsets:
                 continue
