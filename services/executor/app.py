@@ -89,16 +89,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 name: ExotelClient(account, http, throttle=throttle, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
-            pipeline = CommandPipeline(
-                _command_service(settings, clients, metrics),
-                metrics,
-                stopping=lambda: dispatcher.closing,
-                ledger=state.ledger,
-                lanes=state.lanes,
-                kafka_health=kafka_health,
-                owns=dispatcher.owns,
-                restore_timeout_seconds=settings.restore_timeout_seconds,
-            )
+            pipeline = _pipeline(settings, clients, metrics, dispatcher, state, kafka_health)
             register_handlers(
                 broker,
                 settings,
@@ -151,6 +142,27 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         return _unless_restoring(ok, detail, restore_progress)
 
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
+
+
+def _pipeline(
+    settings: ExecutorSettings,
+    clients: Mapping[str, ExotelClient],
+    metrics: ExecutorMetrics,
+    dispatcher: KeyOrderedDispatcher,
+    state: ExecutorState,
+    kafka_health: KafkaHealth,
+) -> CommandPipeline:
+    """What every command goes through: decode, the ledger, its handler, its lane."""
+    return CommandPipeline(
+        _command_service(settings, clients, metrics),
+        metrics,
+        stopping=lambda: dispatcher.closing,
+        ledger=state.ledger,
+        lanes=state.lanes,
+        kafka_health=kafka_health,
+        owns=dispatcher.owns,
+        restore_timeout_seconds=settings.restore_timeout_seconds,
+    )
 
 
 def _dispatcher(
