@@ -89,7 +89,14 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 name: ExotelClient(account, http, throttle=throttle, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
-            pipeline = _pipeline(settings, clients, metrics, dispatcher, state, kafka_health)
+            pipeline = _pipeline(
+                settings,
+                clients=clients,
+                metrics=metrics,
+                dispatcher=dispatcher,
+                state=state,
+                kafka_health=kafka_health,
+            )
             register_handlers(
                 broker,
                 settings,
@@ -127,11 +134,7 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 await probe.stop()
                 await committer.stop()
                 positions = await dispatcher.close(settings.shutdown_grace_seconds)
-                await state.stop(positions)
-                await broker.stop()
-                await progress.stop()
-                await state.close()
-                log.info("executor.stopped", committed_partitions=len(positions))
+                await _stop_consuming(state, broker, progress, positions)
 
     state_status: list[Callable[[], dict[str, object]]] = []
 
@@ -144,8 +147,23 @@ def create_app(settings: ExecutorSettings) -> Starlette:
     return Starlette(routes=probe_routes(ready, registry), lifespan=lifespan)
 
 
+async def _stop_consuming(
+    state: ExecutorState,
+    broker: KafkaBroker,
+    progress: KafkaPartitionProgress,
+    positions: Mapping[tuple[str, int], int],
+) -> None:
+    """The last transaction of each lane (with the final positions), then the consumer."""
+    await state.stop(positions)
+    await broker.stop()
+    await progress.stop()
+    await state.close()
+    log.info("executor.stopped", committed_partitions=len(positions))
+
+
 def _pipeline(
     settings: ExecutorSettings,
+    *,
     clients: Mapping[str, ExotelClient],
     metrics: ExecutorMetrics,
     dispatcher: KeyOrderedDispatcher,
