@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # pytest-xdist workers, each with its own broker: most tests wait on Kafka, the sandbox or
-# a subprocess, so three keep two cores busy (1 runs the suite in one process)
+# a subprocess, so three keep two cores busy (1 runs the suite in one process); a module
+# stays on one worker, the fault-injection tests all on one (tests/conftest.py)
 TEST_WORKERS ?= 3
-PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: install tools run test test-tansu lint unit schemas asyncapi demo bench clean
 

@@ -37,15 +37,22 @@ def _uses_a_broker(item: pytest.Item) -> bool:
     return bool(BROKER_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long tests first (a stable sort: the order within a module stays), and with
-    ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu) only the tests that use
-    a broker; the rest do not depend on which one runs."""
+    """Long tests first (a stable sort: the order within a module stays); one xdist group
+    per module (its module-scoped fixtures are set up once), except the fault-injection
+    tests, which share one group: run one after another on one worker, they do not starve
+    each other's 3 s Kafka sessions of CPU. With ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's
+    second pass, on Tansu) only the tests that use a broker; the rest do not depend on
+    which one runs."""
     by_module: dict[str, int] = {}
-    for item in items:  # a module keeps together: its module-scoped fixtures are set up once
+    for item in items:
         module = _module(item)
         by_module[module] = min(_weight(item), by_module.get(module, 2))
     items.sort(key=lambda item: by_module[_module(item)])
+    for item in items:
+        group = "reliability" if by_module[_module(item)] == 0 else _module(item)
+        item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
         return
     keep: list[pytest.Item] = []
