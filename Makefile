@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# pytest-xdist workers, each with its own broker: most tests wait on Kafka, the sandbox or
+# a subprocess, so three keep two cores busy (1 runs the suite in one process)
+TEST_WORKERS ?= 3
+PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install tools run test test-tansu lint unit schemas asyncapi demo bench clean
 
@@ -28,14 +32,15 @@ tools:
 	  || echo "make: not every tool could be installed; the tests that need one skip and say why"
 
 ## make test: lint, types, schema drift, the tests' tools, then the whole suite on a real broker
-## (KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else Apache Kafka from its jars, else Tansu)
+## (KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else Apache Kafka from its jars, else Tansu),
+## in TEST_WORKERS processes, each with a broker of its own
 test: install lint tools
-	$(PY) -m pytest
+	$(PYTEST_RUN)
 
 ## make test-tansu: the tests that use a broker, again on the embedded Tansu broker
 ## (what machines without Java get from `make run`)
 test-tansu: install tools
-	VOICEBUS_BROKER=tansu VOICEBUS_BROKER_TESTS_ONLY=1 $(PY) -m pytest
+	VOICEBUS_BROKER=tansu VOICEBUS_BROKER_TESTS_ONLY=1 $(PYTEST_RUN)
 
 lint: install
 	$(PY) -m ruff check .

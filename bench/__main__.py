@@ -1,7 +1,7 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
-Names: overhead, latency, rate, scaleout, ingress, state. Each starts its own broker and the
-processes it measures (sandbox and executors; the ingress and its baseline, driven by
+Names: overhead, latency, rate, scaleout, ingress, state, rebalance. Each starts its own
+broker and the processes it measures (sandbox and executors; the ingress and its baseline, driven by
 wrk). With every benchmark run (and without ``--no-write``) the figures and the machine
 are written to bench/RESULTS.md.
 """
@@ -18,6 +18,7 @@ from typing import Any
 from bench.harness import machine
 from bench.ingress import ingress_throughput
 from bench.rate import rate_precision, scale_out
+from bench.rebalance import rebalance_cost
 from bench.results import write_results
 from bench.state import state_at_scale
 from bench.throughput import Figure, latency_hiding, overhead
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "scaleout": scale_out,
     "ingress": ingress_throughput,
     "state": state_at_scale,
+    "rebalance": rebalance_cost,
 }
 
 

@@ -19,16 +19,39 @@ def pytest_report_header(config: pytest.Config) -> str:
     return chosen_broker().describe()
 
 
+def _weight(item: pytest.Item) -> int:
+    """Fault-injection tests first, then the other end-to-end ones: with ``-n`` workers
+    (``make test``) the long modules start early instead of finishing the run alone."""
+    if item.get_closest_marker("reliability"):
+        return 0
+    if item.get_closest_marker("integration") or _uses_a_broker(item):
+        return 1
+    return 2
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _uses_a_broker(item: pytest.Item) -> bool:
+    return bool(BROKER_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu): only the tests that
-    use a broker; the rest do not depend on which one runs."""
+    """Long tests first (a stable sort: the order within a module stays), and with
+    ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu) only the tests that use
+    a broker; the rest do not depend on which one runs."""
+    by_module: dict[str, int] = {}
+    for item in items:  # a module keeps together: its module-scoped fixtures are set up once
+        module = _module(item)
+        by_module[module] = min(_weight(item), by_module.get(module, 2))
+    items.sort(key=lambda item: by_module[_module(item)])
     if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
         return
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        uses = BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))
-        (keep if uses else drop).append(item)
+        (keep if _uses_a_broker(item) else drop).append(item)
     config.hook.pytest_deselected(items=drop)
     items[:] = keep
 

@@ -3,6 +3,11 @@
 Every service calls :func:`configure_logging` once with the secrets it holds; the
 redaction processor replaces any occurrence of them in any log value, so a secret
 that leaks into an exception message or a URL is still never written.
+
+voicebus's own lines go from structlog straight to stderr (no stdlib ``LogRecord``s:
+that round trip cost more than building the line, bench/RESULTS.md); what libraries log
+through the standard library (aiokafka, uvicorn, FastStream) is rendered by the same
+processors into the same JSON shape.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -52,6 +57,24 @@ def redact_secrets(
     return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
+class NamedWriteLogger(structlog.WriteLogger):
+    """structlog's own line writer, with the name ``add_logger_name`` puts in the line."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class NamedWriteLoggerFactory:
+    """``structlog.get_logger(__name__)`` -> a writer to ``file`` that knows its name."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> NamedWriteLogger:
+        return NamedWriteLogger(self._file, str(args[0]) if args else "root")
+
+
 def configure_logging(service: str, *, level: str = "INFO", json: bool | None = None) -> None:
     """Configure structlog and the stdlib root logger for ``service``."""
     use_json = (not sys.stderr.isatty()) if json is None else json
@@ -67,9 +90,11 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool | None = 
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, renderer],
+        logger_factory=NamedWriteLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -257,6 +257,8 @@ def _check_scalar(value: Any) -> None:
 
 
 def _check_text(text: str) -> None:
+    if text.isascii():  # what Exotel sends; only non-ASCII text can hold a lone surrogate
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

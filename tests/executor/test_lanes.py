@@ -21,12 +21,15 @@ class Fenced(Exception):
 class FakeTransactions:
     """An aiokafka transactional producer as the lane sees it; ``fail_commits`` commit
     attempts fail first, ``fail_sends`` records are not acknowledged first (aiokafka then
-    fails the record's future only, not the transaction), ``fenced`` makes every commit
-    fail as fenced."""
+    fails the record's future only, not the transaction), ``lost_answers`` commit attempts
+    commit and then fail (the answer lost on the way back), ``fenced`` makes every one
+    fail as fenced. A send's acknowledgement is the record's key, which ``is_committed``
+    looks up."""
 
     fail_commits: int = 0
     fail_sends: int = 0
     hang_commits: int = 0
+    lost_answers: int = 0
     fenced: bool = False
     committed: list[dict[str, Any]] = field(default_factory=list)
     aborted: int = 0
@@ -36,15 +39,15 @@ class FakeTransactions:
     async def begin_transaction(self) -> None:
         self._open = {"records": [], "offsets": {}}
 
-    async def send(self, record: Record) -> asyncio.Future[None]:
+    async def send(self, record: Record) -> asyncio.Future[bytes | None]:
         assert self._open is not None
         self._open["records"].append(record.key)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         if self.fail_sends:
             self.fail_sends -= 1
             done.set_exception(ConnectionError("batch expired"))
         else:
-            done.set_result(None)
+            done.set_result(record.key)
         return done
 
     async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
@@ -63,6 +66,12 @@ class FakeTransactions:
         assert self._open is not None
         self.committed.append(self._open)
         self._open = None
+        if self.lost_answers:
+            self.lost_answers -= 1
+            raise ConnectionError("connection reset before the answer")
+
+    async def is_committed(self, ack: bytes | None) -> bool:
+        return any(ack in transaction["records"] for transaction in self.committed)
 
     async def abort_transaction(self) -> None:
         self.aborted += 1
@@ -91,6 +100,7 @@ def lane_on(
         group_id="voicebus-executor",
         offset_type=lambda topic, partition: (topic, partition),
         is_fenced=lambda exc: isinstance(exc, Fenced),
+        is_committed=producer.is_committed,
         retry_seconds=0.001,
         **options,
     )
@@ -154,6 +164,26 @@ async def test_a_transaction_that_never_ends_is_given_up_and_tried_again() -> No
     await lane.write_now([record("intent")])
     assert producer.committed == [{"records": [b"intent"], "offsets": {}}]
     assert producer.stopped == 1
+    await lane.close()
+
+
+async def test_a_commit_whose_answer_was_lost_is_found_committed_and_not_sent_again() -> None:
+    producer = FakeTransactions(lost_answers=1)
+    lane = lane_on(producer, {("call.connect", 0): 1})
+    durable: list[str] = []
+    await lane.finish([record("outcome")], on_durable=lambda: durable.append("outcome"))
+    await settled(lane)
+    assert [t["records"] for t in producer.committed] == [[b"outcome"]]
+    assert durable == ["outcome"]
+    await lane.close()
+
+
+async def test_a_commit_that_failed_for_certain_is_tried_again_with_the_same_records() -> None:
+    producer = FakeTransactions(fail_commits=1)
+    lane = lane_on(producer, {})
+    await lane.write_now([record("intent")])
+    # the failed attempt was looked for first (not there), then sent again, once
+    assert [t["records"] for t in producer.committed] == [[b"intent"]]
     await lane.close()
 
 

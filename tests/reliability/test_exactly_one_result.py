@@ -20,7 +20,7 @@ from contracts.topics import CALL_CONNECT_RESULT
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import ingress_env
 from tests.support.broker import SuiteBroker
-from tests.support.crashes import crashing_executor_env, publish_connects
+from tests.support.crashes import crashing_executor_env, kill_repeatedly, publish_connects
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -62,16 +62,9 @@ async def test_ten_kills_leave_one_result_per_command_and_one_call_at_most(
         started = time.monotonic()
         try:
             publishing = asyncio.create_task(publish_all())
-            executor = ServiceProcess("executor", env).start()
-            for _ in range(KILLS):
-                before = len(set(answered()))
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and len(set(answered())) < min(
-                    before + 25, COMMANDS
-                ):
-                    await asyncio.sleep(0.05)
-                executor.kill()
-                executor = ServiceProcess("executor", env).start()
+            executor = await kill_repeatedly(
+                env, lambda: len(set(answered())), kills=KILLS, every=25, total=COMMANDS
+            )
             await publishing
             await wait_until(
                 lambda: set(answered()) >= set(ids),

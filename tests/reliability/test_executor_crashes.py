@@ -4,7 +4,6 @@ and Exotel (the sandbox) sees at most one request per command_id."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -15,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from contracts.topics import CALL_CONNECT_RESULT
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import ingress_env
-from tests.support.crashes import crashing_executor_env, publish_connects
+from tests.support.crashes import crashing_executor_env, kill_repeatedly, publish_connects
 from tests.support.facts import FactReader, wait_until
 from tests.support.services import ServiceProcess
 
@@ -54,20 +53,9 @@ async def test_killing_the_executor_never_loses_a_command_nor_calls_twice(
 
         try:
             publishing = asyncio.create_task(publish_all())
-            kills = 0
-            executor = ServiceProcess("executor", env).start()
-            while kills < KILLS:
-                # Kill mid-stream: once about 40 more commands are answered (or after 20 s).
-                before = len(answered())
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    done = len(answered())
-                    if done >= before + 40 or done == COMMANDS:
-                        break
-                    await asyncio.sleep(0.05)
-                executor.kill()
-                kills += 1
-                executor = ServiceProcess("executor", env).start()
+            executor = await kill_repeatedly(
+                env, lambda: len(answered()), kills=KILLS, every=40, total=COMMANDS
+            )
             await publishing
             # Every command gets a result (a result may be published twice after a kill).
             await wait_until(

@@ -1,6 +1,7 @@
-"""Rebalance cost: a replica joins a group of three under load, then one leaves. The
-partitions that move are served again within seconds (printed: the longest a command
-waited for its result around each change); no command runs twice, none is skipped.
+"""Rebalance correctness: a replica joins a group of three under load, then one leaves; no
+command runs twice, none is skipped. The longest a command waited for its result around
+each change is printed; how long that is against the 10 s target is measured by
+``make bench`` (``python -m bench rebalance``), on a quiet machine, not asserted here.
 
 The wait is measured per command, publish to result: a partition in motion holds its
 commands until its new owner has opened its lane (fencing the old owner) and restored its
@@ -29,7 +30,6 @@ from tests.support.services import ServiceProcess
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300)]
 
 NO_INGRESS = "http://127.0.0.1:9"
-SERVED_AGAIN_WITHIN_SECONDS = 10.0
 PER_SECOND = 25
 
 
@@ -44,7 +44,7 @@ def twelve_partitions(kafka_env: dict[str, str]) -> Iterator[dict[str, str]]:
         }
 
 
-async def test_a_replica_joining_and_one_leaving_cost_seconds_and_no_command_twice(
+async def test_a_replica_joining_and_one_leaving_run_no_command_twice_and_skip_none(
     twelve_partitions: dict[str, str],
 ) -> None:
     bootstrap = twelve_partitions["KAFKA_BOOTSTRAP_SERVERS"]
@@ -142,5 +142,3 @@ async def test_a_replica_joining_and_one_leaving_cost_seconds_and_no_command_twi
     print(f"\nrebalance: {figures}")
     assert set(posts) == set(published), "every command reached Exotel"
     assert {c: n for c, n in posts.items() if n > 1} == {}, "no command ran twice"
-    assert figures["join: longest wait s"] < SERVED_AGAIN_WITHIN_SECONDS
-    assert figures["leave: longest wait s"] < SERVED_AGAIN_WITHIN_SECONDS

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from contracts.topics import CALL_CONNECT
 from services.sandbox.testing import SandboxServer
 from tests.integration.stack import executor_env
+from tests.support.services import ServiceProcess
 
 
 def crashing_executor_env(
@@ -47,3 +49,25 @@ async def publish_connects(
         if n % pause_every == 0:
             await asyncio.sleep(0.05)
     await producer.flush()
+
+
+async def kill_repeatedly(
+    env: Mapping[str, str],
+    answered: Callable[[], int],
+    *,
+    kills: int,
+    every: int,
+    total: int,
+) -> ServiceProcess:
+    """Start an executor, and ``kills`` times kill -9 it and start another, each time
+    once ``every`` more commands are answered (or all ``total`` are, or 20 s passed):
+    mid-stream, whatever it was doing. Returns the executor left running."""
+    executor = ServiceProcess("executor", dict(env)).start()
+    for _ in range(kills):
+        target = min(answered() + every, total)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and answered() < target:
+            await asyncio.sleep(0.05)
+        executor.kill()
+        executor = ServiceProcess("executor", dict(env)).start()
+    return executor

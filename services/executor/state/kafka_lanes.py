@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
@@ -203,6 +204,7 @@ class KafkaLanes:
             group_id=self._group_id,
             offset_type=_offset,
             is_fenced=lambda exc: isinstance(exc, FENCED),
+            is_committed=partial(record_committed, self._settings),
             transaction_timeout=attempt_seconds,
         )
 
@@ -247,6 +249,32 @@ class KafkaLanes:
         if self._plain is None:
             raise RuntimeError("KafkaLanes.start() was not called")
         return self._plain
+
+
+async def record_committed(settings: KafkaSettings, ack: Any) -> bool:
+    """Whether the record acknowledged as ``ack`` (topic, partition, offset) is there for
+    a ``read_committed`` reader: seek to its offset and read until the position passes it
+    (records of an aborted transaction are skipped, so the first record seen is a later
+    one). Called once the transaction is over, so the last stable offset is past it."""
+    consumer = AIOKafkaConsumer(
+        client_id=f"{settings.client_id}-lane-in-doubt",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=settings.request_timeout_ms,
+        **client_options(settings),
+    )
+    tp = TopicPartition(ack.topic, ack.partition)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, ack.offset)
+        while await consumer.position(tp) <= ack.offset:
+            records: Sequence[Any] = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+            if records:
+                return bool(records[0].offset == ack.offset)
+        return False
+    finally:
+        await consumer.stop()
 
 
 async def fetch_foreign_entry(

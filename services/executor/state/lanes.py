@@ -87,6 +87,9 @@ class TransactionProducer(Protocol):
 #: Starts a transactional producer for the lane's ``transactional.id`` (which fences any
 #: earlier producer of that id, our own included, and aborts its open transaction).
 OpenProducer = Callable[[], Awaitable[TransactionProducer]]
+#: Whether the record of this acknowledgement (aiokafka's ``RecordMetadata``: topic,
+#: partition, offset) is in Kafka for a ``read_committed`` reader: its transaction committed.
+IsCommitted = Callable[[Any], Awaitable[bool]]
 
 
 class TransactionalLane:
@@ -104,6 +107,7 @@ class TransactionalLane:
         group_id: str,
         offset_type: Callable[[str, int], Any],
         is_fenced: Callable[[BaseException], bool],
+        is_committed: IsCommitted,
         transaction_timeout: float = 30.0,
         retry_seconds: float = 0.5,
         max_queued: int = 2000,
@@ -116,6 +120,10 @@ class TransactionalLane:
         self._group_id = group_id
         self._offset_type = offset_type
         self._is_fenced = is_fenced
+        self._is_committed = is_committed
+        #: set while ``commit_transaction`` runs: a record of the transaction, whose
+        #: presence tells, after a failure, whether the transaction committed anyway
+        self._committing: Any = None
         self._retry = retry_seconds
         self._queued = _Batch()
         self._space = asyncio.Semaphore(max_queued)
@@ -190,7 +198,14 @@ class TransactionalLane:
 
         Every attempt is bounded (aiokafka waits for a lost transaction coordinator
         without end); after a failure the producer is replaced by a new one of the same
-        ``transactional.id``, which aborts whatever the failed attempt left open."""
+        ``transactional.id``, which aborts whatever the failed attempt left open, or
+        completes its commit if the coordinator had already decided it. So a failure
+        while ``commit_transaction`` ran leaves the attempt in doubt: trying the same
+        records again could commit them twice (two results of one command for a
+        ``read_committed`` consumer). Such an attempt is settled by evidence first:
+        once the new producer is open, one of its records is looked up as a
+        ``read_committed`` reader sees it; present means it committed, and it is not
+        sent again."""
         attempt = 0
         while True:
             attempt += 1
@@ -204,18 +219,51 @@ class TransactionalLane:
                     self._closed = exc
                     log.warning("lane.fenced", partition=self.partition, error=repr(exc))
                     raise LaneClosed(f"partition {self.partition} was taken over") from exc
+                in_doubt, self._committing = self._committing, None
                 log.warning(
                     "lane.transaction_retry",
                     partition=self.partition,
                     attempt=attempt,
                     records=len(records),
+                    in_doubt=in_doubt is not None,
                     error=repr(exc) or type(exc).__name__,
                 )
                 await self._drop_producer()
+                if in_doubt is not None and await self._settle(in_doubt):
+                    log.info("lane.in_doubt_committed", partition=self.partition)
+                    self.transactions += 1
+                    return
                 await asyncio.sleep(min(self._retry * attempt, 5.0))
             else:
                 self.transactions += 1
                 return
+
+    async def _settle(self, ack: Any) -> bool:
+        """Whether the transaction holding ``ack``'s record committed. The lane's producer
+        is opened again first (its ``init_transactions`` ends the failed transaction one
+        way or the other); until the answer is known nothing is sent again."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(self._transaction_timeout):
+                    if self._producer is None:
+                        self._producer = await self._open_producer()
+                    return await self._is_committed(ack)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._is_fenced(exc):
+                    self._closed = exc
+                    raise LaneClosed(f"partition {self.partition} was taken over") from exc
+                log.warning(
+                    "lane.in_doubt_retry",
+                    partition=self.partition,
+                    attempt=attempt,
+                    error=repr(exc) or type(exc).__name__,
+                )
+                await self._drop_producer()
+                await asyncio.sleep(min(self._retry * attempt, 5.0))
 
     async def _transaction(
         self, records: list[Record], offsets: dict[tuple[str, int], int]
@@ -236,7 +284,7 @@ class TransactionalLane:
             self._producer = await self._open_producer()
         producer = self._producer
         await producer.begin_transaction()
-        acks = [await producer.send(record) for record in records]
+        pending = [await producer.send(record) for record in records]
         try:
             if offsets:
                 await producer.send_offsets_to_transaction(
@@ -246,11 +294,15 @@ class TransactionalLane:
         finally:
             # Every ack is awaited (a failed one raises) before anything else is tried,
             # so no record's failure is left unobserved.
-            outcomes = await asyncio.gather(*acks, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+            acks = await asyncio.gather(*pending, return_exceptions=True)
+        for ack in acks:
+            if isinstance(ack, BaseException):
+                raise ack
+        # From here a failure leaves the transaction in doubt (see _commit). Offsets
+        # alone need no evidence: committing them again is harmless.
+        self._committing = acks[0] if acks else None
         await producer.commit_transaction()
+        self._committing = None
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
