@@ -301,13 +301,13 @@ class TransactionalLane:
         finally:
             # Every ack is awaited (a failed one raises) before anything else is tried,
             # so no record's failure is left unobserved.
-            outcomes = await asyncio.gather(*pending, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+            acks = await asyncio.gather(*pending, return_exceptions=True)
+        for ack in acks:
+            if isinstance(ack, BaseException):
+                raise ack
         # From here a failure leaves the transaction in doubt (see _commit). Offsets
         # alone need no evidence: committing them again is harmless.
-        self._committing = outcomes[0] if outcomes else None
+        self._committing = acks[0] if acks else None
         await producer.commit_transaction()
         self._committing = None
 
