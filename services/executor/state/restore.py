@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 #: Writes one barrier record to (topic, partition) and waits for its ack.
 WriteBarrier = Callable[[str, int, bytes], Awaitable[None]]
 BATCH_RECORDS = 20_000
+FETCH_PARTITION_BYTES = 4 * 1024 * 1024
+FETCH_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
 
 
@@ -228,8 +230,12 @@ class StateReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed" if self._exact else "read_uncommitted",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # Large enough that a fetch brings thousands of records of each partition,
+            # small enough that the responses held meanwhile (one being read, the next
+            # prefetched) stay a few dozen MiB: 64 MiB fetches left a cold restore of 1M
+            # entries at 310-350 MB RSS in some runs.
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
             request_timeout_ms=self._settings.request_timeout_ms,
             **client_options(self._settings),
         )
