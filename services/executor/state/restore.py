@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 #: Writes one barrier record to (topic, partition) and waits for its ack.
 WriteBarrier = Callable[[str, int, bytes], Awaitable[None]]
 BATCH_RECORDS = 20_000
+FETCH_PARTITION_BYTES = 4 * 1024 * 1024
+FETCH_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
 
 
@@ -132,12 +134,13 @@ class PausedCollector:
     Each record read back is a few container objects (aiokafka's ``ConsumerRecord``, its
     headers, a row tuple) that live until their batch is stored. With the collector as
     configured, every 700 of them start a collection that walks them all again, and the
-    full collections walk the whole heap: with the index's JSON gone, that was about half
-    of the decoding's CPU time (bench/RESULTS.md). Reference counting frees the batches;
-    what the Kafka client leaves in reference cycles meanwhile (a cold restore of 1M
-    entries with the collector fully off grew to 354 MB) is freed by ``tick``: a young
-    collection walks only what is alive of what came since the last one, so once a
-    second costs next to nothing. The collector is back on (if it was) on exit."""
+    full collections walk the whole heap: decoding ledger records through aiokafka took
+    2.5 times as long with it on (bench/RESULTS.md). Reference counting frees the
+    batches; whatever the Kafka client or the event loop leaves in reference cycles
+    meanwhile is freed by ``tick``, so a long restore never holds garbage for more than a
+    second: a young collection walks only what is alive of what came since the last one,
+    so once a second costs next to nothing. The collector is back on (if it was) on
+    exit."""
 
     def __init__(self, every_seconds: float = 1.0) -> None:
         self.every_seconds = every_seconds
@@ -228,8 +231,12 @@ class StateReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed" if self._exact else "read_uncommitted",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
+            # Large enough that a fetch brings thousands of records of each partition,
+            # small enough that the responses held meanwhile (one being read, the next
+            # prefetched) stay a few dozen MiB: 64 MiB fetches left a cold restore of 1M
+            # entries at 310-350 MB RSS in some runs.
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
             request_timeout_ms=self._settings.request_timeout_ms,
             **client_options(self._settings),
         )
