@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import bulk_producer
+from bench.state import entry_bytes
 from bench.throughput import Figure
-from contracts.results import CommandResult
 from contracts.status import CallStatusEvent
 from contracts.topics import CALL_CONNECT_RESULT, CALL_DETAILS, CALL_STATUS
 from services.brokers.apache_kafka import ApacheKafka
@@ -51,17 +51,8 @@ NEW_RECORDS = 1_000
 
 def _templates() -> tuple[bytes, bytes, bytes]:
     at = datetime.now(UTC)
-    result = CommandResult(
-        command_id="cmd-SID",
-        command_type="call.connect",
-        outcome="accepted",
-        call_sid="SID",
-        account="default",
-        api="v1",
-        attempts=1,
-        requested_at=at,
-        completed_at=at,
-    )
+    # The accepted call.connect result the state bench's ledger entries carry.
+    result = json.loads(entry_bytes("cmd-SID"))["result"] | {"call_sid": "SID"}
     status = CallStatusEvent(
         event_id=str(uuid.uuid4()),
         call_sid="SID",
@@ -83,7 +74,7 @@ def _templates() -> tuple[bytes, bytes, bytes]:
     )
     details = {"call_sid": "SID", "source": "poll", "status": "completed", "price": 1.5}
     return (
-        result.model_dump_json().encode(),
+        json.dumps(result).encode(),
         status.model_dump_json(by_alias=True).encode(),
         json.dumps(details).encode(),
     )
@@ -97,7 +88,7 @@ async def fill(bootstrap: str, start: int, stop: int, *, ended: int, finalised: 
     result, status, details = _templates()
     began = time.monotonic()
     try:
-        pending: list[asyncio.Future[Any]] = []
+        last: asyncio.Future[Any] | None = None
         for index in range(start, stop):
             sid = f"CAbench{index:09d}".encode()
             records = [(CALL_CONNECT_RESULT, result)]
@@ -106,11 +97,12 @@ async def fill(bootstrap: str, start: int, stop: int, *, ended: int, finalised: 
             if index < finalised:
                 records.append((CALL_DETAILS, details))
             for topic, template in records:
-                pending.append(await producer.send(topic, template.replace(b"SID", sid), key=sid))
-            if len(pending) >= 50_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
+                last = await producer.send(topic, template.replace(b"SID", sid), key=sid)
+            if index % 20_000 == 0:
+                await producer.flush()
+        await producer.flush()
+        if last is not None:
+            await last  # raises if the last batch was not taken
     finally:
         await producer.stop()
     return time.monotonic() - began

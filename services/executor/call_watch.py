@@ -336,29 +336,7 @@ class CallWatch:
                 # its result, read after its flow event: a call voicebus placed
                 watched.command_id, watched.api, watched.seen_in = command_id, api, seen_in
             return False
-        self._calls[call_sid] = self._watched_call(
-            call_sid,
-            account=account,
-            api=api,
-            command_id=command_id,
-            accepted_at=accepted_at,
-            partition=partition,
-            seen_in=seen_in,
-        )
-        return True
-
-    def _watched_call(
-        self,
-        call_sid: str,
-        *,
-        account: str,
-        api: ApiVersion,
-        command_id: str | None,
-        accepted_at: datetime,
-        partition: int,
-        seen_in: SeenIn,
-    ) -> WatchedCall:
-        return WatchedCall(
+        self._calls[call_sid] = WatchedCall(
             call_sid=call_sid,
             account=account,
             api=api,
@@ -370,6 +348,7 @@ class CallWatch:
             + timedelta(seconds=self.policy.max_call_seconds + self.policy.after_seconds),
             seen_in=seen_in,
         )
+        return True
 
     def finished(self, call_sid: str, at: datetime, partition: int = -1) -> bool:
         """A terminal call event (callback or poll) was read: stop watching the call.
@@ -392,49 +371,31 @@ class CallWatch:
 
     def restore(self, rows: Iterable[CallFacts], now: datetime) -> int:
         """Bring back the open items of stored rows (a partition assigned again, or after
-        a restart): calls accepted but not finished, finished calls not finalised, within
-        the horizon. How many calls are watched from them."""
-        cutoff = now.timestamp() - self.policy.horizon_seconds
-        after = self.policy.finalise_after_seconds
+        a restart) by reading each row's facts again: calls accepted but not finished,
+        finished calls not finalised, within the horizon. How many calls are watched."""
         watched = 0
         for facts in rows:
             sid = facts.call_sid
-            if (
-                self.policy.watch_missing
-                and facts.accepted_at is not None
-                and facts.finished_at is None
-                and facts.accepted_at >= cutoff
-                and facts.account is not None
-                and sid not in self._calls
-            ):
-                self._calls[sid] = self._watched_call(
+            if facts.accepted_at is not None and facts.account is not None:
+                watched += self.accepted(
                     sid,
                     account=facts.account,
                     api=CALL_APIS.get(facts.api or "", "v1"),
                     command_id=facts.command_id,
                     accepted_at=_utc(facts.accepted_at),
                     partition=facts.partition,
+                    now=now,
                     seen_in=_SEEN_IN.get(facts.seen_in or "", "result"),
                 )
-                watched += 1
-            if (
-                after is not None
-                and facts.terminal_at is not None
-                and facts.finalised_at is None
-                and facts.terminal_at >= cutoff
-                and facts.terminal_account is not None
-                and sid not in self._finalising
-            ):
-                terminal_at = _utc(facts.terminal_at)
-                self._finalising[sid] = Finalisation(
-                    call_sid=sid,
+            if facts.terminal_at is not None and facts.terminal_account is not None:
+                self.terminal(
+                    sid,
                     account=facts.terminal_account,
                     api=CALL_APIS.get(facts.terminal_api or "", "v1"),
                     command_id=facts.terminal_command_id,
+                    at=_utc(facts.terminal_at),
                     partition=facts.partition,
-                    terminal_at=terminal_at,
-                    due_at=terminal_at + timedelta(seconds=after),
-                    all_legs=facts.legs_at is not None,
+                    now=now,
                 )
         return watched
 
