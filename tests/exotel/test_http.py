@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from services.exotel import ExotelSettings, make_http_client
-from services.exotel.http import http_clients
-from services.exotel.http import MAX_CONNECTIONS, USER_AGENT
+from services.exotel.http import MAX_CONNECTIONS, USER_AGENT, http_clients
 
 
 @pytest.fixture(autouse=True)
