@@ -1,4 +1,5 @@
-"""Composition root of the executor: one broker, one HTTP client, one of everything."""
+"""Composition root of the executor: one broker, one HTTP client per account, one of
+everything else."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ from services.executor.state.watch_store import WatchStore
 from services.executor.status_evidence import KafkaStatusEvidence
 from services.exotel.accounts import ExotelAccount
 from services.exotel.client import ExotelClient
-from services.exotel.http import make_http_client
+from services.exotel.http import http_clients
 from services.exotel.limiter import RateLimiter, partition_share
 
 log = structlog.get_logger(__name__)
@@ -84,9 +85,11 @@ def create_app(settings: ExecutorSettings) -> Starlette:
         throttle = _throttle(exotel_accounts, metrics, dispatcher)
         follow_partitions = _share_follower(throttle.limiter, metrics)
 
-        async with make_http_client(settings.exotel, concurrency=settings.max_in_flight) as http:
+        async with http_clients(
+            settings.exotel, exotel_accounts, concurrency=settings.max_in_flight
+        ) as http:
             clients = {
-                name: ExotelClient(account, http, throttle=throttle, observer=metrics)
+                name: ExotelClient(account, http[name], throttle=throttle, observer=metrics)
                 for name, account in exotel_accounts.items()
             }
             pipeline = _pipeline(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+
 import httpx
 
 from services.exotel.accounts import ExotelSettings
 
-__all__ = ["MAX_CONNECTIONS", "USER_AGENT", "make_http_client"]
+__all__ = ["MAX_CONNECTIONS", "USER_AGENT", "http_clients", "make_http_client"]
 
 USER_AGENT = "voicebus/0.1"
 #: Sized for ~200 requests in flight (Exotel's voice limit is 200/minute per account, and
@@ -50,3 +53,22 @@ def make_http_client(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         transport=transport,
     )
+
+
+@asynccontextmanager
+async def http_clients(
+    settings: ExotelSettings, accounts: Iterable[str], *, concurrency: int | None = None
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """One client (one connection pool) per account, closed together.
+
+    httpcore's pool does work on every request and response that grows with the square of
+    its connections (it checks every connection, and counts them all for each one): one
+    pool for 50 accounts held ~64 connections and spent a fifth of the executor's CPU
+    there (bench/RESULTS.md, "Many accounts"). An account's own pool stays as small as its
+    own concurrency."""
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for account in accounts:
+            client = make_http_client(settings, concurrency=concurrency)
+            clients[account] = await stack.enter_async_context(client)
+        yield clients

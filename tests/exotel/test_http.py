@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from services.exotel import ExotelSettings, make_http_client
-from services.exotel.http import MAX_CONNECTIONS, USER_AGENT
+from services.exotel.http import MAX_CONNECTIONS, USER_AGENT, http_clients
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +58,10 @@ async def test_a_transport_can_be_injected_for_tests() -> None:
         response = await http.get("https://api.exotel.com/")
     assert response.status_code == 204
     assert seen[0].headers["user-agent"] == "voicebus/0.1"
+
+
+async def test_each_account_gets_its_own_client_and_all_are_closed_together() -> None:
+    async with http_clients(ExotelSettings(), ["default", "sales"]) as clients:
+        assert set(clients) == {"default", "sales"}
+        assert clients["default"] is not clients["sales"], "one connection pool per account"
+    assert all(client.is_closed for client in clients.values())
