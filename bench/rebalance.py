@@ -83,7 +83,7 @@ def _longest_wait(load: _Load, reader: ResultReader, since: float, until: float)
 
 
 async def rebalance_cost() -> Figure:
-    async with bench_stack() as bench:
+    async with bench_stack(SANDBOX_RATE_LIMITS_ENABLED="false") as bench:
         run = f"rb-{uuid.uuid4().hex[:6]}"
         group = f"bench-rebalance-{run}"
         env = {"EXECUTOR_GROUP_ID": group, "EXECUTOR_CALL_WATCH_ENABLED": "false"}
