@@ -4,9 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # pytest-xdist workers, each with its own broker: most tests wait on Kafka, the sandbox or
-# a subprocess, so three keep two cores busy (1 runs the suite in one process); a module
-# stays on one worker, the fault-injection tests all on one (tests/conftest.py)
-TEST_WORKERS ?= 3
+# a subprocess. A module stays on one worker, the fault-injection tests all on one
+# (tests/conftest.py): with two workers the rest of the suite runs beside them, and the
+# wall time is about theirs; a third worker only adds CPU contention on 2 cores
+# (1 runs the suite in one process)
+TEST_WORKERS ?= 2
 PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: install tools run test test-tansu lint unit schemas asyncapi demo bench clean
