@@ -20,8 +20,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def _weight(item: pytest.Item) -> int:
-    """Fault-injection tests first, then the other end-to-end ones: with ``-n`` workers
-    (``make test``) the long modules start early instead of finishing the run alone."""
+    """0: a fault-injection module (they share one xdist group), 1: end-to-end, 2: the rest."""
     if item.get_closest_marker("reliability"):
         return 0
     if item.get_closest_marker("integration") or _uses_a_broker(item):
@@ -39,17 +38,18 @@ def _uses_a_broker(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long tests first (a stable sort: the order within a module stays); one xdist group
-    per module (its module-scoped fixtures are set up once), except the fault-injection
-    tests, which share one group: run one after another on one worker, they do not starve
-    each other's 3 s Kafka sessions of CPU. With ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's
+    """One xdist group per module (its module-scoped fixtures are set up once), except the
+    fault-injection tests, which share one group: run one after another on one worker,
+    they do not starve each other's 3 s Kafka sessions of CPU. With ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's
     second pass, on Tansu) only the tests that use a broker; the rest do not depend on
     which one runs."""
     by_module: dict[str, int] = {}
     for item in items:
         module = _module(item)
         by_module[module] = min(_weight(item), by_module.get(module, 2))
-    items.sort(key=lambda item: by_module[_module(item)])
+    # Not reordered: the fault-injection tests leave poison records and long histories on
+    # the worker's broker; run first, they made later tests (the CLI's dlq list, the
+    # metrics service, the call watch's rebuild) slow or fail.
     for item in items:
         group = "reliability" if by_module[_module(item)] == 0 else _module(item)
         item.add_marker(pytest.mark.xdist_group(group))

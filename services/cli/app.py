@@ -814,7 +814,7 @@ async def republish_one(
     if fields:
         try:
             data = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             info(f"voicebus: {name}: the value is not JSON; give the fixed one with --value-file")
             return Exit.USAGE
         if not isinstance(data, dict):

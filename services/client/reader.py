@@ -80,7 +80,7 @@ class Record:
             return None
         try:
             return json.loads(self.value.decode("utf-8"))
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             return None
 
 

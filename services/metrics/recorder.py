@@ -274,7 +274,7 @@ class FactRecorder:
     def _command(self, topic: str, value: bytes | None) -> Recorded:
         try:
             body = json.loads(value or b"")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             return "ignored"  # the executor dead-letters it; its DLQ counts it
         if not isinstance(body, dict) or not isinstance(body.get("command_id"), str):
             return "ignored"
