@@ -41,8 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """One xdist group per module (its module-scoped fixtures are set up once), except the
     fault-injection tests, which share one group: run one after another on one worker,
     they do not starve each other's 3 s Kafka sessions of CPU. With
-    ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu) only the tests that use a broker; the rest do not depend on
-    which one runs."""
+    ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu) only the tests that
+    use a broker; the rest do not depend on which one runs."""
     by_module: dict[str, int] = {}
     for item in items:
         module = _module(item)
