@@ -19,15 +19,6 @@ def pytest_report_header(config: pytest.Config) -> str:
     return chosen_broker().describe()
 
 
-def _weight(item: pytest.Item) -> int:
-    """0: a fault-injection module (they share one xdist group), 1: end-to-end, 2: the rest."""
-    if item.get_closest_marker("reliability"):
-        return 0
-    if item.get_closest_marker("integration") or _uses_a_broker(item):
-        return 1
-    return 2
-
-
 def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
@@ -43,16 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     they do not starve each other's 3 s Kafka sessions of CPU. With
     ``VOICEBUS_BROKER_TESTS_ONLY=1`` (CI's second pass, on Tansu) only the tests that
     use a broker; the rest do not depend on which one runs."""
-    by_module: dict[str, int] = {}
+    # Collection order is kept: the fault-injection tests leave poison records and long
+    # histories on the worker's broker; run first, they made later tests (the CLI's dlq
+    # list, the metrics service, the call watch's rebuild) slow or fail.
+    faults = {_module(item) for item in items if item.get_closest_marker("reliability")}
     for item in items:
         module = _module(item)
-        by_module[module] = min(_weight(item), by_module.get(module, 2))
-    # Not reordered: the fault-injection tests leave poison records and long histories on
-    # the worker's broker; run first, they made later tests (the CLI's dlq list, the
-    # metrics service, the call watch's rebuild) slow or fail.
-    for item in items:
-        group = "reliability" if by_module[_module(item)] == 0 else _module(item)
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group("reliability" if module in faults else module))
     if os.environ.get("VOICEBUS_BROKER_TESTS_ONLY") != "1":
         return
     keep: list[pytest.Item] = []

@@ -223,9 +223,7 @@ class TransactionalLane:
                 raise
             except Exception as exc:
                 if self._is_fenced(exc):
-                    self._closed = exc
-                    log.warning("lane.fenced", partition=self.partition, error=repr(exc))
-                    raise LaneClosed(f"partition {self.partition} was taken over") from exc
+                    raise self._taken_over(exc) from exc
                 in_doubt, self._committing = self._committing, None
                 log.warning(
                     "lane.transaction_retry",
@@ -245,6 +243,12 @@ class TransactionalLane:
                 self.transactions += 1
                 return
 
+    def _taken_over(self, exc: BaseException) -> LaneClosed:
+        """Another replica took the partition over: the lane writes nothing more."""
+        self._closed = exc
+        log.warning("lane.fenced", partition=self.partition, error=repr(exc))
+        return LaneClosed(f"partition {self.partition} was taken over")
+
     async def _settle(self, ack: Any) -> bool:
         """Whether the transaction holding ``ack``'s record committed. The lane's producer
         is opened again first (its ``init_transactions`` ends the failed transaction one
@@ -261,8 +265,7 @@ class TransactionalLane:
                 raise
             except Exception as exc:
                 if self._is_fenced(exc):
-                    self._closed = exc
-                    raise LaneClosed(f"partition {self.partition} was taken over") from exc
+                    raise self._taken_over(exc) from exc
                 log.warning(
                     "lane.in_doubt_retry",
                     partition=self.partition,
