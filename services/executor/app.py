@@ -132,6 +132,8 @@ def create_app(settings: ExecutorSettings) -> Starlette:
                 yield
             finally:
                 readiness.ready, readiness.reason = False, "stopping"
+                # first: nothing new starts while the watch, probe and committer stop
+                dispatcher.stop_taking()
                 if call_watch is not None:
                     await call_watch.stop()
                 await probe.stop()

@@ -379,10 +379,16 @@ class KeyOrderedDispatcher:
             self._dirty.discard(tp)
         return positions
 
+    def stop_taking(self) -> None:
+        """Take no more work from now on (the start of a shutdown): a command waiting for
+        a slot is left uncommitted for the next owner instead of starting in the grace
+        period meant for what already runs."""
+        self._closing = True
+
     async def close(self, grace_seconds: float) -> dict[TopicPartition, int]:
         """Take no more work, wait for what runs (within the grace period), cancel the
         rest (left uncommitted), and return the positions safe to commit."""
-        self._closing = True
+        self.stop_taking()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
         positions = self.positions()

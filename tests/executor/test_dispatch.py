@@ -143,6 +143,29 @@ async def test_closing_leaves_unfinished_work_uncommitted() -> None:
     assert positions == {TP: 3}
 
 
+async def test_once_shutdown_begins_a_command_waiting_for_a_slot_is_not_started() -> None:
+    dispatcher = KeyOrderedDispatcher(1)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    def work(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            started.append(name)
+            await release.wait()
+
+        return run
+
+    assert await dispatcher.submit(TP, 0, "a", work("a"))
+    waiting = asyncio.create_task(dispatcher.submit(TP, 1, "b", work("b")))
+    await asyncio.sleep(0)  # "b" waits for the only slot
+    dispatcher.stop_taking()
+    release.set()
+    assert not await asyncio.wait_for(waiting, 5), "not taken: left to the next owner"
+    positions = await dispatcher.close(grace_seconds=5)
+    assert started == ["a"]
+    assert positions == {TP: 1}
+
+
 def test_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         KeyOrderedDispatcher(0)

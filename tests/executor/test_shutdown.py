@@ -154,6 +154,10 @@ async def run_scenario(
             **executor_env(kafka, sandbox, NO_INGRESS),
             "EXECUTOR_GROUP_ID": group,
             "EXECUTOR_MAX_IN_FLIGHT": str(bound),
+            # no parking for a rate slot: a parked command comes back and runs even when
+            # the bound is reached, and then all the commands would be in flight at once
+            # instead of ``bound`` (with the rest waiting, to be left for the next owner)
+            "EXECUTOR_MAX_RATE_WAITING": "0",
             "EXECUTOR_SHUTDOWN_GRACE_SECONDS": str(grace),
             "EXECUTOR_RECONCILE_POLL_SECONDS": "0.5",
             "EXOTEL_VOICE_CALLS_PER_MINUTE": "60000",
