@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # wall time is about theirs; a third worker only adds CPU contention on 2 cores
 # (1 runs the suite in one process)
 TEST_WORKERS ?= 2
-PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+# the 20 slowest tests are listed at the end: where the suite's time goes
+PYTEST_RUN   := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 .PHONY: install tools run test test-tansu lint unit schemas asyncapi demo bench clean
 
