@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import itertools
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
 
 import httpx
 
 from services.exotel.accounts import ExotelSettings
 
-__all__ = ["MAX_CONNECTIONS", "USER_AGENT", "http_clients", "make_http_client"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "USER_AGENT",
+    "ShardedTransport",
+    "http_clients",
+    "make_http_client",
+]
 
 USER_AGENT = "voicebus/0.1"
 #: Sized for ~200 requests in flight (Exotel's voice limit is 200/minute per account, and
@@ -17,6 +26,45 @@ USER_AGENT = "voicebus/0.1"
 MAX_CONNECTIONS = 200
 MAX_KEEPALIVE_CONNECTIONS = 50
 CONNECT_TIMEOUT_SECONDS = 5.0
+#: Connections per pool a client's requests are spread over (:class:`ShardedTransport`).
+CONNECTIONS_PER_SHARD = 8
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Requests spread, in turn, over several connection pools of the same settings.
+
+    httpcore's pool (1.0.x) does, on every request added and every response closed, a
+    pass over all its connections (a socket readability check each) and, for each one,
+    counts all of them again: work growing with the square of its connections. 64
+    requests in flight on one pool spent more CPU there than on the requests themselves
+    (bench/RESULTS.md, "The executor's CPU per command"). Eight pools of eight
+    connections do an eighth of the requests each over an eighth of the connections."""
+
+    def __init__(self, shards: Sequence[httpx.AsyncBaseTransport]) -> None:
+        if not shards:
+            raise ValueError("a sharded transport needs at least one shard")
+        self.shards = tuple(shards)
+        self._next = itertools.cycle(self.shards)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await next(self._next).handle_async_request(request)
+
+    async def __aenter__(self) -> ShardedTransport:
+        for shard in self.shards:
+            await shard.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for shard in self.shards:
+            await shard.aclose()
 
 
 def make_http_client(
@@ -30,21 +78,33 @@ def make_http_client(
 
     Credentials are not set here: :class:`~services.exotel.client.ExotelClient` adds basic
     auth per request, so one client can serve several accounts. Close it with ``aclose()``.
+
+    The connections (as many kept alive as ``concurrency`` requests need) are spread over
+    pools of :data:`CONNECTIONS_PER_SHARD` (:class:`ShardedTransport`), unless
+    ``transport`` is given.
     """
     timeout = httpx.Timeout(
         settings.timeout_seconds,
         connect=min(CONNECT_TIMEOUT_SECONDS, settings.timeout_seconds),
         pool=settings.timeout_seconds,
     )
+    # Keep as many connections alive as requests can be in flight, so a busy executor
+    # does not close and reopen connections between requests.
+    keepalive = max(MAX_KEEPALIVE_CONNECTIONS, min(concurrency or 0, MAX_CONNECTIONS))
     limits = httpx.Limits(
-        max_connections=MAX_CONNECTIONS,
-        # Keep as many connections alive as requests can be in flight, so a busy executor
-        # does not close and reopen connections between requests.
-        max_keepalive_connections=max(
-            MAX_KEEPALIVE_CONNECTIONS, min(concurrency or 0, MAX_CONNECTIONS)
-        ),
-        keepalive_expiry=30.0,
+        max_connections=MAX_CONNECTIONS, max_keepalive_connections=keepalive, keepalive_expiry=30.0
     )
+    if transport is None:
+        shards = math.ceil(keepalive / CONNECTIONS_PER_SHARD)
+        shard_limits = httpx.Limits(
+            max_connections=math.ceil(MAX_CONNECTIONS / shards),
+            max_keepalive_connections=math.ceil(keepalive / shards),
+            keepalive_expiry=30.0,
+        )
+        tls = httpx.create_ssl_context(verify=settings.verify_tls)  # one for every shard
+        transport = ShardedTransport(
+            [httpx.AsyncHTTPTransport(verify=tls, limits=shard_limits) for _ in range(shards)]
+        )
     return httpx.AsyncClient(
         timeout=timeout,
         limits=limits,

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from services.exotel import ExotelSettings, make_http_client
-from services.exotel.http import MAX_CONNECTIONS, USER_AGENT, http_clients
+from services.exotel.http import (
+    CONNECTIONS_PER_SHARD,
+    MAX_CONNECTIONS,
+    USER_AGENT,
+    ShardedTransport,
+    http_clients,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,20 +38,49 @@ async def test_a_short_timeout_also_shortens_connecting() -> None:
         assert http.timeout.connect == 2
 
 
+def pools(http: httpx.AsyncClient) -> list[Any]:
+    transport = http._transport
+    assert isinstance(transport, ShardedTransport)
+    return [shard._pool for shard in transport.shards]  # type: ignore[attr-defined]
+
+
 async def test_the_pool_is_sized_for_about_two_hundred_requests_in_flight() -> None:
     assert MAX_CONNECTIONS >= 200
     async with make_http_client(ExotelSettings()) as http:
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == MAX_CONNECTIONS
+        assert sum(pool._max_connections for pool in pools(http)) >= MAX_CONNECTIONS
+
+
+async def test_connections_are_spread_over_small_pools_kept_alive_for_the_concurrency() -> None:
+    async with make_http_client(ExotelSettings(), concurrency=64) as http:
+        shards = pools(http)
+        assert len(shards) == 64 // CONNECTIONS_PER_SHARD
+        assert {pool._max_keepalive_connections for pool in shards} == {CONNECTIONS_PER_SHARD}
+
+
+async def test_requests_go_to_the_pools_in_turn() -> None:
+    seen: list[int] = []
+
+    def handler(shard: int) -> httpx.MockTransport:
+        def answer(_request: httpx.Request) -> httpx.Response:
+            seen.append(shard)
+            return httpx.Response(204)
+
+        return httpx.MockTransport(answer)
+
+    transport = ShardedTransport([handler(0), handler(1), handler(2)])
+    async with httpx.AsyncClient(transport=transport) as http:
+        for _ in range(6):
+            assert (await http.get("https://api.exotel.com/")).status_code == 204
+    assert seen == [0, 1, 2, 0, 1, 2]
 
 
 async def test_tls_is_verified_unless_explicitly_disabled() -> None:
     async with make_http_client(ExotelSettings()) as http:
-        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
-        assert ssl_context.verify_mode.name == "CERT_REQUIRED"
+        modes = {pool._ssl_context.verify_mode.name for pool in pools(http)}
+        assert modes == {"CERT_REQUIRED"}
     async with make_http_client(ExotelSettings(verify_tls=False)) as http:
-        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
-        assert ssl_context.verify_mode.name == "CERT_NONE"
+        modes = {pool._ssl_context.verify_mode.name for pool in pools(http)}
+        assert modes == {"CERT_NONE"}
 
 
 async def test_a_transport_can_be_injected_for_tests() -> None:
