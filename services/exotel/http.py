@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,23 +30,43 @@ CONNECTIONS_PER_SHARD = 8
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
-    """Requests spread, in turn, over several connection pools of the same settings.
+    """Requests spread over several connection pools of the same settings, each filled
+    before the next is used.
 
     httpcore's pool (1.0.x) does, on every request added and every response closed, a
     pass over all its connections (a socket readability check each) and, for each one,
     counts all of them again: work growing with the square of its connections. 64
     requests in flight on one pool spent more CPU there than on the requests themselves
-    (bench/RESULTS.md, "The executor's CPU per command"). Eight pools of eight
-    connections do an eighth of the requests each over an eighth of the connections."""
+    (bench/RESULTS.md, "The executor's CPU per command"). Here a request goes to the
+    first pool with fewer than ``per_shard`` requests in flight (else the least busy), so
+    64 requests in flight are eight pools of eight connections, while an account sending
+    one request at a time keeps using the first pool's one connection (no extra TLS
+    handshakes). A request counts until its response is closed."""
 
-    def __init__(self, shards: Sequence[httpx.AsyncBaseTransport]) -> None:
+    def __init__(self, shards: Sequence[httpx.AsyncBaseTransport], *, per_shard: int) -> None:
         if not shards:
             raise ValueError("a sharded transport needs at least one shard")
         self.shards = tuple(shards)
-        self._next = itertools.cycle(self.shards)
+        self.per_shard = per_shard
+        self.in_flight = [0] * len(self.shards)
+
+    def _pick(self) -> int:
+        in_flight = self.in_flight
+        for index, count in enumerate(in_flight):
+            if count < self.per_shard:
+                return index
+        return in_flight.index(min(in_flight))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await next(self._next).handle_async_request(request)
+        index = self._pick()
+        self.in_flight[index] += 1
+        try:
+            response = await self.shards[index].handle_async_request(request)
+        except BaseException:
+            self.in_flight[index] -= 1
+            raise
+        response.stream = _Counted(response.stream, self.in_flight, index)
+        return response
 
     async def __aenter__(self) -> ShardedTransport:
         for shard in self.shards:
@@ -65,6 +84,32 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for shard in self.shards:
             await shard.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A response body whose request stops counting for its pool once it is closed."""
+
+    def __init__(
+        self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, counts: list[int], index: int
+    ) -> None:
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise TypeError("an async transport answers with an async stream")
+        self._stream = stream
+        self._counts = counts
+        self._index = index
+        self._open = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._open:
+                self._open = False
+                self._counts[self._index] -= 1
 
 
 def make_http_client(
@@ -103,7 +148,8 @@ def make_http_client(
         )
         tls = httpx.create_ssl_context(verify=settings.verify_tls)  # one for every shard
         transport = ShardedTransport(
-            [httpx.AsyncHTTPTransport(verify=tls, limits=shard_limits) for _ in range(shards)]
+            [httpx.AsyncHTTPTransport(verify=tls, limits=shard_limits) for _ in range(shards)],
+            per_shard=CONNECTIONS_PER_SHARD,
         )
     return httpx.AsyncClient(
         timeout=timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -57,21 +58,52 @@ async def test_connections_are_spread_over_small_pools_kept_alive_for_the_concur
         assert {pool._max_keepalive_connections for pool in shards} == {CONNECTIONS_PER_SHARD}
 
 
-async def test_requests_go_to_the_pools_in_turn() -> None:
+class Body(httpx.AsyncByteStream):
+    """A body read from the network (a ``content=`` one counts as read already)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{}"
+
+
+def recording(shard: int, seen: list[int]) -> httpx.MockTransport:
+    def answer(_request: httpx.Request) -> httpx.Response:
+        seen.append(shard)
+        return httpx.Response(200, stream=Body())
+
+    return httpx.MockTransport(answer)
+
+
+async def test_a_pool_takes_requests_until_it_is_full_then_the_next_one() -> None:
     seen: list[int] = []
-
-    def handler(shard: int) -> httpx.MockTransport:
-        def answer(_request: httpx.Request) -> httpx.Response:
-            seen.append(shard)
-            return httpx.Response(204)
-
-        return httpx.MockTransport(answer)
-
-    transport = ShardedTransport([handler(0), handler(1), handler(2)])
+    transport = ShardedTransport([recording(n, seen) for n in range(3)], per_shard=2)
     async with httpx.AsyncClient(transport=transport) as http:
-        for _ in range(6):
-            assert (await http.get("https://api.exotel.com/")).status_code == 204
-    assert seen == [0, 1, 2, 0, 1, 2]
+        for _ in range(4):  # one at a time: the first pool's connection each time
+            assert (await http.get("https://api.exotel.com/")).status_code == 200
+        assert seen == [0, 0, 0, 0]
+        assert transport.in_flight == [0, 0, 0], "a request counts until its response closes"
+        open_ = [
+            await http.send(http.build_request("GET", "https://api.exotel.com/"), stream=True)
+            for _ in range(7)
+        ]
+        assert seen[4:] == [0, 0, 1, 1, 2, 2, 0], "full pools: the least busy one"
+        assert transport.in_flight == [3, 2, 2]
+        await open_[2].aclose()  # one of pool 1's
+        await http.get("https://api.exotel.com/")
+        assert seen[-1] == 1
+        for response in open_:
+            await response.aclose()
+    assert transport.in_flight == [0, 0, 0]
+
+
+async def test_a_failed_request_stops_counting() -> None:
+    def fail(_request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    transport = ShardedTransport([httpx.MockTransport(fail)], per_shard=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get("https://api.exotel.com/")
+    assert transport.in_flight == [0]
 
 
 async def test_tls_is_verified_unless_explicitly_disabled() -> None:
