@@ -97,6 +97,7 @@ class ExecutorState:
     async def close(self) -> None:
         await self.reader.stop()
         await self.lanes.stop()
+        await self.ledger.close()
         self.store.close()
         if self.temporary and self.store.path is not None:
             shutil.rmtree(self.store.path.parent, ignore_errors=True)
