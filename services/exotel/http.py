@@ -165,13 +165,14 @@ def make_http_client(
 async def http_clients(
     settings: ExotelSettings, accounts: Iterable[str], *, concurrency: int | None = None
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    """One client (one connection pool) per account, closed together.
+    """One client per account, closed together.
 
     httpcore's pool does work on every request and response that grows with the square of
     its connections (it checks every connection, and counts them all for each one): one
     pool for 50 accounts held ~64 connections and spent a fifth of the executor's CPU
-    there (bench/RESULTS.md, "Many accounts"). An account's own pool stays as small as its
-    own concurrency."""
+    there (bench/RESULTS.md, "Many accounts"). An account's own client stays as small as
+    its own concurrency, and a busy account's connections are spread over pools of
+    :data:`CONNECTIONS_PER_SHARD` (:class:`ShardedTransport`)."""
     async with AsyncExitStack() as stack:
         clients = {}
         for account in accounts:
