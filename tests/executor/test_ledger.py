@@ -7,7 +7,9 @@ test_connect.py, test_lwb.py and test_hangup.py.)"""
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from contracts.commands import CallConnect
 from contracts.results import CommandResult
@@ -90,6 +92,7 @@ async def test_an_outcome_is_written_with_its_facts_and_found_again() -> None:
     done = await ledger.find("call.connect", "c-1", partition=3)
     assert done is not None
     assert (done.state, done.result, done.evidence) == ("done", accepted(), {"api": "v1"})
+    await ledger.flush()
     assert store.entry("call.connect:c-1") is not None
 
 
@@ -99,6 +102,7 @@ async def test_an_outcome_names_its_command_record_so_a_redelivery_is_told_from_
     ledger, _, store = new_ledger()
     source = record_source("call.connect", 3, 41)
     await ledger.complete(3, accepted(), source=source)
+    await ledger.flush()
     restored, _, _ = new_ledger(store=store)  # a new process, from the same state
     done = await restored.find("call.connect", "c-1", partition=3)
     assert done is not None
@@ -114,6 +118,7 @@ async def test_an_outcome_not_yet_committed_is_already_found_by_the_next_command
     assert found is not None
     assert found.state == "done"
     lanes.lanes[3].commit()
+    await ledger.flush()
     assert store.entry("call.connect:c-1") is not None
 
 
@@ -128,6 +133,7 @@ async def test_a_duplicate_under_another_key_is_found_in_the_partition_the_index
     fetched: list[tuple[int, str]] = []
     home, _, store = new_ledger()
     await home.complete(7, accepted())
+    await home.flush()
     raw = store.entry("call.connect:c-1")
     assert raw is not None
 
@@ -159,6 +165,75 @@ async def test_idempotency_is_per_command_type() -> None:
 async def test_outcomes_older_than_the_retention_expire() -> None:
     ledger, _, store = new_ledger()
     await ledger.complete(0, accepted())
+    await ledger.flush()
     later = CommandLedger(store, RecordingLanes(), clock=lambda: NOW + timedelta(days=8))
     assert later.expire() == 2  # the entry and its index row
     assert await later.find("call.connect", "c-1", partition=0) is None
+
+
+async def test_durable_entries_reach_the_store_together_off_the_event_loop() -> None:
+    applied: list[int] = []
+
+    class CountingStore(StateStore):
+        def apply(self, **rows: Any) -> None:
+            applied.append(len(rows.get("entries", ())))
+            super().apply(**rows)
+
+    store = CountingStore(None)
+    ledger, _, _ = new_ledger(store=store)
+    for n in range(5):
+        await ledger.complete(n % 2, accepted(f"c-{n}"))
+    assert store.entry("call.connect:c-0") is None, "not yet written"
+    found = await ledger.find("call.connect", "c-0", partition=0)
+    assert found is not None, "found before it is written"
+    assert found.state == "done"
+    await ledger.flush()
+    assert applied == [5], "one write of the five"
+    assert all(store.entry(f"call.connect:c-{n}") is not None for n in range(5))
+    assert store.indexed("call.connect:c-3") is not None
+
+
+async def test_an_unwritten_outcome_is_not_replaced_by_an_older_intent() -> None:
+    ledger, _, store = new_ledger()
+    await ledger.complete(3, accepted())
+    ledger._remember(  # an intent read back late, say; the outcome stays
+        LedgerEntry(
+            command_id="c-1", command_type="call.connect", state="intent", account="x", at=NOW
+        ),
+        3,
+    )
+    found = await ledger.find("call.connect", "c-1", partition=3)
+    assert found is not None
+    assert found.state == "done"
+    await ledger.flush()
+    stored = store.entry("call.connect:c-1")
+    assert stored is not None
+    assert stored.state == "done"
+
+
+async def test_an_entry_stays_in_memory_until_the_store_took_it() -> None:
+    failures = [2]
+
+    class FlakyStore(StateStore):
+        def apply(self, **rows: Any) -> None:
+            if failures[0]:
+                failures[0] -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+            super().apply(**rows)
+
+    store = FlakyStore(None)
+    ledger, _, _ = new_ledger(store=store, write_behind_seconds=0.001)
+    await ledger.complete(3, accepted())
+    await ledger.flush()
+    assert failures == [0]
+    assert store.entry("call.connect:c-1") is not None
+    assert await ledger.find("call.connect", "c-1", partition=3) is not None
+
+
+async def test_closing_writes_what_is_unwritten_first() -> None:
+    ledger, _, store = new_ledger()
+    await ledger.complete(3, accepted())
+    await ledger.close()
+    assert store.entry("call.connect:c-1") is not None
+    await ledger.complete(4, accepted("c-2"))  # after close: kept in memory, never written
+    assert store.entry("call.connect:c-2") is None

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import httpx
 import pytest
 
 from services.exotel import ExotelSettings, make_http_client
-from services.exotel.http import MAX_CONNECTIONS, USER_AGENT, http_clients
+from services.exotel.http import (
+    CONNECTIONS_PER_SHARD,
+    MAX_CONNECTIONS,
+    USER_AGENT,
+    ShardedTransport,
+    http_clients,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,20 +39,80 @@ async def test_a_short_timeout_also_shortens_connecting() -> None:
         assert http.timeout.connect == 2
 
 
+def pools(http: httpx.AsyncClient) -> list[Any]:
+    transport = http._transport
+    assert isinstance(transport, ShardedTransport)
+    return [shard._pool for shard in transport.shards]  # type: ignore[attr-defined]
+
+
 async def test_the_pool_is_sized_for_about_two_hundred_requests_in_flight() -> None:
     assert MAX_CONNECTIONS >= 200
     async with make_http_client(ExotelSettings()) as http:
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == MAX_CONNECTIONS
+        assert sum(pool._max_connections for pool in pools(http)) >= MAX_CONNECTIONS
+
+
+async def test_connections_are_spread_over_small_pools_kept_alive_for_the_concurrency() -> None:
+    async with make_http_client(ExotelSettings(), concurrency=64) as http:
+        shards = pools(http)
+        assert len(shards) == 64 // CONNECTIONS_PER_SHARD
+        assert {pool._max_keepalive_connections for pool in shards} == {CONNECTIONS_PER_SHARD}
+
+
+class Body(httpx.AsyncByteStream):
+    """A body read from the network (a ``content=`` one counts as read already)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{}"
+
+
+def recording(shard: int, seen: list[int]) -> httpx.MockTransport:
+    def answer(_request: httpx.Request) -> httpx.Response:
+        seen.append(shard)
+        return httpx.Response(200, stream=Body())
+
+    return httpx.MockTransport(answer)
+
+
+async def test_a_pool_takes_requests_until_it_is_full_then_the_next_one() -> None:
+    seen: list[int] = []
+    transport = ShardedTransport([recording(n, seen) for n in range(3)], per_shard=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        for _ in range(4):  # one at a time: the first pool's connection each time
+            assert (await http.get("https://api.exotel.com/")).status_code == 200
+        assert seen == [0, 0, 0, 0]
+        assert transport.in_flight == [0, 0, 0], "a request counts until its response closes"
+        open_ = [
+            await http.send(http.build_request("GET", "https://api.exotel.com/"), stream=True)
+            for _ in range(7)
+        ]
+        assert seen[4:] == [0, 0, 1, 1, 2, 2, 0], "full pools: the least busy one"
+        assert transport.in_flight == [3, 2, 2]
+        await open_[2].aclose()  # one of pool 1's
+        await http.get("https://api.exotel.com/")
+        assert seen[-1] == 1
+        for response in open_:
+            await response.aclose()
+    assert transport.in_flight == [0, 0, 0]
+
+
+async def test_a_failed_request_stops_counting() -> None:
+    def fail(_request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    transport = ShardedTransport([httpx.MockTransport(fail)], per_shard=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get("https://api.exotel.com/")
+    assert transport.in_flight == [0]
 
 
 async def test_tls_is_verified_unless_explicitly_disabled() -> None:
     async with make_http_client(ExotelSettings()) as http:
-        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
-        assert ssl_context.verify_mode.name == "CERT_REQUIRED"
+        modes = {pool._ssl_context.verify_mode.name for pool in pools(http)}
+        assert modes == {"CERT_REQUIRED"}
     async with make_http_client(ExotelSettings(verify_tls=False)) as http:
-        ssl_context = http._transport._pool._ssl_context  # type: ignore[attr-defined]
-        assert ssl_context.verify_mode.name == "CERT_NONE"
+        modes = {pool._ssl_context.verify_mode.name for pool in pools(http)}
+        assert modes == {"CERT_NONE"}
 
 
 async def test_a_transport_can_be_injected_for_tests() -> None:

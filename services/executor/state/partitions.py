@@ -53,6 +53,9 @@ class ExecutorState:
                 f"the write lanes of partitions {sorted(partitions)} did not open within "
                 f"EXECUTOR_RESTORE_TIMEOUT_SECONDS={self.reader.timeout_seconds:g}"
             ) from exc
+        # Our own entries still on their way to the store first: none of them may land
+        # over what the restore reads (a partition that comes back after another owner).
+        await self.ledger.flush()
         await self.reader.restore(partitions)
         self.lanes.mark_acquired(partitions)
 
@@ -97,6 +100,7 @@ class ExecutorState:
     async def close(self) -> None:
         await self.reader.stop()
         await self.lanes.stop()
+        await self.ledger.close()
         self.store.close()
         if self.temporary and self.store.path is not None:
             shutil.rmtree(self.store.path.parent, ignore_errors=True)
