@@ -152,6 +152,7 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     container, or an index beyond the limits, is unreadable.
     """
     root: dict[Any, Any] = {}
+    nested = False
     for count, (key, value) in enumerate(pairs, start=1):
         if count > MAX_FORM_FIELDS:
             raise UnreadableCallback(f"more than {MAX_FORM_FIELDS} form fields")
@@ -159,11 +160,18 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             raise UnreadableCallback("form field names and values must be text")
         if len(key) > MAX_KEY_CHARS:
             raise UnreadableCallback(f"a form field name is longer than {MAX_KEY_CHARS} chars")
+        if "[" not in key and "]" not in key:  # a plain name (most of them): one level, as _put
+            if isinstance(root.get(key), dict):
+                raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+            root[key] = value
+            continue
+        nested = True
         path = _form_path(key)
         if len(path) > MAX_DEPTH:
             raise UnreadableCallback(f"form field {_short(key)!r} is nested too deeply")
         _put(root, key, path, value)
-    return cast("dict[str, Any]", _listify(root))
+    # only nested fields can have made containers: plain ones are text under text keys
+    return cast("dict[str, Any]", _listify(root)) if nested else root
 
 
 def _put(root: dict[Any, Any], key: str, path: list[str], value: str) -> None:
