@@ -231,8 +231,15 @@ def check_limits(payload: Mapping[Any, Any]) -> None:
             raise UnreadableCallback(f"payload is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict) or (depth == 0 and isinstance(value, Mapping)):
             for key, item in value.items():
-                _check_key(key)
-                stack.append((item, depth + 1))
+                if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isascii():
+                    _check_key(key)  # else it passes: short ASCII text
+                if type(item) is str and depth < MAX_DEPTH:  # a text value: checked here
+                    nodes += 1
+                    if nodes > MAX_NODES:
+                        raise UnreadableCallback(f"payload has more than {MAX_NODES} values")
+                    _check_scalar(item)
+                else:
+                    stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
         else:
@@ -287,7 +294,7 @@ def fold_keys(value: Any) -> Any:
         spelled: dict[str, str] = {}
         for key, item in value.items():
             name = fold(str(key))
-            folded = fold_keys(item)
+            folded = fold_keys(item) if isinstance(item, Mapping | list) else item
             if name in out and out[name] != folded:
                 raise UnreadableCallback(
                     f"keys {_short(spelled[name])!r} and {_short(str(key))!r} differ only in "
