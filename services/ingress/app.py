@@ -148,12 +148,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise BodyTooLarge(finished=False)
     chunks: list[bytes] = []
     total = 0
-    async for chunk, more in _chunks(request):
+    more = True
+    while more:  # what _chunks does, without an async generator (the loop tracks each one)
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
         total += len(chunk)
         if total > limit:
             raise BodyTooLarge(finished=not more)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def drain(request: Request) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,7 @@ from services.ingress.parsing import (
     decode_json,
     form_to_payload,
     parse_callback,
+    uuid5_text,
 )
 from services.sandbox.payloads import flatten
 from tests.ingress import samples
@@ -335,3 +338,15 @@ def test_plain_form_names_read_as_through_the_nested_path(pairs: list[tuple[str,
     else:
         assert payload == expected
         assert list(payload) == list(expected), "the same key order"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.text())
+def test_uuid5_text_is_the_uuid_modules_uuid5(namespace: bytes, name: str) -> None:
+    try:
+        expected = str(uuid.uuid5(uuid.UUID(bytes=namespace), name))
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            uuid5_text(namespace, name)
+        return
+    assert uuid5_text(namespace, name) == expected
