@@ -38,10 +38,11 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.callback_signature import SIGNATURE_PARAM
 from services.common.http import probe_routes
@@ -80,6 +81,11 @@ CONNECT_BACKOFF_MAX_SECONDS = 5.0
 #: How many signed URLs (command_id, account, api, sig) are remembered as verified; the
 #: set starts again empty when full.
 VERIFIED_CACHE_SIZE = 10_000
+#: The path before ``{token}`` of each endpoint (the plain ASGI path, :class:`IngressApp`).
+ENDPOINT_PREFIXES: dict[Endpoint, str] = {
+    "callbacks": CALLBACK_PATH.removesuffix("{token}"),
+    "passthru": PASSTHRU_PATH.removesuffix("{token}"),
+}
 
 
 class BodyTooLarge(Exception):
@@ -142,12 +148,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise BodyTooLarge(finished=False)
     chunks: list[bytes] = []
     total = 0
-    async for chunk, more in _chunks(request):
+    more = True
+    while more:  # what _chunks does, without an async generator (the loop tracks each one)
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
         total += len(chunk)
         if total > limit:
             raise BodyTooLarge(finished=not more)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def drain(request: Request) -> bool:
@@ -240,9 +254,14 @@ class CallbackEndpoint:
         self._signer = settings.signer()
         #: correlation parameters with their sig already verified (HMAC is deterministic)
         self._verified: set[tuple[tuple[str, str], ...]] = set()
+        #: query strings of signed URLs without payload parameters (the POST callbacks of a
+        #: command all come to one URL): their correlation, verified, as :meth:`signed_query`
+        #: found it. Bounded like ``_verified``.
+        self._signed_queries: dict[bytes, dict[str, str]] = {}
         self._max_body = settings.max_body_bytes
         self._service = service
         self._metrics = metrics
+        self._answer_seconds = metrics.answer_seconds.labels(endpoint)
         self._readiness = readiness
 
     def authorised(self, token: str) -> bool:
@@ -267,14 +286,36 @@ class CallbackEndpoint:
         self._verified.add(seen)
         return True
 
+    def signed_query(self, request: Request) -> tuple[dict[str, str], list[tuple[str, str]]] | None:
+        """The correlation parameters and the payload parameters of the request's query,
+        or ``None`` when its ``sig`` does not match (:meth:`signed`)."""
+        raw = bytes(request.scope.get("query_string", b""))
+        known = self._signed_queries.get(raw)
+        if known is not None:  # this very query string was parsed and verified before
+            return known, []
+        items = request.query_params.multi_items()
+        if not self.signed(items):
+            return None
+        query = {k: v for k, v in items if k in CORRELATION_PARAMS}
+        query_payload = [(k, v) for k, v in items if k not in _URL_PARAMS]
+        if not query_payload:
+            if len(self._signed_queries) >= VERIFIED_CACHE_SIZE:
+                self._signed_queries.clear()
+            self._signed_queries[raw] = query
+        return query, query_payload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The endpoint as a plain ASGI app: what starlette's ``Route`` does for it (a
+        :class:`Request`, the handler, the response), without the layers between."""
+        response = await self.handle(Request(scope, receive, send))
+        await response(scope, receive, send)
+
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
             return await self._answer(request, started)
         finally:
-            self._metrics.answer_seconds.labels(self._endpoint).observe(
-                time.perf_counter() - started
-            )
+            self._answer_seconds.observe(time.perf_counter() - started)
 
     async def _answer(self, request: Request, started: float) -> Response:
         received_at = datetime.now(UTC)
@@ -285,13 +326,12 @@ class CallbackEndpoint:
             log.warning(self._log_event, outcome="unauthorized", status_code=401)
             return JSONResponse({"error": "unauthorized"}, status_code=401)
 
-        items = request.query_params.multi_items()
-        if not self.signed(items):
+        signed = self.signed_query(request)
+        if signed is None:
             self._metrics.rejected.labels("bad_signature").inc()
             log.warning(self._log_event, outcome="bad_signature", status_code=401)
             return JSONResponse({"error": "unauthorized"}, status_code=401)
-        query = {k: v for k, v in items if k in CORRELATION_PARAMS}
-        query_payload = [(k, v) for k, v in items if k not in _URL_PARAMS]
+        query, query_payload = signed
         # One line per callback, its fields passed, not bound: binding context variables
         # costs more than the line itself (bench/RESULTS.md).
         response, outcome = await self._handle(request, query, query_payload, received_at)
@@ -375,7 +415,7 @@ class CallbackEndpoint:
     @staticmethod
     def _respond(outcome: Outcome) -> Response:
         if outcome.verdict is Verdict.ACCEPTED and outcome.event is not None:
-            return JSONResponse({"status": "accepted", "event_id": outcome.event.event_id})
+            return Response(accepted_body(outcome.event.event_id), media_type=JSON_TYPE)
         if outcome.verdict is Verdict.UNREADABLE:
             return JSONResponse({"error": "unreadable", "reason": outcome.reason}, status_code=400)
         return JSONResponse(
@@ -383,6 +423,48 @@ class CallbackEndpoint:
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+
+def accepted_body(event_id: str) -> bytes:
+    """``{"status":"accepted","event_id":…}`` as ``JSONResponse`` renders it (an event id
+    is a UUID: nothing in it needs escaping)."""
+    return b'{"status":"accepted","event_id":"' + event_id.encode("ascii") + b'"}'
+
+
+class IngressApp(Starlette):
+    """The ingress's starlette app, with the two callback endpoints reached directly.
+
+    A ``GET`` or ``POST`` to ``/exotel/callbacks/{token}`` or ``/exotel/passthru/{token}``
+    goes straight to its :class:`CallbackEndpoint` behind starlette's
+    ``ServerErrorMiddleware`` (an unexpected error is still a 500 and is raised to the
+    server), without the exception middleware, the router and the route's wrappers: they
+    cost more than a callback's answer and do nothing for it (the endpoint raises no
+    ``HTTPException``). Every other request (the probes, ``/metrics``, another method,
+    another path, a ``root_path``) and the lifespan go through starlette as before.
+    """
+
+    def __init__(self, *, endpoints: dict[Endpoint, CallbackEndpoint], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._direct: list[tuple[str, ASGIApp]] = [
+            (ENDPOINT_PREFIXES[which], ServerErrorMiddleware(endpoint))
+            for which, endpoint in endpoints.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "POST")
+            and not scope.get("root_path")
+        ):
+            path: str = scope["path"]
+            for prefix, endpoint in self._direct:
+                token = path[len(prefix) :] if path.startswith(prefix) else ""
+                if token and "/" not in token:  # what the route's {token} matches
+                    scope["app"] = self
+                    scope["path_params"] = {"token": token}
+                    await endpoint(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 # --------------------------------------------------------------------------- composition
@@ -480,7 +562,9 @@ def create_app(
         Route(PASSTHRU_PATH, passthru.handle, methods=["GET", "POST"]),
         *probe_routes(readiness.check, registry),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = IngressApp(
+        endpoints={"callbacks": callbacks, "passthru": passthru}, routes=routes, lifespan=lifespan
+    )
     app.state.readiness = readiness
     app.state.metrics = metrics
     return app

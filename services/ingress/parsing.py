@@ -33,6 +33,7 @@ the raw bytes. Nothing in here raises any other exception for any input.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -152,6 +153,7 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     container, or an index beyond the limits, is unreadable.
     """
     root: dict[Any, Any] = {}
+    nested: set[str] = set()  # the names that have [segments]: containers, maybe lists
     for count, (key, value) in enumerate(pairs, start=1):
         if count > MAX_FORM_FIELDS:
             raise UnreadableCallback(f"more than {MAX_FORM_FIELDS} form fields")
@@ -159,11 +161,20 @@ def form_to_payload(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             raise UnreadableCallback("form field names and values must be text")
         if len(key) > MAX_KEY_CHARS:
             raise UnreadableCallback(f"a form field name is longer than {MAX_KEY_CHARS} chars")
+        if "[" not in key and "]" not in key:  # a plain name (most of them): one level, as _put
+            if isinstance(root.get(key), dict):
+                raise UnreadableCallback(f"form field {_short(key)!r} conflicts with another")
+            root[key] = value
+            continue
         path = _form_path(key)
         if len(path) > MAX_DEPTH:
             raise UnreadableCallback(f"form field {_short(key)!r} is nested too deeply")
         _put(root, key, path, value)
-    return cast("dict[str, Any]", _listify(root))
+        nested.add(path[0])
+    # Only nested fields made containers; the top level's names are text (never indices)
+    for name in nested:
+        root[name] = _listify(root[name])
+    return root
 
 
 def _put(root: dict[Any, Any], key: str, path: list[str], value: str) -> None:
@@ -223,8 +234,15 @@ def check_limits(payload: Mapping[Any, Any]) -> None:
             raise UnreadableCallback(f"payload is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict) or (depth == 0 and isinstance(value, Mapping)):
             for key, item in value.items():
-                _check_key(key)
-                stack.append((item, depth + 1))
+                if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isascii():
+                    _check_key(key)  # else it passes: short ASCII text
+                if type(item) is str and depth < MAX_DEPTH:  # a text value: checked here
+                    nodes += 1
+                    if nodes > MAX_NODES:
+                        raise UnreadableCallback(f"payload has more than {MAX_NODES} values")
+                    _check_scalar(item)
+                else:
+                    stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
         else:
@@ -279,7 +297,7 @@ def fold_keys(value: Any) -> Any:
         spelled: dict[str, str] = {}
         for key, item in value.items():
             name = fold(str(key))
-            folded = fold_keys(item)
+            folded = fold_keys(item) if isinstance(item, Mapping | list) else item
             if name in out and out[name] != folded:
                 raise UnreadableCallback(
                     f"keys {_short(spelled[name])!r} and {_short(str(key))!r} differ only in "
@@ -644,6 +662,7 @@ _PARSERS: Final = {
 # --------------------------------------------------------------------------- identity
 
 _EVENT_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:voicebus:call.status")
+_EVENT_ID_NAMESPACE_BYTES: Final = _EVENT_ID_NAMESPACE.bytes
 #: Flow parameters that change when Exotel repeats one notification (its clock).
 _VOLATILE_FLOW_KEYS: Final = frozenset({fold(Passthru.CURRENT_TIME)})
 
@@ -668,7 +687,20 @@ def event_id_for(
     and event type are named explicitly so the id never depends on how a shape spells them.
     """
     name = "\x1f".join((call_sid, leg_sid or "", event_type, canonical_json(payload)))
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, name))
+    return uuid5_text(_EVENT_ID_NAMESPACE_BYTES, name)
+
+
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """``str(uuid.uuid5(UUID(bytes=namespace), name))``, without building the ``UUID``: the
+    SHA-1 of namespace and name, version 5 and the RFC 4122 variant set in its first 16
+    bytes, as 8-4-4-4-12 hex digits."""
+    digest = bytearray(
+        hashlib.sha1(namespace + name.encode("utf-8"), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def flow_event_id(call_sid: str, folded: Mapping[str, Any]) -> str:

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
+from starlette.responses import JSONResponse
 
-from services.ingress.app import create_app
+from services.ingress.app import accepted_body, create_app
 from services.ingress.settings import IngressSettings
 from tests.ingress import samples
 from tests.ingress.fakes import MemoryOutlet
@@ -516,3 +517,85 @@ def test_passthru_metrics_have_their_own_labels(client: TestClient) -> None:
 def test_the_passthru_deadline_must_leave_room_for_the_spool() -> None:
     with pytest.raises(ValueError, match="INGRESS_PASSTHRU_SPOOL_AFTER_SECONDS"):
         make_settings(passthru_timeout_seconds=0.5, passthru_spool_after_seconds=0.5)
+
+
+# --------------------------------------------------------------------------- the direct path
+
+
+def test_the_accepted_body_is_what_json_response_renders() -> None:
+    event_id = "0b6c1f0e-5d6a-5b8e-9f3a-2c4d6e8f0a1b"
+    rendered = JSONResponse({"status": "accepted", "event_id": event_id}).body
+    assert accepted_body(event_id) == rendered
+
+
+def test_an_accepted_callback_is_answered_as_before(client: TestClient) -> None:
+    response = client.post(URL, json=samples.load("v1_terminal.json"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert response.json()["status"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/exotel/callbacks/", 404),  # no token: not the route
+        ("POST", f"{BASE}/more", 404),
+        ("POST", "/exotel/passthru/", 404),
+        ("PUT", URL, 405),  # starlette's route answers other methods
+        ("DELETE", f"/exotel/passthru/{TOKEN}", 405),
+        ("POST", "/exotel/callback/x", 404),
+    ],
+)
+def test_what_the_direct_path_leaves_to_starlette(
+    client: TestClient, outlet: MemoryOutlet, method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path, json=samples.load("v1_terminal.json"))
+    assert response.status_code == status
+    assert outlet.facts.events == []
+
+
+def test_a_trailing_slash_is_redirected_by_starlette(client: TestClient) -> None:
+    response = client.post(f"{BASE}/?{signed_query()}", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"].endswith(URL)
+
+
+def test_a_root_path_goes_through_starlette() -> None:
+    outlet = MemoryOutlet()
+    app = create_app(make_settings(), outlet=outlet)
+    with TestClient(app, root_path="/behind") as test_client:
+        wait_ready(test_client)
+        response = test_client.post(URL, json=samples.load("v1_terminal.json"))
+    assert response.status_code == 200
+    assert len(outlet.facts.events) == 1
+
+
+class _Broken:
+    async def put(self, event: object) -> None:
+        raise RuntimeError("a bug")
+
+
+def test_an_unexpected_error_is_a_500_and_reaches_the_server() -> None:
+    outlet = MemoryOutlet()
+    outlet.memory_facts = _Broken()  # type: ignore[assignment]
+    app = create_app(make_settings(), outlet=outlet)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        wait_ready(test_client)
+        response = test_client.post(URL, json=samples.load("v1_terminal.json"))
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    with TestClient(app) as test_client, pytest.raises(RuntimeError, match="a bug"):
+        test_client.post(URL, json=samples.load("v1_terminal.json"))
+
+
+def test_a_remembered_url_still_needs_its_own_signature(
+    client: TestClient, outlet: MemoryOutlet
+) -> None:
+    url = f"{BASE}?{signed_query(command_id='cmd-9', account='default', api='v1')}"
+    for _ in range(3):  # parsed and verified once, then remembered
+        assert client.post(url, json=samples.load("v1_terminal.json")).status_code == 200
+    tampered = url.replace("cmd-9", "cmd-8")
+    assert client.post(tampered, json=samples.load("v1_terminal.json")).status_code == 401
+    other = f"{url}&CallSid=x"  # a payload parameter: another query string, verified again
+    assert client.post(other, json=samples.load("v1_terminal.json")).status_code == 200
+    assert [event.command_id for event in outlet.facts.events] == ["cmd-9"] * 4

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.status import CallStatusEvent
 from services.exotel.fields import SPELLINGS, fold, spell
 from services.ingress.parsing import (
+    MAX_DEPTH,
     UnreadableCallback,
+    _form_path,
+    _listify,
+    _put,
     decode_json,
     form_to_payload,
     parse_callback,
+    uuid5_text,
 )
 from services.sandbox.payloads import flatten
 from tests.ingress import samples
@@ -294,3 +301,52 @@ def test_a_passthru_notification_is_never_a_terminal(extra: dict[str, Any]) -> N
     except UnreadableCallback:
         return
     assert (event.api, event.event_type) == ("passthru", "flow")
+
+
+def _every_key_nested(pairs: list[tuple[str, str]]) -> dict[str, Any] | str:
+    """form_to_payload as it was before plain names skipped the path (every key split into
+    its segments, then lists made): the result, or the error's reason."""
+    root: dict[Any, Any] = {}
+    try:
+        for key, value in pairs:
+            path = _form_path(key)
+            if len(path) > MAX_DEPTH:
+                raise UnreadableCallback("nested too deeply")
+            _put(root, key, path, value)
+    except UnreadableCallback as exc:
+        return exc.reason
+    listed: dict[str, Any] = _listify(root)
+    return listed
+
+
+FORM_KEYS = st.one_of(
+    st.sampled_from(["CallSid", "Legs", "Legs[0]", "Legs[0][Status]", "Legs[1][Status]", "a[]"]),
+    st.text(alphabet="ab[]0", max_size=7),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(FORM_KEYS, st.text(alphabet="xy", max_size=2)), max_size=8))
+def test_plain_form_names_read_as_through_the_nested_path(pairs: list[tuple[str, str]]) -> None:
+    expected = _every_key_nested(pairs)
+    try:
+        payload: dict[str, Any] | str = form_to_payload(pairs)
+    except UnreadableCallback as exc:
+        payload = exc.reason
+    if isinstance(expected, str):
+        assert isinstance(payload, str), (payload, expected)
+    else:
+        assert payload == expected
+        assert list(payload) == list(expected), "the same key order"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.text())
+def test_uuid5_text_is_the_uuid_modules_uuid5(namespace: bytes, name: str) -> None:
+    try:
+        expected = str(uuid.uuid5(uuid.UUID(bytes=namespace), name))
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            uuid5_text(namespace, name)
+        return
+    assert uuid5_text(namespace, name) == expected
