@@ -1,14 +1,13 @@
 """``python -m services.ingress``: the webhook ingress, configured by the environment.
 
 What exists once the app is built is frozen out of the garbage collector's view
-(:func:`freeze_what_lives_forever`). Stops cleanly on SIGTERM/SIGINT: uvicorn finishes
-in-flight callbacks, then the lifespan closes the Kafka producer (flushing what was
-accepted).
+(``serve`` calls :func:`services.common.http.freeze_what_lives_forever`, for every
+service). Stops cleanly on SIGTERM/SIGINT: uvicorn finishes in-flight callbacks, then the
+lifespan closes the Kafka producer (flushing what was accepted).
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
@@ -28,16 +27,6 @@ def load_settings() -> IngressSettings | str:
         return IngressSettings()  # values come from the environment
     except ValidationError as exc:
         return describe_errors(exc)
-
-
-def freeze_what_lives_forever() -> None:
-    """Move everything made so far (modules, settings, the app) out of the cyclic garbage
-    collector's view: it lives as long as the process. Without it every full collection
-    walks all of it: 45-70 ms with the loop stopped, about once a second at 2,000
-    callbacks/s (objects of the callbacks in flight get promoted and trigger it), which
-    was the ingress's p99 (bench/RESULTS.md). Collected first, so no garbage is kept."""
-    gc.collect()
-    gc.freeze()
 
 
 def main() -> int:
@@ -67,7 +56,6 @@ def main() -> int:
     )
 
     app = create_app(settings)
-    freeze_what_lives_forever()
     serve(app, host=settings.http_host, port=settings.http_port)
     log.info("ingress.exited")
     return 0
