@@ -2,10 +2,12 @@
 
 On assignment, before a partition's commands run, its ledger partition is read from the
 store's checkpoint to the end (a fresh store: from the beginning), and so is the whole
-command index, which is small. "The end" is the partition's end offset where Kafka
-reports it exactly (Apache Kafka; with ``read_committed``, the last stable offset, once
-the new owner's transactional producer has fenced the old one), else a barrier record
-this replica writes and reads back (Tansu). Afterwards a follower keeps reading the
+command index, which is small (unless the restore takes every ledger partition: then no
+index row would be kept, and the index is not read: ``_skip_index``). "The end" is the
+partition's end offset where Kafka reports it exactly (Apache Kafka; with
+``read_committed``, the last stable offset, once the new owner's transactional producer
+has fenced the old one), else a barrier record this replica writes and reads back
+(Tansu). Afterwards a follower keeps reading the
 owned ledger partitions and the index, so checkpoints stay close to the end and a
 duplicate published under another key is recognised from the index.
 
