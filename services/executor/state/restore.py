@@ -436,9 +436,11 @@ class StateReader:
         row naming a partition the ledger does not have is skipped with the rest (no
         ledger entry can be behind it; commands of such a partition could not be
         recorded)."""
-        ledger = self._ledger_partitions
+        # Those named at start and those the consumer's metadata knows now (a ledger
+        # topic given partitions since is not taken for restored whole).
+        ledger = self._ledger_partitions | set(consumer.partitions_for_topic(LEDGER_TOPIC) or ())
         index = [tp for tp in tps if tp.topic == INDEX_TOPIC]
-        if not index or not ledger or not restoring.issuperset(ledger):
+        if not index or not self._ledger_partitions or not restoring.issuperset(ledger):
             return []
         ends = await consumer.end_offsets(index)
         for tp in index:
