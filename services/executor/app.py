@@ -277,7 +277,10 @@ async def _open_state(
         timeout_seconds=settings.restore_timeout_seconds,
         progress=progress,
     )
-    await reader.start(await topic_partitions(settings.kafka, INDEX_TOPIC))
+    await reader.start(
+        await topic_partitions(settings.kafka, INDEX_TOPIC),
+        await topic_partitions(settings.kafka, LEDGER_TOPIC),
+    )
 
     async def fetch(partition: int, key: str, at: float) -> bytes | None:
         return await fetch_foreign_entry(

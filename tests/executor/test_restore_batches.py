@@ -7,13 +7,19 @@ import asyncio
 import gc
 import threading
 import weakref
+from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC, index_record, ledger_record
-from services.executor.state.restore import PausedCollector, StoreWriter, store_rows
+from services.executor.state.restore import (
+    PausedCollector,
+    StoreWriter,
+    read_records_as_read,
+    store_rows,
+)
 from services.executor.state.store import EntryRow, StateStore
 
 LEDGER = LEDGER_TOPIC
@@ -123,3 +129,69 @@ def test_ledger_records_become_entries_of_their_partition() -> None:
     entries, index = store_rows([*rows, barrier], LEDGER_TOPIC, 3, restoring={3})
     assert entries == [EntryRow("call.connect:c-1", 3, "intent", 1.0, b"{}")]
     assert index == []
+
+
+def _batches(*records: Any, transactional: bool = False) -> bytes:
+    """Records as one v2 record batch, as a fetch response carries it."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=int(transactional),
+        producer_id=7 if transactional else -1,
+        producer_epoch=0 if transactional else -1,
+        base_sequence=0 if transactional else -1,
+        batch_size=1024 * 1024,
+    )
+    for offset, r in enumerate(records):
+        builder.append(offset, timestamp=None, key=r.key, value=r.value, headers=r.headers)
+    return bytes(builder.build())
+
+
+def test_fetched_records_are_handed_out_as_read_and_stored_alike() -> None:
+    """The restore's consumer hands out aiokafka's own records (no ``ConsumerRecord`` per
+    record); what is skipped and the rows stored are the same as from ``ConsumerRecord``s:
+    an aborted transaction's batch read ``read_committed`` is not handed out."""
+    from aiokafka.consumer.fetcher import READ_COMMITTED, PartitionRecords
+    from aiokafka.record.memory_records import MemoryRecords
+    from aiokafka.structs import TopicPartition
+
+    tp = TopicPartition(LEDGER, 3)
+    written = [
+        ledger_record(key=f"call.connect:c-{n}", partition=3, state="done", at=2.0, value=b"{}")
+        for n in range(3)
+    ]
+
+    check_crcs = False
+
+    def partition_records(data: bytes, aborted: list[tuple[int, int]]) -> Any:
+        return PartitionRecords(
+            tp, MemoryRecords(data), aborted, 0, None, None, check_crcs, READ_COMMITTED
+        )
+
+    consumer: Any = SimpleNamespace(_fetcher=SimpleNamespace(_records=OrderedDict()))
+    assert read_records_as_read(consumer) is True
+    buffered = consumer._fetcher._records
+    buffered[tp] = SimpleNamespace(_partition_records=partition_records(_batches(*written), []))
+    as_read = list(buffered[tp]._partition_records)
+    assert all(type(r).__name__ != "ConsumerRecord" for r in as_read)
+    plain = list(partition_records(_batches(*written), []))
+    assert all(type(r).__name__ == "ConsumerRecord" for r in plain)
+    assert store_rows(as_read, LEDGER, 3) == store_rows(plain, LEDGER, 3)
+    assert [e.key for e in store_rows(as_read, LEDGER, 3)[0]] == [
+        "call.connect:c-0",
+        "call.connect:c-1",
+        "call.connect:c-2",
+    ]
+
+    aborted = _batches(*written, transactional=True)
+    buffered[tp] = SimpleNamespace(_partition_records=partition_records(aborted, [(7, 0)]))
+    assert list(buffered[tp]._partition_records) == []
+
+
+def test_a_fetcher_not_as_expected_is_left_as_it_is() -> None:
+    consumer: Any = SimpleNamespace(_fetcher=SimpleNamespace(_records={"already": "there"}))
+    assert read_records_as_read(consumer) is False
+    assert consumer._fetcher._records == {"already": "there"}
+    assert read_records_as_read(SimpleNamespace()) is False

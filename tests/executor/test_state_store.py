@@ -118,3 +118,66 @@ def test_rows_are_stored_as_they_are_read_back() -> None:
     store.apply(entries=[filed_entry], index=[filed_index])
     assert store.entry("call.connect:c-1") == StoredEntry("call.connect:c-1", 3, "done", 7.5, b"v")
     assert store.indexed("call.connect:c-2") == IndexedCommand("call.connect:c-2", 5, "intent", 8.5)
+
+
+def test_a_batch_is_applied_in_key_order_and_a_keys_records_keep_theirs() -> None:
+    """Rows are sorted by key before they are written; records of one key stay in the
+    order they were read (a newer intent replaces an older one, an outcome stays)."""
+    store = StateStore(None)
+    batch = [
+        EntryRow("call.connect:c-9", 1, "intent", 1.0, b"i9"),
+        EntryRow("call.connect:c-1", 1, "intent", 1.0, b"old"),
+        EntryRow("call.connect:c-5", 1, "done", 2.0, b"d5"),
+        EntryRow("call.connect:c-1", 1, "intent", 2.0, b"new"),
+        EntryRow("call.connect:c-5", 1, "intent", 3.0, b"late intent"),
+        EntryRow("call.connect:c-9", 1, "done", 4.0, b"d9"),
+    ]
+    store.apply(
+        entries=batch,
+        index=[
+            IndexRow("call.connect:c-7", 2, "intent", 1.0),
+            IndexRow("call.connect:c-7", 2, "done", 2.0),
+        ],
+    )
+    values = {k: store.entry(f"call.connect:{k}") for k in ("c-1", "c-5", "c-9")}
+    assert {k: (v.state, v.value) for k, v in values.items() if v} == {
+        "c-1": ("intent", b"new"),
+        "c-5": ("done", b"d5"),
+        "c-9": ("done", b"d9"),
+    }
+    assert store.indexed("call.connect:c-7") == IndexedCommand("call.connect:c-7", 2, "done", 2.0)
+
+
+def _indexes(store: StateStore) -> set[str]:
+    return {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_restore_into_an_empty_store_builds_the_partition_index_at_its_end() -> None:
+    store = StateStore(None)
+    assert "entries_by_partition" in _indexes(store)
+    assert store.defer_partition_index() is True
+    assert "entries_by_partition" not in _indexes(store)
+    store.apply(entries=[row("done", partition=3)], positions=[("voicebus.executor.ledger", 3, 1)])
+    assert store.entries_in([3]) == 1  # still answered meanwhile (by a scan)
+    store.build_partition_index()
+    assert "entries_by_partition" in _indexes(store)
+    assert store.entries_in([3]) == 1
+    # A store holding entries keeps its index through a restore.
+    assert store.defer_partition_index() is False
+    assert "entries_by_partition" in _indexes(store)
+
+
+def test_a_store_left_without_its_partition_index_gets_it_back_when_opened(
+    tmp_path: Path,
+) -> None:
+    """A process that died in a restore (index deferred): the next one opens the store
+    with its index, and the rows and checkpoint written before the crash."""
+    store = open_store(tmp_path)
+    store.defer_partition_index()
+    store.apply(entries=[row("done")], positions=[("voicebus.executor.ledger", 3, 7)])
+    store.close()
+    again = open_store(tmp_path)
+    assert "entries_by_partition" in _indexes(again)
+    assert again.position("voicebus.executor.ledger", 3) == 7
+    assert again.entry("call.connect:c-1") is not None
+    again.close()

@@ -2,10 +2,12 @@
 
 On assignment, before a partition's commands run, its ledger partition is read from the
 store's checkpoint to the end (a fresh store: from the beginning), and so is the whole
-command index, which is small. "The end" is the partition's end offset where Kafka
-reports it exactly (Apache Kafka; with ``read_committed``, the last stable offset, once
-the new owner's transactional producer has fenced the old one), else a barrier record
-this replica writes and reads back (Tansu). Afterwards a follower keeps reading the
+command index, which is small (unless the restore takes every ledger partition: then no
+index row would be kept, and the index is not read: ``_skip_index``). "The end" is the
+partition's end offset where Kafka reports it exactly (Apache Kafka; with
+``read_committed``, the last stable offset, once the new owner's transactional producer
+has fenced the old one), else a barrier record this replica writes and reads back
+(Tansu). Afterwards a follower keeps reading the
 owned ledger partitions and the index, so checkpoints stay close to the end and a
 duplicate published under another key is recognised from the index.
 
@@ -17,6 +19,7 @@ the setting and how far it got.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import time
@@ -127,6 +130,44 @@ def store_rows(
     return [], [i for i in index if i is not None and i.partition not in restoring]
 
 
+def _as_read(_tp: object, record: Any) -> Any:
+    """``PartitionRecords._consumer_record`` for :class:`_RecordsAsRead`: the record."""
+    return record
+
+
+class _RecordsAsRead(collections.OrderedDict[Any, Any]):
+    """The fetcher's buffer of fetched partitions, handing out records as read: see
+    :func:`read_records_as_read`."""
+
+    def __setitem__(self, tp: Any, result: Any) -> None:
+        partition_records = getattr(result, "_partition_records", None)
+        if partition_records is not None:
+            partition_records._consumer_record = _as_read
+        super().__setitem__(tp, result)
+
+
+def read_records_as_read(consumer: AIOKafkaConsumer) -> bool:
+    """Make a started consumer, before its first assignment, hand out the records of its
+    fetches as aiokafka's record batches yield them (its C extension's records: offset,
+    key, value, headers) instead of a ``ConsumerRecord`` built in Python for each: that
+    object (eleven fields, a copy of the headers) was half of what decoding a ledger
+    record cost in a restore (bench/RESULTS.md). Whether it took.
+
+    Only the last step changes: which batches are read, what is skipped (control
+    batches; with ``read_committed``, the batches of aborted transactions), the
+    positions, errors and retries stay aiokafka's own (``PartitionRecords``). It reaches
+    into the fetcher (aiokafka is pinned to 0.14); where that is not as expected, nothing
+    changes and the records come as ``ConsumerRecord``s, which the readers here take as
+    well (both have ``key``, ``value`` and ``headers``)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    buffered = getattr(fetcher, "_records", None)
+    if type(buffered) is not collections.OrderedDict or buffered:
+        log.warning("state.records_as_read_unavailable")
+        return False
+    fetcher._records = _RecordsAsRead()  # type: ignore[union-attr]
+    return True
+
+
 class PausedCollector:
     """The cyclic garbage collector paused while a restore decodes millions of records,
     and run over the young generations only, once a second.
@@ -221,6 +262,7 @@ class StateReader:
         self.progress = progress or RestoreProgress()
         self._owned: set[int] = set()
         self._index_partitions: list[int] = []
+        self._ledger_partitions: frozenset[int] = frozenset()
         self._follower: AIOKafkaConsumer | None = None
         self._follow_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -241,8 +283,13 @@ class StateReader:
             **client_options(self._settings),
         )
 
-    async def start(self, index_partitions: Sequence[int]) -> None:
+    async def start(
+        self, index_partitions: Sequence[int], ledger_partitions: Sequence[int] = ()
+    ) -> None:
+        """``ledger_partitions``: every partition the ledger topic has (a restore of all
+        of them need not read the index: :meth:`_skip_index`); unknown if empty."""
         self._index_partitions = sorted(index_partitions)
+        self._ledger_partitions = frozenset(ledger_partitions)
         self._follower = self._consumer("follow")
         await self._follower.start()
 
@@ -277,8 +324,15 @@ class StateReader:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 await consumer.start()
-                with PausedCollector() as collector:
-                    read = await self._read_to_end(consumer, tps, writer, collector)
+                read_records_as_read(consumer)
+                deferred = await asyncio.to_thread(self._store.defer_partition_index)
+                try:
+                    with PausedCollector() as collector:
+                        read = await self._read_to_end(consumer, tps, writer, collector)
+                finally:
+                    if deferred:
+                        await writer.settle()
+                        await asyncio.to_thread(self._store.build_partition_index)
         except TimeoutError as exc:
             raise RestoreTimeout(
                 f"restoring ledger partitions {partitions} did not finish within "
@@ -309,19 +363,21 @@ class StateReader:
     ) -> int:
         consumer.assign(tps)
         await self._seek_to_checkpoints(consumer, tps)
+        restoring = frozenset(tp.partition for tp in tps if tp.topic == LEDGER_TOPIC)
+        skipped = await self._skip_index(consumer, tps, restoring)
+        read_tps = [tp for tp in tps if tp not in skipped]
         barrier: bytes | None = None
         ends: dict[TopicPartition, int] = {}
         if self._exact:
-            ends = dict(await consumer.end_offsets(tps))
-            waiting = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+            ends = dict(await consumer.end_offsets(read_tps)) if read_tps else {}
+            waiting = {tp for tp in read_tps if await consumer.position(tp) < ends[tp]}
         else:
             # Tansu: its end offsets can be short of the real end; read to our own barrier.
             barrier = uuid.uuid4().hex.encode()
             await asyncio.gather(
-                *(self._write_barrier(tp.topic, tp.partition, barrier) for tp in tps)
+                *(self._write_barrier(tp.topic, tp.partition, barrier) for tp in read_tps)
             )
-            waiting = set(tps)
-        restoring = frozenset(tp.partition for tp in tps if tp.topic == LEDGER_TOPIC)
+            waiting = set(read_tps)
         read = 0
         last_report = time.monotonic()
         while waiting:
@@ -364,6 +420,34 @@ class StateReader:
         await writer.write(positions=final)
         await writer.flush()
         return read
+
+    async def _skip_index(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], restoring: frozenset[int]
+    ) -> list[TopicPartition]:
+        """The index partitions this restore need not read, moved to their ends (and
+        paused): all of them when it restores every ledger partition, none otherwise.
+
+        ``store_rows`` leaves out the index rows of commands whose ledger partition is
+        being restored (their entries come with it, and a lookup finds an entry before it
+        asks the index); a restore of every ledger partition would read the whole index
+        to store none of it (for one replica owning everything: half of what it reads).
+        Moving the positions to the ends is what reading them through would have left:
+        the follower goes on from there and stores every row written after them. An index
+        row naming a partition the ledger does not have is skipped with the rest (no
+        ledger entry can be behind it; commands of such a partition could not be
+        recorded)."""
+        # Those named at start and those the consumer's metadata knows now (a ledger
+        # topic given partitions since is not taken for restored whole).
+        ledger = self._ledger_partitions | set(consumer.partitions_for_topic(LEDGER_TOPIC) or ())
+        index = [tp for tp in tps if tp.topic == INDEX_TOPIC]
+        if not index or not self._ledger_partitions or not restoring.issuperset(ledger):
+            return []
+        ends = await consumer.end_offsets(index)
+        for tp in index:
+            if await consumer.position(tp) < ends[tp]:
+                consumer.seek(tp, ends[tp])
+        consumer.pause(*index)
+        return index
 
     async def _seek_to_checkpoints(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]

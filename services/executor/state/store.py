@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+CREATE_PARTITION_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition)"
+
 #: An outcome is never undone by an older intent; a newer record replaces an older one.
 UPSERT_ENTRY = """
 INSERT INTO entries (key, partition, state, at, value) VALUES (?, ?, ?, ?, ?)
@@ -246,12 +248,38 @@ class StateStore:
         positions: Iterable[tuple[str, int, int]] = (),
     ) -> None:
         """Rows read from (or written to) Kafka and the positions after them, atomically."""
+        # In key order: the B-trees are walked from one insertion point to the next
+        # instead of jumping about (a restore's batches come partition by partition, in
+        # offset order). Stable: a key's records keep their order (a newer one replaces).
+        if len(entries) > 1:
+            entries = sorted(entries, key=_by_key)
+        if len(index) > 1:
+            index = sorted(index, key=_by_key)
         with self._transaction() as db:
             if entries:
                 db.executemany(UPSERT_ENTRY, entries)
             if index:
                 db.executemany(UPSERT_INDEX, index)
             db.executemany(UPSERT_POSITION, list(positions))
+
+    def defer_partition_index(self) -> bool:
+        """Before a restore into an empty ``entries`` table: its partition index dropped,
+        to be built once by :meth:`build_partition_index` at the end instead of updated on
+        every insert (a million rows: one B-tree fewer written per row). Whether it was.
+
+        Nothing reads it meanwhile (``/readyz`` does not count during a restore, and the
+        queries that use it still answer, by a scan); a process that dies before the end
+        gets it back from ``SCHEMA`` when it opens the store again. Rows and positions
+        are written together whatever the indexes: the checkpoint claims nothing more."""
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is not None:
+                return False
+            self._db.execute("DROP INDEX IF EXISTS entries_by_partition")
+        return True
+
+    def build_partition_index(self) -> None:
+        with self._lock:
+            self._db.execute(CREATE_PARTITION_INDEX)
 
     def forget_positions(self, topic: str, partitions: Iterable[int]) -> None:
         """Read these partitions from their beginning next time (their data was removed
@@ -272,6 +300,10 @@ class StateStore:
                 "DELETE FROM command_index WHERE state = 'done' AND at < ?", (before,)
             )
         return int(gone.rowcount) + int(indexed.rowcount)
+
+
+def _by_key(row: EntryRow | IndexRow) -> str:
+    return row.key
 
 
 def _lock(directory: Path) -> IO[str]:
