@@ -166,6 +166,53 @@ async def test_concurrent_waiters_are_granted_one_interval_apart(fake: FakeTime)
     await rec.close()
 
 
+class LateTime(FakeTime):
+    """Virtual time whose sleepers wake ``lag`` seconds late (a busy event loop)."""
+
+    def __init__(self, lag: float) -> None:
+        super().__init__()
+        self.lag = lag
+
+    async def sleep(self, delay: float) -> None:
+        await super().sleep(delay + self.lag)
+
+
+async def test_a_backlog_keeps_its_rate_when_the_loop_wakes_sleepers_late() -> None:
+    late = LateTime(lag=0.02)  # a tenth of the interval
+    rec = Recorder(limiter_on(late, per_second=5.0), late)
+    names = [f"w{i}" for i in range(21)]
+    await rec.start_many(names)
+    await late.run_until(10.0)
+    granted = [rec.granted[n] for n in names]
+    # on the schedule (one every 0.2 s), each at most the lag after its slot; without
+    # the credit every interval would be 0.22 s (4.4 s for the 20 intervals)
+    assert granted[-1] == pytest.approx(4.0 + 0.02)
+    assert all(b - a >= 0.2 - 0.02 - 1e-9 for a, b in itertools.pairwise(granted))
+    assert max_in_any_window(granted, 1.0) <= 5 + 1
+    await rec.close()
+
+
+async def test_a_sleeper_woken_much_later_than_its_slot_gets_no_credit() -> None:
+    late = LateTime(lag=0.1)  # half an interval: more than a loop's lag
+    rec = Recorder(limiter_on(late, per_second=5.0), late)
+    await rec.start_many("ABC")
+    await late.run_until(5.0)
+    assert [rec.granted[n] for n in "ABC"] == pytest.approx([0.0, 0.3, 0.6])
+    await rec.close()
+
+
+async def test_an_idle_lane_banks_no_credit_for_the_time_it_was_idle(fake: FakeTime) -> None:
+    limiter = limiter_on(fake, per_second=5.0)
+    rec = Recorder(limiter, fake)
+    await rec.start_many("AB")
+    await fake.run_until(0.25)  # A at 0, B at 0.2
+    fake.now = 0.41  # C comes after its slot (0.4) had passed, idle: none of that is kept
+    await rec.start_many("CD")
+    await fake.run_until(2.0)
+    assert [rec.granted[n] for n in "ABCD"] == pytest.approx([0.0, 0.2, 0.41, 0.61])
+    await rec.close()
+
+
 async def test_waiters_are_served_in_arrival_order(fake: FakeTime) -> None:
     rec = Recorder(limiter_on(fake, per_second=10.0), fake)
     names = [f"w{i}" for i in range(25)]
