@@ -10,8 +10,7 @@ them) are read from their JSON.
 A restore reads every record of its partitions and of the whole index (millions), so the
 readers here cost a pass over a record's two or three headers and a tuple: no JSON, no
 model. What they check is what the store relies on: a state of ``intent`` or ``done``, a
-time that is a finite number, a partition that is a number; a record failing that is
-skipped as unreadable.
+time that is a finite number, a partition that is a number; a record failing that is skipped as unreadable.
 The ledger value itself is validated when a command is looked up (``ledger._parse``).
 """
 

@@ -354,7 +354,7 @@ def _entries_json(entries: Sequence[EntryRow]) -> tuple[str, bytes]:
     hardly overlaps the restore's decoding)."""
     values = list(map(_values, entries))
     lengths = list(map(len, values))
-    rows = list(zip(map(_heads, entries), accumulate(lengths, initial=1), lengths, strict=False))
+    rows = list(zip(map(_heads, entries), accumulate(lengths, initial=1), lengths))
     return _dumps(rows), b"".join(values)
 
 
