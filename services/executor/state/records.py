@@ -10,14 +10,13 @@ them) are read from their JSON.
 A restore reads every record of its partitions and of the whole index (millions), so the
 readers here cost a pass over a record's two or three headers and a tuple: no JSON, no
 model. What they check is what the store relies on: a state of ``intent`` or ``done``, a
-time that is a finite number, a partition that is a number; a record failing that is skipped as unreadable.
+time and a partition that are numbers; a record failing that is skipped as unreadable.
 The ledger value itself is validated when a command is looked up (``ledger._parse``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -105,7 +104,7 @@ def entry_row(
             when = _epoch(body["at"])
     except (ValueError, KeyError, TypeError):
         return None
-    if state_text is None or not math.isfinite(when):
+    if state_text is None:
         return None
     return _new(EntryRow, (key.decode(), partition, state_text, when, value))
 
@@ -128,7 +127,7 @@ def index_row(
             partition, when = int(body["partition"]), float(body["at"])
     except (ValueError, KeyError, TypeError):
         return None
-    if state_text is None or not math.isfinite(when):
+    if state_text is None:
         return None
     return _new(IndexRow, (key.decode(), partition, state_text, when))
 

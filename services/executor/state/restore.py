@@ -206,8 +206,7 @@ class PausedCollector:
 
 class StoreWriter:
     """Applies batches to the store in a thread, one at a time and in order, while the
-    next batch is fetched and decoded (SQLite leaves the GIL while it writes: a batch
-    goes to it whole, one statement, ``StateStore.apply``). Each batch
+    next batch is fetched and decoded (SQLite leaves the GIL while it writes). Each batch
     goes in one transaction with the positions after it, so a checkpoint never covers
     rows that were not written."""
 

@@ -22,15 +22,12 @@ SQLite transaction as the rows read below it, so a crash never leaves them apart
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import accumulate
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
@@ -76,32 +73,6 @@ ON CONFLICT (key) DO UPDATE SET
     partition = excluded.partition, state = excluded.state, at = excluded.at
 WHERE excluded.state = 'done' OR command_index.state = 'intent'
 """
-#: The same upserts, of a whole batch in one statement: SQLite reads the rows from one JSON
-#: array (``json_each``, in array order, so a key's records keep their order) and, for the
-#: entries, takes each value's bytes out of one blob of them all (``substr`` of a BLOB
-#: counts bytes: the value is stored as it was read, not re-encoded). ``WHERE true``: an
-#: upsert's ``SELECT`` needs a ``WHERE`` (else ``ON CONFLICT`` parses as a join's ``ON``).
-UPSERT_ENTRIES_JSON = """
-INSERT INTO entries (key, partition, state, at, value)
-SELECT j.value ->> '$[0][0]', j.value ->> '$[0][1]', j.value ->> '$[0][2]',
-    j.value ->> '$[0][3]', substr(?2, j.value ->> '$[1]', j.value ->> '$[2]')
-FROM json_each(?1) AS j WHERE true
-ON CONFLICT (key) DO UPDATE SET
-    partition = excluded.partition, state = excluded.state, at = excluded.at,
-    value = excluded.value
-WHERE excluded.state = 'done' OR entries.state = 'intent'
-"""
-UPSERT_INDEX_JSON = """
-INSERT INTO command_index (key, partition, state, at)
-SELECT j.value ->> '$[0]', j.value ->> '$[1]', j.value ->> '$[2]', j.value ->> '$[3]'
-FROM json_each(?1) AS j WHERE true
-ON CONFLICT (key) DO UPDATE SET
-    partition = excluded.partition, state = excluded.state, at = excluded.at
-WHERE excluded.state = 'done' OR command_index.state = 'intent'
-"""
-#: Batches from this many rows go to SQLite whole (below it, one call per row costs less
-#: than the JSON).
-WHOLE_BATCH_ROWS = 64
 UPSERT_POSITION = """
 INSERT INTO positions (topic, partition, next_offset) VALUES (?, ?, ?)
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
@@ -285,13 +256,9 @@ class StateStore:
         if len(index) > 1:
             index = sorted(index, key=_by_key)
         with self._transaction() as db:
-            if len(entries) >= WHOLE_BATCH_ROWS:
-                db.execute(UPSERT_ENTRIES_JSON, _entries_json(entries))
-            elif entries:
+            if entries:
                 db.executemany(UPSERT_ENTRY, entries)
-            if len(index) >= WHOLE_BATCH_ROWS:
-                db.execute(UPSERT_INDEX_JSON, (_dumps(index),))
-            elif index:
+            if index:
                 db.executemany(UPSERT_INDEX, index)
             db.executemany(UPSERT_POSITION, list(positions))
 
@@ -337,25 +304,6 @@ class StateStore:
 
 def _by_key(row: EntryRow | IndexRow) -> str:
     return row.key
-
-
-#: C-encoded JSON (tuples become arrays); ``allow_nan=False``: SQLite's JSON has no NaN
-#: (the readers skip records whose time is not finite, so this never raises on them).
-_dumps = json.JSONEncoder(check_circular=False, allow_nan=False, separators=(",", ":")).encode
-_heads = itemgetter(0, 1, 2, 3)
-_values = itemgetter(4)
-
-
-def _entries_json(entries: Sequence[EntryRow]) -> tuple[str, bytes]:
-    """A batch of entries as :data:`UPSERT_ENTRIES_JSON` binds it: one JSON array of
-    ``[[key, partition, state, at], start, length]`` and one blob of the values, built
-    by C loops (no Python code per row), so the statement then runs on SQLite's side
-    without the GIL (``executemany`` takes it back for every row: a writer thread then
-    hardly overlaps the restore's decoding)."""
-    values = list(map(_values, entries))
-    lengths = list(map(len, values))
-    rows = list(zip(map(_heads, entries), accumulate(lengths, initial=1), lengths))
-    return _dumps(rows), b"".join(values)
 
 
 def _lock(directory: Path) -> IO[str]:
