@@ -39,10 +39,26 @@ log = structlog.get_logger(__name__)
 
 FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
 #: A lane's next transaction often starts while the coordinator still writes the markers
-#: of the one before: its AddPartitionsToTxn (aiokafka then waits 20 ms) or, with no
-#: records, its AddOffsetsToTxn (aiokafka's retry backoff, 100 ms by default) is answered
-#: CONCURRENT_TRANSACTIONS. The same 20 ms for both.
-TRANSACTION_RETRY_BACKOFF_MS = 20
+#: of the one before (a few milliseconds): its AddPartitionsToTxn or, with no records,
+#: its AddOffsetsToTxn is answered CONCURRENT_TRANSACTIONS and tried again after this.
+#: aiokafka waits 20 ms (its ``BACKOFF_OVERRIDE``) for the first and its retry backoff
+#: (100 ms by default) for the second; nearly every transaction of a busy lane paid one
+#: such wait, and an intent's request waits for its transaction (bench/RESULTS.md,
+#: "latency hiding"). 5 ms for both: a few more small requests to the coordinator.
+TRANSACTION_RETRY_BACKOFF_MS = 5
+
+
+def _shorten_aiokafka_transaction_backoff() -> None:
+    """aiokafka's 20 ms wait after CONCURRENT_TRANSACTIONS on AddPartitionsToTxn is a
+    module constant (``aiokafka.producer.sender.BACKOFF_OVERRIDE``), not a setting; set
+    it to :data:`TRANSACTION_RETRY_BACKOFF_MS` where it exists (aiokafka 0.14), else
+    leave aiokafka as it is (only slower)."""
+    from aiokafka.producer import sender
+
+    if isinstance(getattr(sender, "BACKOFF_OVERRIDE", None), float):
+        sender.BACKOFF_OVERRIDE = TRANSACTION_RETRY_BACKOFF_MS / 1000
+
+
 FOREIGN_LOOKBACK_MS = 5_000
 FOREIGN_TIMEOUT_SECONDS = 15.0
 
@@ -165,6 +181,7 @@ class KafkaLanes:
                 self._lanes[partition] = PlainLane(partition, send=send)
 
     async def _open_transactional(self, partition: int) -> None:
+        _shorten_aiokafka_transaction_backoff()
         attempt_seconds = self._settings.request_timeout_ms / 1000 + 5
 
         async def open_producer() -> _TransactionalProducer:
