@@ -150,21 +150,26 @@ class CommandLedger:
     def journal(self, partition: int) -> PartitionJournal:
         return PartitionJournal(self, partition)
 
-    async def find(
-        self, command_type: str, command_id: str, *, partition: int
-    ) -> LedgerEntry | None:
-        """The latest entry of a command: in this partition's state, else (a duplicate
-        published under another key) from the partition the command index names."""
-        key = ledger_key(command_type, command_id)
+    def _local(self, key: str) -> LedgerEntry | None:
+        """The latest entry this replica holds: handed to a lane, durable but not yet in
+        the store (``_unwritten``), or in the store."""
         pending = self._pending.get(key)
         if pending is not None:
             return pending
         unwritten = self._unwritten.get(key)
         if unwritten is not None:
             return unwritten[0]
-        stored = self._store.entry(key)
-        if stored is not None:
-            return _parse(stored.value)
+        return _stored(self._store.entry(key))
+
+    async def find(
+        self, command_type: str, command_id: str, *, partition: int
+    ) -> LedgerEntry | None:
+        """The latest entry of a command: in this partition's state, else (a duplicate
+        published under another key) from the partition the command index names."""
+        key = ledger_key(command_type, command_id)
+        local = self._local(key)
+        if local is not None:
+            return local
         indexed = self._store.indexed(key)
         if indexed is None or indexed.partition == partition or self._fetch_foreign is None:
             return None
@@ -223,12 +228,7 @@ class CommandLedger:
         that without transactions they are never missing once the outcome is recorded:
         a redelivered command whose outcome is recorded only gets its result again."""
         key = ledger_key(result.command_type, result.command_id)
-        unwritten = self._unwritten.get(key)
-        previous = (
-            self._pending.get(key)
-            or (unwritten[0] if unwritten is not None else None)
-            or _stored(self._store.entry(key))
-        )
+        previous = self._local(key)
         entry = LedgerEntry(
             command_id=result.command_id,
             command_type=result.command_type,
@@ -276,10 +276,8 @@ class CommandLedger:
         if held is not None and held[0].state == "done" and entry.state == "intent":
             return  # as in the store: an outcome is never undone by an older intent
         self._unwritten[key] = (entry, partition)
-        if not self._closed and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_behind(), name="ledger-write-behind"
-            )
+        if not self._closed:
+            self._writing()
 
     async def _write_behind(self) -> None:
         """Write what is unwritten, a batch every ``write_behind_seconds``, until nothing
@@ -306,12 +304,15 @@ class CommandLedger:
     async def flush(self) -> None:
         """Until every durable entry of ours so far is in the store."""
         while self._unwritten and not self._closed:
-            writer = self._writer
-            if writer is None or writer.done():
-                self._writer = writer = asyncio.get_running_loop().create_task(
-                    self._write_behind(), name="ledger-write-behind"
-                )
-            await asyncio.shield(writer)
+            await asyncio.shield(self._writing())
+
+    def _writing(self) -> asyncio.Task[None]:
+        """The write-behind task, started if none runs."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_behind(), name="ledger-write-behind"
+            )
+        return self._writer
 
     async def close(self) -> None:
         """Before the store closes: what is unwritten is written, then nothing more."""

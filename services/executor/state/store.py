@@ -33,7 +33,11 @@ from typing import IO, Any, Literal, NamedTuple
 
 State = Literal["intent", "done"]
 
-SCHEMA = """
+#: The entries' partition index: in the schema, and dropped and built again around a
+#: restore into an empty store (``defer_partition_index``).
+CREATE_PARTITION_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition)"
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
     partition INTEGER NOT NULL,
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS entries (
     at REAL NOT NULL,
     value BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition);
+{CREATE_PARTITION_INDEX};
 CREATE TABLE IF NOT EXISTS command_index (
     key TEXT PRIMARY KEY,
     partition INTEGER NOT NULL,
@@ -56,8 +60,6 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-CREATE_PARTITION_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_partition ON entries (partition)"
 
 #: An outcome is never undone by an older intent; a newer record replaces an older one.
 UPSERT_ENTRY = """
