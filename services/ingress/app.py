@@ -128,17 +128,16 @@ def is_json(media: str) -> bool:
     return media == JSON_TYPE or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def _chunks(request: Request) -> AsyncIterator[tuple[bytes, bool]]:
-    """(chunk, more to come) straight off the ASGI channel (resumable, unlike ``stream()``)."""
+async def _next_chunk(request: Request) -> tuple[bytes, bool]:
+    """The next body chunk and whether more comes, straight off the ASGI channel
+    (resumable, unlike ``stream()``; a plain coroutine, not an async generator: the loop
+    tracks each generator, a cost per callback)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect
         if message["type"] == "http.request":
-            more = bool(message.get("more_body", False))
-            yield message.get("body", b""), more
-            if not more:
-                return
+            return message.get("body", b""), bool(message.get("more_body", False))
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -149,14 +148,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     more = True
-    while more:  # what _chunks does, without an async generator (the loop tracks each one)
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        if message["type"] != "http.request":
-            continue
-        chunk: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
+    while more:
+        chunk, more = await _next_chunk(request)
         total += len(chunk)
         if total > limit:
             raise BodyTooLarge(finished=not more)
@@ -170,9 +163,11 @@ async def drain(request: Request) -> bool:
     if declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
         return False
     total = 0
+    more = True
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            async for chunk, _ in _chunks(request):
+            while more:
+                chunk, more = await _next_chunk(request)
                 total += len(chunk)
                 if total > DRAIN_LIMIT_BYTES:
                     return False

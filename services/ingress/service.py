@@ -101,7 +101,7 @@ class CallbackService:
         except SinkUnavailable as exc:
             self._observe_publish(started, "error")
             return self._unavailable(event, str(exc))
-        self._published_ok.observe(time.perf_counter() - started)
+        self._observe_publish(started, "ok")
         return Outcome(Verdict.ACCEPTED, event=event)
 
     async def reject(
@@ -125,7 +125,10 @@ class CallbackService:
         return Outcome(Verdict.UNREADABLE, reason=reason)
 
     def _observe_publish(self, started: float, outcome: str) -> None:
-        self._metrics.publish_seconds.labels(outcome).observe(time.perf_counter() - started)
+        histogram = (
+            self._published_ok if outcome == "ok" else self._metrics.publish_seconds.labels(outcome)
+        )
+        histogram.observe(time.perf_counter() - started)
 
     def _unavailable(self, event: CallStatusEvent, reason: str) -> Outcome:
         self._metrics.rejected.labels("unavailable").inc()
