@@ -16,10 +16,9 @@ CAP_SYS_PTRACE).
 from __future__ import annotations
 
 import asyncio
-import shutil
+import contextlib
 import sys
 import uuid
-from pathlib import Path
 
 from bench.harness import (
     REPO_ROOT,
@@ -31,7 +30,7 @@ from bench.harness import (
     exit_on_sigterm,
     publish,
 )
-from bench.profile_ingress import summarise
+from bench.pyspy import recording, summarise
 from bench.throughput import (
     BASELINE_COMMANDS,
     BASELINE_RESULTS,
@@ -56,27 +55,20 @@ async def _run(
     run = f"p{uuid.uuid4().hex[:6]}"
     await publish(bootstrap, commands(run, count), topic=command_topic)
     reader = await ResultReader(bootstrap, result_topic, prefix=run + "-").start()
-    record: asyncio.subprocess.Process | None = None
     try:
         await asyncio.to_thread(process.start, ready_path=None)
         try:
             await reader.wait_for(1, 60, [process])
             first = len(reader.seen)
-            if spy:
-                py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-                record = await asyncio.create_subprocess_exec(
-                    py_spy,
-                    *("record", "--format", "raw", "--rate", "50", "--nonblocking"),
-                    *("--nolineno", "--output", str(OUT), "--pid", str(process.pid)),
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
-            cpu0 = process.cpu_seconds() or 0.0
-            await reader.wait_for(count, 90, [process])
-            cpu1 = process.cpu_seconds() or 0.0
-            if record is not None:
-                record.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
-                await record.wait()
+            sampled = (
+                recording(process.pid or 0, OUT, rate=50, options=("--nonblocking",))
+                if spy
+                else contextlib.nullcontext()
+            )
+            async with sampled:
+                cpu0 = process.cpu_seconds() or 0.0
+                await reader.wait_for(count, 90, [process])
+                cpu1 = process.cpu_seconds() or 0.0
         finally:
             await asyncio.to_thread(process.stop)
             process.cleanup()

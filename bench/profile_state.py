@@ -13,7 +13,6 @@ The raw collapsed stacks are left in ``.run/profile-state.txt``. py-spy needs pt
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 import tempfile
 import time
@@ -21,14 +20,13 @@ import uuid
 from pathlib import Path
 
 from bench.harness import REPO_ROOT, Process, exit_on_sigterm
-from bench.profile_ingress import summarise
+from bench.pyspy import recording, summarise
 from bench.state import SIZES, executor_env, fill, readyz, rss_mb, state_broker
 
 OUT = REPO_ROOT / ".run" / "profile-state.txt"
 
 
 async def profile(entries: int) -> None:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     OUT.parent.mkdir(exist_ok=True)
     async with state_broker() as bootstrap:
         seconds = await fill(bootstrap, 0, entries)
@@ -41,19 +39,11 @@ async def profile(entries: int) -> None:
             began = time.monotonic()
             process.start(ready_path=None)
             try:
-                record = await asyncio.create_subprocess_exec(
-                    py_spy,
-                    *("record", "--format", "raw", "--rate", "100", "--nolineno"),
-                    *("--output", str(OUT), "--pid", str(process.pid)),
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
-                await asyncio.to_thread(process.wait_ready, timeout=900)
-                ready = time.monotonic() - began
-                body = readyz(process)
-                rss = rss_mb(process.pid or 0)
-                record.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
-                await record.wait()
+                async with recording(process.pid or 0, OUT, rate=100):
+                    await asyncio.to_thread(process.wait_ready, timeout=900)
+                    ready = time.monotonic() - began
+                    body = readyz(process)
+                    rss = rss_mb(process.pid or 0)
             finally:
                 process.stop()
                 process.cleanup()
