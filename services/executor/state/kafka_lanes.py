@@ -30,6 +30,7 @@ from services.executor.state.lanes import (
     LaneClosed,
     PlainLane,
     Positions,
+    SplitLane,
     TransactionalLane,
     WriteLane,
 )
@@ -181,7 +182,18 @@ class KafkaLanes:
                 self._lanes[partition] = PlainLane(partition, send=send)
 
     async def _open_transactional(self, partition: int) -> None:
+        """The partition's intents lane and outcomes lane, both producers started (which
+        fences the previous owner's two) before the partition's state is restored."""
         _shorten_aiokafka_transaction_backoff()
+        intents, outcomes = await asyncio.gather(
+            self._transactional_lane(partition, f"{self._group_id}-p{partition}-i", intents=True),
+            self._transactional_lane(partition, f"{self._group_id}-p{partition}", intents=False),
+        )
+        self._lanes[partition] = SplitLane(intents=intents, outcomes=outcomes)
+
+    async def _transactional_lane(
+        self, partition: int, transactional_id: str, *, intents: bool
+    ) -> TransactionalLane:
         attempt_seconds = self._settings.request_timeout_ms / 1000 + 5
 
         async def open_producer() -> _TransactionalProducer:
@@ -196,7 +208,7 @@ class KafkaLanes:
                 producer = _producer(
                     self._settings,
                     enable_idempotence=True,
-                    transactional_id=f"{self._group_id}-p{partition}",
+                    transactional_id=transactional_id,
                     retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
                 )
                 try:
@@ -216,8 +228,9 @@ class KafkaLanes:
                     continue
                 return _TransactionalProducer(producer)
 
-        positions: Positions = self._positions_of(partition)
-        self._lanes[partition] = TransactionalLane(
+        # The intents lane commits no offsets (they go with the outcomes).
+        positions: Positions = dict if intents else self._positions_of(partition)
+        return TransactionalLane(
             partition,
             producer=await open_producer(),
             open_producer=open_producer,
