@@ -1,5 +1,6 @@
 """A partition's transactional lane: outcomes and offsets committed together, batched,
-retried when a transaction fails, and given up when another replica took the partition."""
+retried when a transaction fails, and given up when another replica took the partition;
+its intents through a lane of their own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.executor.state.lanes import LaneClosed, TransactionalLane
+from services.executor.state.lanes import LaneClosed, SplitLane, TransactionalLane
 from services.executor.state.records import Record
 
 
@@ -220,4 +221,33 @@ async def test_revocation_commits_the_final_positions_it_is_given() -> None:
     lane = lane_on(producer, {})  # the dispatcher no longer tracks the partition
     await lane.flush({("lwb.action", 0): 42})
     assert producer.committed == [{"records": [], "offsets": {("lwb.action", 0): 42}}]
+    await lane.close()
+
+
+async def test_an_intent_does_not_wait_for_an_outcome_transaction_in_progress() -> None:
+    intents, outcomes = FakeTransactions(), FakeTransactions(hang_commits=1)
+    lane = SplitLane(
+        intents=lane_on(intents, {}),
+        outcomes=lane_on(outcomes, {("call.connect", 0): 3}, transaction_timeout=5.0),
+    )
+    await lane.finish([record("outcome")])
+    await asyncio.sleep(0)  # the outcomes' transaction starts and its commit hangs
+    async with asyncio.timeout(1.0):
+        await lane.write_now([record("intent")])
+    assert intents.committed == [{"records": [b"intent"], "offsets": {}}]
+    assert outcomes.committed == []
+    await lane.close()
+
+
+async def test_outcomes_and_offsets_go_through_the_outcomes_lane_only() -> None:
+    intents, outcomes = FakeTransactions(), FakeTransactions()
+    positions = {("call.connect", 0): 7}
+    lane = SplitLane(intents=lane_on(intents, {}), outcomes=lane_on(outcomes, positions))
+    await lane.write_now([record("intent")])
+    await lane.finish([record("outcome")])
+    await lane.flush({("lwb.action", 0): 2})
+    assert intents.committed == [{"records": [b"intent"], "offsets": {}}]
+    assert outcomes.committed == [
+        {"records": [b"outcome"], "offsets": {("call.connect", 0): 7, ("lwb.action", 0): 2}}
+    ]
     await lane.close()
