@@ -43,7 +43,7 @@ from services.executor.pipeline import CommandPipeline
 from services.executor.progress_kafka import KafkaPartitionProgress
 from services.executor.service import Account, CommandService
 from services.executor.settings import ExecutorSettings
-from services.executor.state.kafka_lanes import KafkaLanes, fetch_foreign_entry
+from services.executor.state.kafka_lanes import KafkaLanes, fetch_entry_at, fetch_foreign_entry
 from services.executor.state.partitions import ExecutorState
 from services.executor.state.records import (
     INDEX_TOPIC,
@@ -287,7 +287,17 @@ async def _open_state(
             settings.kafka, read_committed=transactional, partition=partition, key=key, at=at
         )
 
-    ledger = CommandLedger(store, lanes, fetch_foreign=fetch)
+    async def read_back(partition: int, offset: int, key: str, at: float) -> bytes | None:
+        return await fetch_entry_at(
+            settings.kafka,
+            read_committed=transactional,
+            partition=partition,
+            offset=offset,
+            key=key,
+            at=at,
+        )
+
+    ledger = CommandLedger(store, lanes, fetch_foreign=fetch, fetch_at=read_back)
     return ExecutorState(
         lanes, reader, ledger, committer.commit, store, temporary=settings.state_dir is None
     )

@@ -84,6 +84,13 @@ class Lanes(Protocol):
 #: Reads one entry of another partition's ledger from Kafka (a duplicate published under
 #: another key): (partition, key, written at) -> the record's bytes, if found.
 FetchEntry = Callable[[int, str, float], Awaitable[bytes | None]]
+#: Reads the ledger record a stored outcome refers to: (partition, offset, key, written
+#: at) -> the latest record of that key from that offset on, None if there is none; raises
+#: when Kafka does not answer.
+FetchAt = Callable[[int, int, str, float], Awaitable[bytes | None]]
+#: How often a reference is tried while Kafka does not answer, and the wait between.
+FETCH_ATTEMPTS = 10
+FETCH_BACKOFF_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,12 +139,14 @@ class CommandLedger:
         lanes: Lanes,
         *,
         fetch_foreign: FetchEntry | None = None,
+        fetch_at: FetchAt | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         write_behind_seconds: float = WRITE_BEHIND_SECONDS,
     ) -> None:
         self._store = store
         self._lanes = lanes
         self._fetch_foreign = fetch_foreign
+        self._fetch_at = fetch_at
         self._clock = clock
         self._pending: dict[str, LedgerEntry] = {}
         self._pending_home: dict[str, int] = {}
@@ -150,16 +159,54 @@ class CommandLedger:
     def journal(self, partition: int) -> PartitionJournal:
         return PartitionJournal(self, partition)
 
-    def _local(self, key: str) -> LedgerEntry | None:
+    def _local(self, key: str) -> LedgerEntry | StoredEntry | None:
         """The latest entry this replica holds: handed to a lane, durable but not yet in
-        the store (``_unwritten``), or in the store."""
+        the store (``_unwritten``), or in the store (an outcome read back from Kafka is
+        kept there by reference: a ``StoredEntry`` without bytes, see ``_read_back``)."""
         pending = self._pending.get(key)
         if pending is not None:
             return pending
         unwritten = self._unwritten.get(key)
         if unwritten is not None:
             return unwritten[0]
-        return _stored(self._store.entry(key))
+        stored = self._store.entry(key)
+        if stored is None or stored.by_reference:
+            return stored
+        return _parse(stored.value)
+
+    async def _read_back(self, stored: StoredEntry) -> LedgerEntry | None:
+        """The outcome a stored reference names, read from its ledger partition.
+
+        Kafka not answering is retried for a while, then raised (the command's offset
+        stays uncommitted; it runs again later). Where the record cannot be had at all
+        (no reader configured, or nothing of the key from that offset on), the entry is
+        still known to be done: it comes back without its result, so the command is
+        reconciled as one in doubt, never sent again blindly."""
+        raw: bytes | None = None
+        if self._fetch_at is not None:
+            for attempt in range(1, FETCH_ATTEMPTS + 1):
+                try:
+                    raw = await self._fetch_at(
+                        stored.partition, stored.offset, stored.key, stored.at
+                    )
+                    break
+                except Exception as exc:
+                    if attempt == FETCH_ATTEMPTS:
+                        raise
+                    log.warning("ledger.read_back_retry", attempt=attempt, error=repr(exc))
+                    await asyncio.sleep(FETCH_BACKOFF_SECONDS * attempt)
+        found = _parse(raw) if raw is not None else None
+        if found is not None and found.key == stored.key:
+            return found
+        log.warning("ledger.outcome_not_read_back", key=stored.key, offset=stored.offset)
+        command_type, _, command_id = stored.key.partition(":")
+        return LedgerEntry(
+            command_id=command_id,
+            command_type=command_type,  # type: ignore[arg-type]
+            state=stored.state,
+            account="",
+            at=datetime.fromtimestamp(stored.at, UTC),
+        )
 
     async def find(
         self, command_type: str, command_id: str, *, partition: int
@@ -168,6 +215,8 @@ class CommandLedger:
         published under another key) from the partition the command index names."""
         key = ledger_key(command_type, command_id)
         local = self._local(key)
+        if isinstance(local, StoredEntry):
+            return await self._read_back(local)
         if local is not None:
             return local
         indexed = self._store.indexed(key)
@@ -235,7 +284,8 @@ class CommandLedger:
             state="done",
             account=result.account,
             at=self._clock(),
-            evidence=previous.evidence if previous else {},
+            # (an outcome kept by reference has no evidence to carry: it is done already)
+            evidence=previous.evidence if isinstance(previous, LedgerEntry) else {},
             result=result,
             source=source,
         )
@@ -335,10 +385,6 @@ def _parse(value: bytes) -> LedgerEntry | None:
     except ValidationError as exc:
         log.warning("ledger.unreadable_entry", error=str(exc)[:200])
         return None
-
-
-def _stored(stored: StoredEntry | None) -> LedgerEntry | None:
-    return _parse(stored.value) if stored is not None else None
 
 
 def _entry_row(entry: LedgerEntry, partition: int) -> EntryRow:

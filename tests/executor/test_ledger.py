@@ -15,7 +15,7 @@ from contracts.commands import CallConnect
 from contracts.results import CommandResult
 from services.executor.ledger import CommandLedger, LedgerEntry, record_source
 from services.executor.state.records import INDEX_TOPIC, LEDGER_TOPIC
-from services.executor.state.store import IndexRow, StateStore
+from services.executor.state.store import EntryRow, IndexRow, StateStore
 from tests.support.exotel import FakeExotel, executor
 from tests.support.lanes import RecordingLanes
 
@@ -237,3 +237,66 @@ async def test_closing_writes_what_is_unwritten_first() -> None:
     assert store.entry("call.connect:c-1") is not None
     await ledger.complete(4, accepted("c-2"))  # after close: kept in memory, never written
     assert store.entry("call.connect:c-2") is None
+
+
+def outcome_by_reference(store: StateStore, offset: int = 12) -> bytes:
+    """An outcome as a restore keeps it (no bytes, its ledger offset); the bytes in Kafka."""
+    done = LedgerEntry(
+        command_id="c-1",
+        command_type="call.connect",
+        state="done",
+        account="default",
+        at=NOW,
+        result=accepted(),
+        source="call.connect/5/3",
+    )
+    store.apply(entries=[EntryRow(done.key, 5, "done", NOW.timestamp(), b"", offset)])
+    return done.model_dump_json().encode()
+
+
+async def test_an_outcome_kept_by_reference_is_read_back_from_its_ledger_offset() -> None:
+    store = StateStore(None)
+    value = outcome_by_reference(store, offset=12)
+    asked: list[tuple[int, int, str]] = []
+
+    async def read_back(partition: int, offset: int, key: str, at: float) -> bytes | None:
+        asked.append((partition, offset, key))
+        return value
+
+    ledger, _, _ = new_ledger(store=store, fetch_at=read_back)
+    found = await ledger.find("call.connect", "c-1", partition=5)
+    assert found is not None
+    assert (found.result, found.source) == (accepted(), "call.connect/5/3")
+    assert asked == [(5, 12, "call.connect:c-1")]
+
+
+async def test_a_read_back_kafka_does_not_answer_is_tried_again(monkeypatch: Any) -> None:
+    monkeypatch.setattr("services.executor.ledger.FETCH_BACKOFF_SECONDS", 0.0)
+    store = StateStore(None)
+    value = outcome_by_reference(store)
+    failures = [ConnectionError("broker gone"), TimeoutError()]
+
+    async def read_back(partition: int, offset: int, key: str, at: float) -> bytes | None:
+        if failures:
+            raise failures.pop(0)
+        return value
+
+    ledger, _, _ = new_ledger(store=store, fetch_at=read_back)
+    found = await ledger.find("call.connect", "c-1", partition=5)
+    assert found is not None
+    assert found.result == accepted()
+    assert failures == []
+
+
+async def test_an_outcome_that_cannot_be_read_back_is_still_done_and_never_absent() -> None:
+    store = StateStore(None)
+    outcome_by_reference(store)
+
+    async def nothing_there(partition: int, offset: int, key: str, at: float) -> bytes | None:
+        return None
+
+    ledger, _, _ = new_ledger(store=store, fetch_at=nothing_there)
+    found = await ledger.find("call.connect", "c-1", partition=5)
+    # done without its result: the pipeline reconciles it as in doubt, never sends blindly
+    assert found is not None
+    assert (found.state, found.result, found.command_id) == ("done", None, "c-1")

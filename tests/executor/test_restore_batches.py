@@ -124,11 +124,20 @@ def test_index_rows_of_commands_whose_ledger_partition_is_restored_alongside_are
 
 def test_ledger_records_become_entries_of_their_partition() -> None:
     record = ledger_record(key="call.connect:c-1", partition=3, state="intent", at=1.0, value=b"{}")
-    barrier = SimpleNamespace(key=b"__barrier__", value=b"b", headers=())
-    rows = [SimpleNamespace(key=record.key, value=record.value, headers=tuple(record.headers))]
+    barrier = SimpleNamespace(key=b"__barrier__", value=b"b", headers=(), offset=9)
+    rows = [
+        SimpleNamespace(key=record.key, value=record.value, headers=tuple(record.headers), offset=8)
+    ]
     entries, index = store_rows([*rows, barrier], LEDGER_TOPIC, 3, restoring={3})
-    assert entries == [EntryRow("call.connect:c-1", 3, "intent", 1.0, b"{}")]
+    assert entries == [EntryRow("call.connect:c-1", 3, "intent", 1.0, b"{}", 8)]
     assert index == []
+
+
+def test_an_outcome_read_back_is_kept_by_reference_to_its_offset() -> None:
+    record = ledger_record(key="call.connect:c-1", partition=3, state="done", at=2.0, value=b"{}")
+    read = SimpleNamespace(key=record.key, value=record.value, headers=record.headers, offset=41)
+    entries, _ = store_rows([read], LEDGER_TOPIC, 3)
+    assert entries == [EntryRow("call.connect:c-1", 3, "done", 2.0, b"", 41)]
 
 
 def _batches(*records: Any, transactional: bool = False) -> bytes:

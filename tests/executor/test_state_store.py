@@ -3,6 +3,7 @@ older intent, state of another Kafka cluster discarded, one replica per director
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -180,4 +181,30 @@ def test_a_store_left_without_its_partition_index_gets_it_back_when_opened(
     assert "entries_by_partition" in _indexes(again)
     assert again.position("voicebus.executor.ledger", 3) == 7
     assert again.entry("call.connect:c-1") is not None
+    again.close()
+
+
+def test_a_store_of_an_older_layout_is_emptied_and_read_from_kafka_again(tmp_path: Path) -> None:
+    """Before outcomes were kept by reference, entries had no offset column."""
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.executescript(
+        "CREATE TABLE entries (key TEXT PRIMARY KEY, partition INTEGER, state TEXT,"
+        " at REAL, value BLOB);"
+        "CREATE TABLE positions (topic TEXT, partition INTEGER, next_offset INTEGER,"
+        " PRIMARY KEY (topic, partition));"
+        "INSERT INTO entries VALUES ('call.connect:c-1', 3, 'done', 1.0, x'7b7d');"
+        "INSERT INTO positions VALUES ('voicebus.executor.ledger', 3, 99);"
+    )
+    old.commit()
+    old.close()
+    store = open_store(tmp_path)
+    assert store.entry("call.connect:c-1") is None
+    assert store.position("voicebus.executor.ledger", 3) is None, "read from the beginning"
+    store.apply(entries=[EntryRow("call.connect:c-2", 3, "done", 2.0, b"", 5)])
+    assert store.entry("call.connect:c-2") == StoredEntry(
+        "call.connect:c-2", 3, "done", 2.0, b"", 5
+    )
+    store.close()
+    again = open_store(tmp_path)
+    assert again.entry("call.connect:c-2") is not None, "the new layout is kept"
     again.close()

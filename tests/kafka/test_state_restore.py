@@ -1,5 +1,6 @@
 """The executor's state restored from a real broker: a replica restoring every ledger
-partition holds every committed entry and none of an aborted transaction, and need not
+partition holds every committed entry (an outcome by reference to its offset, read back
+from the ledger as it was written) and none of an aborted transaction, and need not
 read the command index (its positions move to the ends, the follower goes on from there);
 a replica restoring some partitions holds only their entries, and the index rows of the
 others' commands."""
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.common.kafka import ensure_topics, topic_partitions
 from services.common.settings import KafkaSettings
+from services.executor.state.kafka_lanes import fetch_entry_at
 from services.executor.state.records import (
     BARRIER_KEY,
     INDEX_TOPIC,
@@ -75,12 +77,31 @@ class History:
             written.append(key)
         return written
 
-    def ours(self, store: StateStore) -> dict[str, tuple[int, str, bytes]]:
-        found: dict[str, tuple[int, str, bytes]] = {}
+    def ours(self, store: StateStore) -> dict[str, tuple[int, str, bool]]:
+        """Each stored entry's partition, state and whether it is kept by reference."""
+        found: dict[str, tuple[int, str, bool]] = {}
         for key in [*self.home, *self.aborted]:
             entry = store.entry(key)
             if entry is not None:
-                found[key] = (entry.partition, entry.state, entry.value)
+                found[key] = (entry.partition, entry.state, entry.by_reference)
+        return found
+
+    async def read_back(self, settings: KafkaSettings, store: StateStore) -> dict[str, bytes]:
+        """Every stored reference read back from the ledger, as the ledger does."""
+        found: dict[str, bytes] = {}
+        for key in self.home:
+            entry = store.entry(key)
+            if entry is not None:
+                raw = await fetch_entry_at(
+                    settings,
+                    read_committed=settings.enable_idempotence,
+                    partition=entry.partition,
+                    offset=entry.offset,
+                    key=key,
+                    at=entry.at,
+                )
+                if raw is not None:
+                    found[key] = raw
         return found
 
     def indexed(self, store: StateStore) -> dict[str, int]:
@@ -172,8 +193,9 @@ async def test_a_restore_of_every_partition_holds_every_entry_and_skips_the_inde
     reader = await reader_of(kafka_settings, store, history)
     try:
         await reader.restore(history.ledger_partitions)
-        expected = {k: (history.home[k], "done", history.values[k]) for k in history.home}
+        expected = {k: (history.home[k], "done", True) for k in history.home}
         assert history.ours(store) == expected, "every committed entry, nothing aborted"
+        assert await history.read_back(kafka_settings, store) == history.values
         assert history.indexed(store) == {}, "the index was not read"
         index_partitions = await topic_partitions(kafka_settings, INDEX_TOPIC)
         assert all(store.position(INDEX_TOPIC, p) is not None for p in index_partitions)
@@ -199,7 +221,7 @@ async def test_a_restore_of_some_partitions_holds_theirs_and_the_others_index_ro
     try:
         await reader.restore([mine])
         assert history.ours(store) == {
-            k: (p, "done", history.values[k]) for k, p in history.home.items() if p == mine
+            k: (p, "done", True) for k, p in history.home.items() if p == mine
         }
         assert history.indexed(store) == {k: p for k, p in history.home.items() if p != mine}
     finally:

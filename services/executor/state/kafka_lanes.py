@@ -346,3 +346,45 @@ async def fetch_foreign_entry(
     finally:
         await consumer.stop()
     return found
+
+
+async def fetch_entry_at(
+    settings: KafkaSettings,
+    *,
+    read_committed: bool,
+    partition: int,
+    offset: int,
+    key: str,
+    at: float,
+) -> bytes | None:
+    """The ledger record at ``offset`` of ``partition`` if it is ``key``'s (an outcome the
+    local store keeps by reference); else, the record having been compacted away behind a
+    newer one of the key, that latest record, searched from ``at``; None if neither is
+    there. Raises ``KafkaError`` or ``TimeoutError`` when Kafka does not answer."""
+    consumer = AIOKafkaConsumer(
+        client_id=f"{settings.client_id}-ledger-read-back",
+        enable_auto_commit=False,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+        request_timeout_ms=settings.request_timeout_ms,
+        **client_options(settings),
+    )
+    tp = TopicPartition(LEDGER_TOPIC, partition)
+    wanted = key.encode()
+    await consumer.start()
+    try:
+        async with asyncio.timeout(FOREIGN_TIMEOUT_SECONDS):
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                records: Sequence[Any] = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+                if records:
+                    first = records[0]
+                    if first.offset == offset and first.key == wanted and first.value:
+                        return bytes(first.value)
+                    break
+    finally:
+        await consumer.stop()
+    return await fetch_foreign_entry(
+        settings, read_committed=read_committed, partition=partition, key=key, at=at
+    )

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.executor.state.store import EntryRow, IndexRow, State
+from services.executor.state.store import NO_OFFSET, EntryRow, IndexRow, State
 
 LEDGER_TOPIC = "voicebus.executor.ledger"
 INDEX_TOPIC = "voicebus.executor.command-index"
@@ -87,10 +87,15 @@ def _state_headers(
 
 
 def entry_row(
-    partition: int, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]
+    partition: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    offset: int = NO_OFFSET,
 ) -> EntryRow | None:
     """The store row of a ledger record read back (from its headers, else its JSON);
-    None for barriers and unreadable ones."""
+    None for barriers and unreadable ones. An outcome read at a known ``offset`` is kept
+    by reference (no bytes: ``store.py``); an intent keeps its bytes (its evidence)."""
     if not key or key == BARRIER_KEY or not value:
         return None
     state, at, _ = _state_headers(headers)
@@ -106,7 +111,8 @@ def entry_row(
         return None
     if state_text is None:
         return None
-    return _new(EntryRow, (key.decode(), partition, state_text, when, value))
+    kept = b"" if state_text == "done" and offset >= 0 else value
+    return _new(EntryRow, (key.decode(), partition, state_text, when, kept, offset))
 
 
 def index_row(

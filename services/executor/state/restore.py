@@ -124,7 +124,7 @@ def store_rows(
     those rows would only be written, never read (for one replica owning every
     partition: the whole index, a third of a restore's writes)."""
     if topic == LEDGER_TOPIC:
-        entries = [entry_row(partition, r.key, r.value, r.headers) for r in records]
+        entries = [entry_row(partition, r.key, r.value, r.headers, r.offset) for r in records]
         return [e for e in entries if e is not None], []
     index = [index_row(r.key, r.value, r.headers) for r in records]
     return [], [i for i in index if i is not None and i.partition not in restoring]

@@ -9,8 +9,12 @@ looked up, so restoring costs an insert per record, not a model validation.
 Two tables of entries, because a command's home is the partition it was consumed from
 (its ledger records are written to that ledger partition, which moves with it):
 
-* ``entries``: full ledger records (intent with evidence, outcome with result) of the
-  ledger partitions this replica restored, keyed by ``<command type>:<command id>``;
+* ``entries``: the ledger records of the ledger partitions this replica restored, keyed
+  by ``<command type>:<command id>``, with the record's offset: an intent with its bytes
+  (evidence for reconciling), an outcome read back from Kafka by reference only (empty
+  bytes; its result is read from the ledger at that offset when a duplicate needs it,
+  which is rare, while a restore writes millions of outcomes: their bytes were most of
+  what it wrote);
 * ``command_index``: for every command of every partition, where it lives and how far it
   got (``intent`` or ``done``): a few dozen bytes per command, so a duplicate published
   under another key (another partition, maybe another replica) is still recognised.
@@ -43,7 +47,8 @@ CREATE TABLE IF NOT EXISTS entries (
     partition INTEGER NOT NULL,
     state TEXT NOT NULL,
     at REAL NOT NULL,
-    value BLOB NOT NULL
+    value BLOB NOT NULL,
+    offset INTEGER NOT NULL
 );
 {CREATE_PARTITION_INDEX};
 CREATE TABLE IF NOT EXISTS command_index (
@@ -63,10 +68,10 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 #: An outcome is never undone by an older intent; a newer record replaces an older one.
 UPSERT_ENTRY = """
-INSERT INTO entries (key, partition, state, at, value) VALUES (?, ?, ?, ?, ?)
+INSERT INTO entries (key, partition, state, at, value, offset) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     partition = excluded.partition, state = excluded.state, at = excluded.at,
-    value = excluded.value
+    value = excluded.value, offset = excluded.offset
 WHERE excluded.state = 'done' OR entries.state = 'intent'
 """
 UPSERT_INDEX = """
@@ -81,13 +86,26 @@ ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset
 """
 
 
+#: The store's layout; a file of another (older) one is emptied and filled from Kafka again.
+SCHEMA_VERSION = 2
+#: ``EntryRow.offset`` of an entry whose ledger offset is not known (written by this
+#: replica before its transaction's offsets came back: it keeps its bytes).
+NO_OFFSET = -1
+
+
 @dataclass(frozen=True)
 class StoredEntry:
     key: str
     partition: int
     state: State
     at: float
+    #: the ledger record's bytes; empty for an outcome kept by reference (``offset``)
     value: bytes
+    offset: int = NO_OFFSET
+
+    @property
+    def by_reference(self) -> bool:
+        return not self.value
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,8 @@ class IndexedCommand:
 
 
 class EntryRow(NamedTuple):
-    """One ledger record to apply: its key, home partition, state, time and bytes.
+    """One ledger record to apply: its key, home partition, state, time, bytes (empty:
+    kept by reference) and ledger offset.
 
     Tuples, not dataclasses: a restore makes one per record (millions), and
     ``executemany`` binds a tuple's fields as they are."""
@@ -109,6 +128,7 @@ class EntryRow(NamedTuple):
     state: State
     at: float
     value: bytes
+    offset: int = NO_OFFSET
 
 
 class IndexRow(NamedTuple):
@@ -147,7 +167,23 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache at most
+            self._upgrade()
             self._db.executescript(SCHEMA)
+
+    def _upgrade(self) -> None:
+        """A file of an older layout is emptied (the store is a cache of Kafka)."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version == SCHEMA_VERSION:
+            return
+        tables = [
+            str(row[0])
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        ]
+        for table in tables:
+            self._db.execute(f'DROP TABLE IF EXISTS "{table}"')
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -199,9 +235,10 @@ class StateStore:
     def entry(self, key: str) -> StoredEntry | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT key, partition, state, at, value FROM entries WHERE key = ?", (key,)
+                "SELECT key, partition, state, at, value, offset FROM entries WHERE key = ?",
+                (key,),
             ).fetchone()
-        return None if row is None else StoredEntry(row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else StoredEntry(*row)
 
     def indexed(self, key: str) -> IndexedCommand | None:
         with self._lock:
