@@ -4,6 +4,7 @@ older intent, state of another Kafka cluster discarded, one replica per director
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,58 @@ def test_a_store_of_an_older_layout_is_emptied_and_read_from_kafka_again(tmp_pat
     again = open_store(tmp_path)
     assert again.entry("call.connect:c-2") is not None, "the new layout is kept"
     again.close()
+
+
+def test_a_lookup_does_not_wait_for_a_transaction_a_thread_is_committing(
+    tmp_path: Path,
+) -> None:
+    """The event loop's lookups read beside the writer (WAL): a command's lookup sees what
+    was committed, while a thread's transaction (the follower's batch, the write-behind)
+    is still open, instead of stopping the loop until it commits."""
+    store = open_store(tmp_path)
+    store.apply(
+        entries=[row("done")],
+        index=[IndexRow("call.connect:c-1", 3, "done", 1.0)],
+    )
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_commit() -> None:
+        with store.transaction() as db:
+            db.execute(
+                "INSERT INTO entries (key, partition, state, at, value, offset) "
+                "VALUES ('call.connect:c-2', 3, 'intent', 1.0, x'00', -1)"
+            )
+            inside.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=slow_commit)
+    writer.start()
+    try:
+        assert inside.wait(5)
+        found: list[object] = []
+        reader = threading.Thread(
+            target=lambda: found.extend(
+                [
+                    store.entry("call.connect:c-1"),
+                    store.indexed("call.connect:c-1"),
+                    store.entry("call.connect:c-2"),
+                ]
+            )
+        )
+        reader.start()
+        reader.join(2)
+        assert not reader.is_alive(), "the lookup waited for the writer's transaction"
+        stored, indexed, uncommitted = found
+        assert isinstance(stored, StoredEntry)
+        assert stored.state == "done"
+        assert isinstance(indexed, IndexedCommand)
+        assert indexed.partition == 3
+        assert uncommitted is None  # not committed yet: not seen
+    finally:
+        release.set()
+        writer.join(5)
+    # committed: the next lookup sees it
+    later = store.entry("call.connect:c-2")
+    assert later is not None
+    assert later.state == "intent"
+    store.close()
