@@ -311,18 +311,23 @@ async def record_committed(settings: KafkaSettings, ack: Any) -> bool:
         await consumer.stop()
 
 
-async def fetch_foreign_entry(
-    settings: KafkaSettings, *, read_committed: bool, partition: int, key: str, at: float
-) -> bytes | None:
-    """The latest record of ``key`` on ledger partition ``partition``, searched from a
-    little before ``at`` (when the index says it was written) to the end."""
-    consumer = AIOKafkaConsumer(
-        client_id=f"{settings.client_id}-ledger-lookup",
+def _ledger_reader(settings: KafkaSettings, name: str, *, read_committed: bool) -> AIOKafkaConsumer:
+    """A consumer without a group for one lookup in the ledger."""
+    return AIOKafkaConsumer(
+        client_id=f"{settings.client_id}-{name}",
         enable_auto_commit=False,
         isolation_level="read_committed" if read_committed else "read_uncommitted",
         request_timeout_ms=settings.request_timeout_ms,
         **client_options(settings),
     )
+
+
+async def fetch_foreign_entry(
+    settings: KafkaSettings, *, read_committed: bool, partition: int, key: str, at: float
+) -> bytes | None:
+    """The latest record of ``key`` on ledger partition ``partition``, searched from a
+    little before ``at`` (when the index says it was written) to the end."""
+    consumer = _ledger_reader(settings, "ledger-lookup", read_committed=read_committed)
     tp = TopicPartition(LEDGER_TOPIC, partition)
     wanted = key.encode()
     found: bytes | None = None
@@ -361,13 +366,7 @@ async def fetch_entry_at(
     local store keeps by reference); else, the record having been compacted away behind a
     newer one of the key, that latest record, searched from ``at``; None if neither is
     there. Raises ``KafkaError`` or ``TimeoutError`` when Kafka does not answer."""
-    consumer = AIOKafkaConsumer(
-        client_id=f"{settings.client_id}-ledger-read-back",
-        enable_auto_commit=False,
-        isolation_level="read_committed" if read_committed else "read_uncommitted",
-        request_timeout_ms=settings.request_timeout_ms,
-        **client_options(settings),
-    )
+    consumer = _ledger_reader(settings, "ledger-read-back", read_committed=read_committed)
     tp = TopicPartition(LEDGER_TOPIC, partition)
     wanted = key.encode()
     await consumer.start()
