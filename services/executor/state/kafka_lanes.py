@@ -290,29 +290,35 @@ async def record_committed(settings: KafkaSettings, ack: Any) -> bool:
     a ``read_committed`` reader: seek to its offset and read until the position passes it
     (records of an aborted transaction are skipped, so the first record seen is a later
     one). Called once the transaction is over, so the last stable offset is past it."""
-    consumer = AIOKafkaConsumer(
-        client_id=f"{settings.client_id}-lane-in-doubt",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        request_timeout_ms=settings.request_timeout_ms,
-        **client_options(settings),
-    )
+    consumer = _lookup_consumer(settings, "lane-in-doubt", read_committed=True)
     tp = TopicPartition(ack.topic, ack.partition)
     await consumer.start()
     try:
-        consumer.assign([tp])
-        consumer.seek(tp, ack.offset)
-        while await consumer.position(tp) <= ack.offset:
-            records: Sequence[Any] = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
-            if records:
-                return bool(records[0].offset == ack.offset)
-        return False
+        first = await _first_record_from(consumer, tp, ack.offset, until=ack.offset + 1)
+        return first is not None and bool(first.offset == ack.offset)
     finally:
         await consumer.stop()
 
 
-def _ledger_reader(settings: KafkaSettings, name: str, *, read_committed: bool) -> AIOKafkaConsumer:
-    """A consumer without a group for one lookup in the ledger."""
+async def _first_record_from(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, *, until: int
+) -> Any | None:
+    """The first record ``consumer`` reads of ``tp`` from ``offset`` on (records of
+    aborted transactions and compacted ones are not there: it may be a later one), None
+    once its position reaches ``until`` without one."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    while await consumer.position(tp) < until:
+        records: Sequence[Any] = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+        if records:
+            return records[0]
+    return None
+
+
+def _lookup_consumer(
+    settings: KafkaSettings, name: str, *, read_committed: bool
+) -> AIOKafkaConsumer:
+    """A consumer without a group, for one lookup."""
     return AIOKafkaConsumer(
         client_id=f"{settings.client_id}-{name}",
         enable_auto_commit=False,
@@ -327,7 +333,7 @@ async def fetch_foreign_entry(
 ) -> bytes | None:
     """The latest record of ``key`` on ledger partition ``partition``, searched from a
     little before ``at`` (when the index says it was written) to the end."""
-    consumer = _ledger_reader(settings, "ledger-lookup", read_committed=read_committed)
+    consumer = _lookup_consumer(settings, "ledger-lookup", read_committed=read_committed)
     tp = TopicPartition(LEDGER_TOPIC, partition)
     wanted = key.encode()
     found: bytes | None = None
@@ -365,23 +371,18 @@ async def fetch_entry_at(
     """The ledger record at ``offset`` of ``partition`` if it is ``key``'s (an outcome the
     local store keeps by reference); else, the record having been compacted away behind a
     newer one of the key, that latest record, searched from ``at``; None if neither is
-    there. Raises ``KafkaError`` or ``TimeoutError`` when Kafka does not answer."""
-    consumer = _ledger_reader(settings, "ledger-read-back", read_committed=read_committed)
+    there (or the search ran out of time: :func:`fetch_foreign_entry`). Raises
+    ``KafkaError`` or ``TimeoutError`` when Kafka does not answer the read at ``offset``."""
+    consumer = _lookup_consumer(settings, "ledger-read-back", read_committed=read_committed)
     tp = TopicPartition(LEDGER_TOPIC, partition)
     wanted = key.encode()
     await consumer.start()
     try:
         async with asyncio.timeout(FOREIGN_TIMEOUT_SECONDS):
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
             end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                records: Sequence[Any] = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
-                if records:
-                    first = records[0]
-                    if first.offset == offset and first.key == wanted and first.value:
-                        return bytes(first.value)
-                    break
+            first = await _first_record_from(consumer, tp, offset, until=end)
+            if first is not None and first.offset == offset and first.key == wanted and first.value:
+                return bytes(first.value)
     finally:
         await consumer.stop()
     return await fetch_foreign_entry(
