@@ -1,7 +1,7 @@
 """``python -m bench [name ...]``: run the benchmarks (all by default), print one ratio each.
 
 Names: overhead, latency, rate, scaleout, ingress, state, watchstate, rebalance, e2e,
-accounts. Each starts its own broker and the processes it measures (sandbox and executors;
+accounts, intent. Each starts its own broker and the processes it measures (sandbox and executors;
 the ingress and its baseline, driven by wrk). With every benchmark run (and without
 ``--no-write``) the figures and the machine are written to bench/RESULTS.md.
 """
@@ -19,6 +19,7 @@ from bench.accounts import many_accounts
 from bench.e2e import end_to_end
 from bench.harness import exit_on_sigterm, machine
 from bench.ingress import ingress_throughput
+from bench.intent_txn import intent_cost
 from bench.rate import rate_precision, scale_out
 from bench.rebalance import rebalance_cost
 from bench.results import write_results
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[], Coroutine[Any, Any, Figure]]] = {
     "rebalance": rebalance_cost,
     "e2e": end_to_end,
     "accounts": many_accounts,
+    "intent": intent_cost,
 }
 
 
