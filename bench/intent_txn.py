@@ -30,7 +30,8 @@ from aiokafka import AIOKafkaProducer
 from bench.e2e import percentile
 from bench.harness import chosen_broker, create_topics
 from bench.throughput import Figure
-from services.executor.state.kafka_lanes import TRANSACTION_RETRY_BACKOFF_MS
+from services.common.settings import KafkaSettings
+from services.executor.state.kafka_lanes import TRANSACTION_RETRY_BACKOFF_MS, lane_producer
 from services.executor.state.records import LEDGER_TOPIC
 
 SAMPLES = 300
@@ -44,14 +45,15 @@ VALUE = b"x" * 600  # about an intent's JSON
 
 
 def _producer(bootstrap: str, transactional_id: str | None = None) -> AIOKafkaProducer:
-    options: dict[str, object] = {}
-    if transactional_id is not None:
-        options = {
-            "transactional_id": transactional_id,
-            "retry_backoff_ms": TRANSACTION_RETRY_BACKOFF_MS,
-        }
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=0, **options
+    """A producer built as the lanes build theirs (transactional ones as a partition's)."""
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    if transactional_id is None:
+        return lane_producer(settings, enable_idempotence=True)
+    return lane_producer(
+        settings,
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
     )
 
 

@@ -97,6 +97,13 @@ def new_sid() -> str:
     return uuid.uuid4().hex
 
 
+def v1_terminal_callback(sid: str) -> tuple[bytes, dict[str, str]]:
+    """The sample v1 terminal callback (multipart) for call ``sid``: body and headers."""
+    pairs = [(k, sid if k == "CallSid" else v) for k, v in samples.form_pairs()]
+    headers = {"content-type": "multipart/form-data; boundary=exotelboundary42"}
+    return samples.multipart_body(pairs), headers
+
+
 def keyed(sid: str) -> Any:
     return lambda fact: fact.key == sid
 
@@ -116,11 +123,11 @@ async def test_v1_multipart_terminal_callback(
     ingress: Ingress, reader: FactReader, http: httpx.AsyncClient
 ) -> None:
     sid = new_sid()
-    pairs = [(k, sid if k == "CallSid" else v) for k, v in samples.form_pairs()]
+    body, headers = v1_terminal_callback(sid)
     response = await http.post(
         ingress.url(command_id="cmd-v1-multipart", account="default", api="v1"),
-        content=samples.multipart_body(pairs),
-        headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
+        content=body,
+        headers=headers,
     )
     assert response.status_code == 200, response.text
     [fact] = await reader.wait_for(CALL_STATUS, keyed(sid), timeout=20)
@@ -387,12 +394,11 @@ async def test_metrics(ingress: Ingress, http: httpx.AsyncClient) -> None:
 def test_stops_cleanly_on_sigterm_and_never_logs_the_token(ingress: Ingress) -> None:
     # Runs last in this module: it stops the shared ingress. Its own callback first, so the
     # log line it looks for does not depend on which tests ran before it on this ingress.
-    sid = new_sid()
-    pairs = [(k, sid if k == "CallSid" else v) for k, v in samples.form_pairs()]
+    body, headers = v1_terminal_callback(new_sid())
     response = httpx.post(
         ingress.url(command_id="cmd-before-sigterm", account="default", api="v1"),
-        content=samples.multipart_body(pairs),
-        headers={"content-type": "multipart/form-data; boundary=exotelboundary42"},
+        content=body,
+        headers=headers,
         timeout=20,
     )
     assert response.status_code == 200, response.text

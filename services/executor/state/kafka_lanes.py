@@ -64,7 +64,7 @@ FOREIGN_LOOKBACK_MS = 5_000
 FOREIGN_TIMEOUT_SECONDS = 15.0
 
 
-def _producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
+def lane_producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
     """A lane's producer. No linger: a lane queues a write's records all at once and then
     waits for them (an intent's request, a transaction's commit), so lingering would only
     add its milliseconds to every command; under load, records queued while a produce
@@ -144,7 +144,7 @@ class KafkaLanes:
 
     async def start(self) -> None:
         """The shared producer: plain lanes' writes, and barriers."""
-        self._plain = _producer(
+        self._plain = lane_producer(
             self._settings, enable_idempotence=self._settings.enable_idempotence
         )
         await self._plain.start()
@@ -205,7 +205,7 @@ class KafkaLanes:
             attempt = 0
             while True:
                 attempt += 1
-                producer = _producer(
+                producer = lane_producer(
                     self._settings,
                     enable_idempotence=True,
                     transactional_id=transactional_id,
